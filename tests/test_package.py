@@ -1,0 +1,23 @@
+import subprocess
+import sys
+
+import pytest
+
+from recdistill.cli import build_parser
+from recdistill.registry import Registry
+
+
+def test_cli_help_runs():
+    out = subprocess.run([sys.executable, "-m", "recdistill", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "recdistill" in out.stdout
+    build_parser()
+
+
+def test_registry_unknown_name_lists_known():
+    reg: Registry[int] = Registry("model")
+    reg.register("bpr")(1)
+    reg.register("cdae")(2)
+    assert reg.get("bpr") == 1
+    with pytest.raises(KeyError, match="unknown model 'bpx'; known: bpr, cdae"):
+        reg.get("bpx")
