@@ -1,0 +1,160 @@
+"""Teacher-vs-student rank analyses of the BD paper (Kweon et al., WWW 2021, Sections 2 and 5.4).
+
+- Eq. 1: ``Rank diff.^u(i) = rank_T^u(i) - rank_S^u(i)`` on each test interaction (u, i); a
+  positive value means the student ranks the held-out item higher (better) than the teacher.
+- Eq. 6: normalised average rank difference ``(1 / (n m)) sum_{D_test} |Rank diff.^u(i)|``.
+- Fig. 1b: ``(rank_S^u(i), rank_T^u(i))`` of high-ranked unobserved items, drawn per user with CD's
+  rank-aware probability ``p(i) ∝ exp(-rank(i) / t_r)`` from each model's list (footnote 3).
+
+Ranks are user-side ranks among the unobserved items ``I_u^-`` (the items not in the user's
+training row), 1 = top. Held-out ranks count the items scoring strictly higher plus half of the
+equal ones (METHODS.md tie rule), so they may end in .5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recdistill.data.dataset import Dataset
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # users (B,) -> logits (B, n_items)
+
+
+def _mask_train(scores: torch.Tensor, train: sp.csr_matrix, users: np.ndarray) -> torch.Tensor:
+    """Set the training items of ``users`` to -inf in ``scores`` (B, n_items), in place."""
+    sub = train[users]  # CSR slice, (B, n_items)
+    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))  # (nnz_B,)
+    r = torch.from_numpy(rows).to(scores.device)
+    c = torch.from_numpy(sub.indices.astype(np.int64)).to(scores.device)
+    scores[r, c] = float("-inf")
+    return scores
+
+
+@torch.no_grad()
+def heldout_ranks(
+    score_fn: ScoreFn,
+    dataset: Dataset,
+    split: str = "test",
+    device: str | torch.device = "cpu",
+    chunk: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full-ranking rank of each user's held-out item among ``I_u^-`` (1 = top).
+
+    Returns ``(users, ranks)``: int64 users that have a held-out item, float64 ranks
+    ``1 + #{j in I_u^-: z_j > z_i} + 0.5 #{j in I_u^- \\ {i}: z_j = z_i}``.
+    """
+    held = dataset.heldout(split)
+    users = np.flatnonzero(held >= 0)
+    out = np.empty(len(users), dtype=np.float64)
+    for start in range(0, len(users), chunk):
+        u = users[start : start + chunk]
+        ut = torch.from_numpy(u).to(device)
+        scores = score_fn(ut).float()  # (B, n_items)
+        if scores.shape != (len(u), dataset.n_items):
+            raise ValueError(
+                f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {dataset.n_items})"
+            )
+        scores = _mask_train(scores.clone(), dataset.train, u)
+        items = torch.from_numpy(held[u]).to(device)
+        s_i = scores.gather(1, items[:, None])  # (B, 1)
+        greater = (scores > s_i).sum(1)  # (B,)
+        equal = (scores == s_i).sum(1) - 1  # (B,) excluding the item itself
+        out[start : start + len(u)] = (1 + greater + 0.5 * equal).cpu().double().numpy()
+    return users, out
+
+
+def rank_difference(rank_t: np.ndarray, rank_s: np.ndarray) -> np.ndarray:
+    """Eq. 1: ``rank_T - rank_S`` per test interaction (> 0: the student ranks it better)."""
+    rank_t = np.asarray(rank_t, dtype=np.float64)
+    rank_s = np.asarray(rank_s, dtype=np.float64)
+    if rank_t.shape != rank_s.shape or rank_t.ndim != 1:
+        raise ValueError(f"rank arrays must be 1-D of equal length; got {rank_t.shape} and {rank_s.shape}")
+    if len(rank_t) and (rank_t.min() < 1 or rank_s.min() < 1):
+        raise ValueError("ranks start at 1 (1 = top)")
+    return rank_t - rank_s
+
+
+def student_better_share(diff: np.ndarray) -> float:
+    """Share of test interactions the student ranks strictly better than the teacher (Sec. 2: 36%)."""
+    diff = np.asarray(diff)
+    if len(diff) == 0:
+        raise ValueError("no test interactions")
+    return float((diff > 0).mean())
+
+
+def average_rank_difference(diff: np.ndarray, n_users: int, n_items: int) -> float:
+    """Eq. 6: ``(1 / (n m)) sum_{D_test} |Rank diff.^u(i)|`` (Table 4)."""
+    if n_users <= 0 or n_items <= 0:
+        raise ValueError(f"n_users and n_items must be positive; got {n_users}, {n_items}")
+    return float(np.abs(np.asarray(diff, dtype=np.float64)).sum() / (n_users * n_items))
+
+
+def full_ranks(masked_scores: torch.Tensor) -> torch.Tensor:
+    """User-side ranks (1 = top) of every item from scores (B, m) with observed items at -inf.
+
+    Observed items get ranks after every unobserved item; ties are broken by the sort. int32.
+    """
+    order = masked_scores.argsort(dim=1, descending=True)  # (B, m)
+    pos = torch.arange(1, masked_scores.shape[1] + 1, device=masked_scores.device, dtype=torch.int32)
+    ranks = torch.empty_like(order, dtype=torch.int32)  # (B, m)
+    ranks.scatter_(1, order, pos.expand_as(order))
+    return ranks
+
+
+@dataclass
+class RankPairs:
+    """Fig. 1b points: the drawn (user, item) pairs, their ranks by the student and by the teacher,
+    and which list (``"teacher"`` or ``"student"``) each item was drawn from."""
+
+    users: np.ndarray
+    items: np.ndarray
+    rank_s: np.ndarray
+    rank_t: np.ndarray
+    source: np.ndarray
+
+
+@torch.no_grad()
+def high_ranked_pairs(
+    teacher_fn: ScoreFn,
+    student_fn: ScoreFn,
+    dataset: Dataset,
+    per_user: int = 5,
+    t_r: float = 10.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    chunk: int = 256,
+    max_users: int | None = None,
+) -> RankPairs:
+    """Draw ``per_user`` items per user from each model's list with ``p(i) ∝ exp(-rank(i)/t_r)``
+    over ``I_u^-`` (CD's rank-aware sampling, BD footnote 3) and return both models' ranks of them."""
+    if per_user < 1 or t_r <= 0:
+        raise ValueError(f"per_user must be >= 1 and t_r > 0; got {per_user}, {t_r}")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    users = np.arange(dataset.n_users)
+    if max_users is not None and max_users < len(users):
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    us, its, rs, rt, src = [], [], [], [], []
+    for start in range(0, len(users), chunk):
+        u = users[start : start + chunk]
+        ut = torch.from_numpy(u).to(device)
+        ranks = {}
+        for name, fn in (("teacher", teacher_fn), ("student", student_fn)):
+            s = _mask_train(fn(ut).float().clone(), dataset.train, u)  # (B, m)
+            ranks[name] = full_ranks(s)  # (B, m) int32
+        n_unobs = torch.from_numpy(dataset.n_items - np.diff(dataset.train[u].indptr)).to(device)  # (B,)
+        for name in ("teacher", "student"):
+            r = ranks[name].double()  # (B, m)
+            w = torch.exp(-(r - 1) / t_r) * (r <= n_unobs[:, None])  # (B, m), observed items weight 0
+            items = torch.multinomial(w, per_user, replacement=True, generator=gen)  # (B, k)
+            us.append(np.repeat(u, per_user))
+            its.append(items.flatten().cpu().numpy())
+            rs.append(ranks["student"].gather(1, items).flatten().cpu().numpy())
+            rt.append(ranks["teacher"].gather(1, items).flatten().cpu().numpy())
+            src.append(np.full(items.numel(), name))
+    cat = np.concatenate
+    return RankPairs(cat(us), cat(its), cat(rs), cat(rt), cat(src))
