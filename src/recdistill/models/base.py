@@ -6,6 +6,7 @@ Distillation methods are model-agnostic: they only call ``score_all`` and ``scor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,25 +17,48 @@ class Batch:
     """One training batch.
 
     users: (B,) user ids. pos: (B,) a positive item per row, or None for user-batched models
-    (CDAE). neg: (B, n_neg) sampled unobserved items, or None.
+    (CDAE). neg: (B, n_neg) sampled unobserved items, or None; for user-batched models with a
+    different number of negatives per user, ``neg`` is flat (N,) and ``neg_row`` (N,) gives the
+    row of ``users`` each negative belongs to. idx: (B,) for interaction batches, the row's
+    index into the training interactions in CSR order (``dataset.train`` ``indices``), so a
+    distiller can look up per-interaction samples it drew at ``on_epoch_start``; for user
+    batches, equal to ``users``.
     """
 
     users: torch.Tensor
     pos: torch.Tensor | None = None
     neg: torch.Tensor | None = None
+    idx: torch.Tensor | None = None
+    neg_row: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return Batch(mv(self.users), mv(self.pos), mv(self.neg), mv(self.idx), mv(self.neg_row))
 
 
 class Recommender(nn.Module):
-    """Base class: logits for users against all items or against given items."""
+    """Base class: logits for users against all items or against given items.
+
+    Subclasses set ``init_kwargs`` (the constructor's keyword arguments other than data
+    matrices) so a saved model can be rebuilt with ``MODELS.get(name)(**init_kwargs)``.
+    """
 
     #: "interaction" (batches of (u, i) training pairs, e.g. BPR, NeuMF) or "user" (batches of
     #: users with their whole training row, e.g. CDAE).
     batch_unit: str = "interaction"
+    #: negatives per training row the trainer samples by default ("interaction": per (u, i)
+    #: pair; "user": per observed item of the user, e.g. CDAE's 5 x |I_u^+|).
+    default_n_neg: int = 1
+    #: registry name (set by ``MODELS`` registration helpers)
+    name: str = ""
 
     def __init__(self, n_users: int, n_items: int) -> None:
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
+        self.init_kwargs: dict[str, Any] = {"n_users": n_users, "n_items": n_items}
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Logits of ``users`` (B,) against every item -> (B, n_items)."""

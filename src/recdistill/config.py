@@ -1,0 +1,306 @@
+"""Typed run configuration: frozen dataclasses per section, merged as
+defaults <- YAML file <- command-line flags <- ``--set section.key=value``.
+
+Unknown keys and values of the wrong type raise ``ValueError`` naming the key. Other modules add
+their own sections' fields without touching this file: a distiller reads ``config.distill.method``
+and validates ``config.distill.params`` with its own dataclass via :func:`parse_dataclass`::
+
+    @dataclass(frozen=True)
+    class RRDParams:
+        lambda_rrd: float = 1e-3
+        n_interesting: int = 40
+
+    params = parse_dataclass(RRDParams, config.distill.params, where="distill.params")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """name: a dataset known to ``recdistill.data.load_dataset`` (e.g. citeulike-bd,
+    citeulike-dcd, ml-100k). data_dir: raw data folder (None: ``RECDISTILL_DATA``)."""
+
+    name: str = "citeulike-bd"
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """name: bpr | neumf | cdae. size: teacher | student preset (see ``recdistill.models``);
+    dim overrides it. params: extra constructor keywords (e.g. ``{dropout: 0.5}`` for CDAE)."""
+
+    name: str = "bpr"
+    size: str | None = "teacher"
+    dim: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and model selection.
+
+    lr, weight_decay: Adam and its L2 term. n_neg: negatives per row (None: the model's
+    default; CDAE: per observed item). eval_every: validate every N epochs; patience: stop
+    after this many validations without improving ``monitor`` (a metric name like "H@50", on
+    ``eval_protocol``; "auto": sampled and H@5 for ``*-dcd`` datasets, else full and H@50).
+    ks: cut-offs reported. seed: fixes initialisation, sampling and batch order.
+    """
+
+    epochs: int = 200
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    n_neg: int | None = None
+    eval_every: int = 1
+    patience: int = 10
+    monitor: str = "auto"
+    eval_protocol: str = "auto"
+    ks: tuple[int, ...] = (5, 10, 20, 50, 100)
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    eval_batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """method: a registered distiller name ("" = none). params: its fields, validated by the
+    method's own dataclass (``parse_dataclass``). teacher: a trained teacher run directory."""
+
+    method: str = ""
+    teacher: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def resolved_protocol(self) -> str:
+        if self.train.eval_protocol != "auto":
+            return self.train.eval_protocol
+        return "sampled" if self.data.name.endswith("-dcd") else "full"
+
+    def resolved_monitor(self) -> str:
+        if self.train.monitor != "auto":
+            return self.train.monitor
+        return "H@5" if self.resolved_protocol() == "sampled" else "H@50"
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the type hint ``tp`` (with int -> float widening)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return parse_dataclass(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        (elem, _ell) = typing.get_args(tp)
+        return tuple(_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 as str
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"{where}: unsupported config type {tp!r}")
+    raise ValueError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def parse_dataclass(cls: type[T], mapping: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``mapping``: unknown keys and wrong types -> ``ValueError``."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where or cls.__name__}: expected a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in mapping.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ValueError(f"unknown config key {path!r}; known: {', '.join(sorted(names))}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "params":
+            out[k] = _deep_merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):  # params: merge one level
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def parse_set(item: str) -> dict[str, Any]:
+    """``"train.lr=1e-3"`` -> ``{"train": {"lr": 0.001}}`` (value parsed as YAML)."""
+    if "=" not in item:
+        raise ValueError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ValueError(f"--set {item!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--set {item!r}: cannot parse value {raw!r}: {exc}") from None
+    if isinstance(value, str) and raw.strip().lower() in ("none", "null", "~"):
+        value = None
+    out: dict[str, Any] = {parts[-1]: value}
+    for p in reversed(parts[:-1]):
+        out = {p: out}
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def make_config(
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+) -> Config:
+    """defaults <- YAML ``file`` <- ``overrides`` (nested dict) <- ``sets`` ("a.b=value")."""
+    merged: dict[str, Any] = {}
+    if file is not None:
+        merged = _deep_merge(merged, load_yaml(file))
+    if overrides:
+        merged = _deep_merge(merged, overrides)
+    for item in sets:
+        merged = _deep_merge(merged, parse_set(item))
+    cfg = parse_dataclass(Config, merged)
+    if cfg.train.eval_protocol not in ("auto", "full", "sampled"):
+        raise ValueError(f"train.eval_protocol: expected auto|full|sampled, got {cfg.train.eval_protocol!r}")
+    for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+        if getattr(cfg.train, key) < 1:
+            raise ValueError(f"train.{key}: expected a positive integer, got {getattr(cfg.train, key)}")
+    return cfg
+
+
+# ---- command-line flags shared by every training command (train, distill ...) ----
+
+#: flag dest -> (section, key)
+FLAG_KEYS: dict[str, tuple[str, str]] = {
+    "dataset": ("data", "name"),
+    "data_dir": ("data", "data_dir"),
+    "model": ("model", "name"),
+    "size": ("model", "size"),
+    "dim": ("model", "dim"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "seed": ("train", "seed"),
+    "device": ("train", "device"),
+}
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the flags shared by every training command; read them back with ``config_from_args``."""
+    g = parser.add_argument_group("training")
+    g.add_argument("--dataset", help="dataset name (default citeulike-bd)")
+    g.add_argument("--data-dir", help="raw data folder (default: $RECDISTILL_DATA)")
+    g.add_argument("--model", help="bpr | neumf | cdae")
+    g.add_argument("--size", choices=["teacher", "student"], help="size preset")
+    g.add_argument("--dim", type=int, help="explicit embedding/hidden size (overrides --size)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="cpu | cuda | cuda:N")
+    g.add_argument("--out", help="run directory for the model, config, log and metrics")
+    g.add_argument("--config", help="YAML config file (sections data, model, train, distill)")
+    g.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3"
+    )
+    g.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The ``Config`` from ``--config``, the shared flags and ``--set`` (in that order)."""
+    overrides: dict[str, Any] = {}
+    for dest, (section, key) in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    if getattr(args, "dim", None) is not None and getattr(args, "size", None) is None:
+        overrides.setdefault("model", {})["size"] = None
+    if getattr(args, "no_progress", False):
+        overrides.setdefault("train", {})["progress"] = False
+    return make_config(getattr(args, "config", None), overrides, getattr(args, "set", []) or [])
