@@ -1,0 +1,204 @@
+"""The shape every distiller shares: choose targets, then add weighted losses to the base loss.
+
+A distiller is an ``Objective`` for the trainer (issue #3):
+
+- ``on_epoch_start(epoch)``: refresh whatever it samples per epoch (targets from the rank engine),
+- ``loss(name, batch, epoch) -> (scalar, parts)``: for the trainable model ``name``,
+  ``w_base·L_base + Σ_t λ_t·L_t`` with ``parts = {"base": ..., "<term>": ...}`` (detached floats).
+
+Subclasses implement :meth:`Distiller.kd_terms` (the unweighted KD terms of one batch) and
+:meth:`Distiller.weights` (base weight and λ per term, possibly epoch dependent), and hold their
+hyperparameters in a frozen dataclass (``Config``) whose defaults are documented and come from
+METHODS.md / the papers. :meth:`Distiller.formula` prints the objective, e.g.
+``L_student = L_base + 0.001·L_RRD``. Frozen-teacher baselines (RD, CD, RRD, IR-RRD) derive from
+:class:`FrozenTeacherDistiller`; BD trains both models and derives from :class:`Distiller`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from recdistill.data.dataset import Dataset
+from recdistill.models.base import Batch, Recommender
+
+__all__ = ["Distiller", "FrozenTeacherDistiller", "make_config", "format_formula"]
+
+
+# ------------------------------------------------------------------------------ config helpers
+def _coerce(value: Any, tp: Any, key: str, cls_name: str) -> Any:
+    """Convert ``value`` (often a CLI string) to the annotated type ``tp``; clear error if not."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return _coerce(value, args[0], key, cls_name)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ValueError(f"{cls_name}.{key}: {value!r} is not one of {list(choices)}")
+        return value
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{cls_name}.{key}: cannot read {value!r} as {getattr(tp, '__name__', tp)}"
+        ) from None
+    return value
+
+
+def make_config(cls: type, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Build the dataclass ``cls`` from its defaults plus ``overrides`` (values may be strings).
+
+    Unknown keys and values of the wrong type raise ``ValueError`` naming the key and the
+    known ones (a misspelt key never silently falls back to a default).
+    """
+    overrides = dict(overrides or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown parameter(s) {unknown}; known: {names}")
+    kwargs = {k: _coerce(v, hints[k], k, cls.__name__) for k, v in overrides.items()}
+    return cls(**kwargs)
+
+
+def format_formula(model: str, base_weight: float, terms: Mapping[str, float]) -> str:
+    """``L_student = 0.5·L_base + 0.5·L_RD`` (weights printed with ``:g``; a weight 1 is omitted)."""
+
+    def w(x: float) -> str:
+        return "" if x == 1 else f"{x:g}·"
+
+    parts = [f"{w(base_weight)}L_base"] + [f"{w(lam)}L_{name}" for name, lam in terms.items()]
+    return f"L_{model} = " + " + ".join(parts)
+
+
+# ----------------------------------------------------------------------------------- distillers
+class Distiller:
+    """Base objective: ``loss(name) = w_base·L_base(name) + Σ_t λ_t·L_t(name)``.
+
+    models: the trainable models by name (the trainer optimises exactly these).
+    dataset: the training data. config: the method's hyperparameter dataclass.
+    device: where targets and losses live. seed: fixes every draw the distiller makes.
+    """
+
+    #: registry name, set by subclasses (``"rd"``, ``"rrd"``, ...)
+    name: ClassVar[str] = ""
+    #: the hyperparameter dataclass of the method
+    Config: ClassVar[type] = type(None)
+
+    def __init__(
+        self,
+        models: Mapping[str, Recommender],
+        dataset: Dataset,
+        config: Any,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.models = dict(models)
+        self.dataset = dataset
+        self.config = config
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        # One generator for every draw the distiller makes (CPU: identical draws on any device).
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.epoch = -1
+
+    # -- to implement ----------------------------------------------------------------------
+    def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
+        """(weight of L_base, {term: λ}) for model ``name`` at ``epoch``."""
+        raise NotImplementedError
+
+    def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        """The unweighted KD terms (scalars) of model ``name`` on ``batch``."""
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (0-based); default: remember it."""
+        self.epoch = epoch
+
+    def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective of model ``name`` on ``batch`` -> (scalar to minimise, parts)."""
+        model = self.models[name]
+        base_w, lams = self.weights(name, epoch)
+        base = model.base_loss(batch)
+        total = base * base_w if base_w != 1 else base
+        parts: dict[str, float] = {"base": float(base.detach())}
+        active = {t: lam for t, lam in lams.items() if lam != 0}
+        if active:
+            terms = self.kd_terms(name, batch, epoch)
+            for t, lam in active.items():
+                total = total + lam * terms[t]
+                parts[t] = float(terms[t].detach())
+        return total, parts
+
+    def formula(self, name: str = "student", epoch: int | None = None) -> str:
+        """The objective as a formula, e.g. ``L_student = L_base + 0.001·L_RRD``."""
+        base_w, lams = self.weights(name, self.epoch if epoch is None else epoch)
+        return format_formula(name, base_w, lams)
+
+    def describe(self) -> str:
+        """Formula(s) plus the hyperparameters, for the start of a run's log."""
+        lines = [self.formula(n) for n in self.models]
+        lines.append(f"{type(self).__name__}: {self.config}")
+        return "\n".join(lines)
+
+
+class FrozenTeacherDistiller(Distiller):
+    """A distiller whose teacher is fixed (RD, CD, RRD, IR-RRD): only the student trains.
+
+    teacher: a :class:`recdistill.distill.teacher.Teacher` (a trained run, a score file or a
+    ranked-list file). It is never put in ``models`` and never receives gradients.
+    """
+
+    #: what the method needs from the teacher: "lists" (top-N lists only) or "scores"
+    needs: ClassVar[str] = "lists"
+
+    def __init__(
+        self,
+        student: Recommender,
+        teacher: Any,
+        dataset: Dataset,
+        config: Any,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__({"student": student}, dataset, config, device, seed)
+        if self.needs == "scores" and not teacher.has_scores:
+            raise ValueError(
+                f"{self.name or type(self).__name__} needs teacher scores, but teacher "
+                f"{teacher.source!r} only gives ranked lists; give a trained run or a score file"
+            )
+        if (teacher.n_users, teacher.n_items) != (dataset.n_users, dataset.n_items):
+            raise ValueError(
+                f"teacher {teacher.source!r} is for {teacher.n_users} users x {teacher.n_items} items, "
+                f"dataset {dataset.name!r} has {dataset.n_users} x {dataset.n_items}"
+            )
+        self.teacher = teacher
+
+    @property
+    def student(self) -> Recommender:
+        return self.models["student"]

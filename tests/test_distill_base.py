@@ -1,0 +1,82 @@
+"""The shared distiller shape: config parsing, formula, base + Σ λ·term."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+import torch
+
+from recdistill.distill import DISTILLERS, load_distillers
+from recdistill.distill.base import Distiller, format_formula, make_config
+from recdistill.models.base import Batch, Recommender
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    lam: float = 0.5
+    K: int = 10
+    on: bool = True
+    scheme: Literal["a", "b"] = "a"
+    opt: int | None = None
+
+
+def test_make_config_coerces_and_rejects() -> None:
+    cfg = make_config(_Cfg, {"lam": "1e-3", "K": "40", "on": "false", "scheme": "b", "opt": "3"})
+    assert cfg == _Cfg(lam=1e-3, K=40, on=False, scheme="b", opt=3)
+    assert make_config(_Cfg) == _Cfg()
+    assert make_config(_Cfg, {"opt": "none"}).opt is None
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['k'\]; known: \['lam', 'K'"):
+        make_config(_Cfg, {"k": 3})
+    with pytest.raises(ValueError, match="_Cfg.K: cannot read 'x' as int"):
+        make_config(_Cfg, {"K": "x"})
+    with pytest.raises(ValueError, match="_Cfg.K: cannot read 2.5 as int"):
+        make_config(_Cfg, {"K": 2.5})
+    with pytest.raises(ValueError, match=r"_Cfg.scheme: 'c' is not one of \['a', 'b'\]"):
+        make_config(_Cfg, {"scheme": "c"})
+    with pytest.raises(ValueError, match="_Cfg.on: cannot read 'maybe' as bool"):
+        make_config(_Cfg, {"on": "maybe"})
+
+
+def test_format_formula() -> None:
+    assert format_formula("student", 1.0, {"RRD": 1e-3}) == "L_student = L_base + 0.001·L_RRD"
+    assert format_formula("student", 0.5, {"RD": 0.5}) == "L_student = 0.5·L_base + 0.5·L_RD"
+    assert format_formula("teacher", 1.0, {}) == "L_teacher = L_base"
+
+
+class _Lin(Recommender):
+    def __init__(self) -> None:
+        super().__init__(3, 4)
+        self.w = torch.nn.Parameter(torch.ones(3, 4))
+
+    def base_loss(self, batch: Batch) -> torch.Tensor:
+        return self.w[batch.users].sum()
+
+
+class _Toy(Distiller):
+    def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
+        return 0.5, {"A": 2.0, "B": 0.0 if epoch < 1 else 3.0}
+
+    def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        w = self.models[name].w
+        return {"A": (w**2).sum(), "B": w.sum() * 10}
+
+
+def test_loss_combines_terms_and_skips_zero_weights(toy_dataset) -> None:
+    d = _Toy({"student": _Lin()}, toy_dataset, _Cfg())
+    batch = Batch(users=torch.tensor([0, 1]))
+    total, parts = d.loss("student", batch, epoch=0)
+    assert parts == {"base": 8.0, "A": 12.0}
+    assert float(total.detach()) == 0.5 * 8 + 2 * 12
+    total, parts = d.loss("student", batch, epoch=1)
+    assert parts == {"base": 8.0, "A": 12.0, "B": 120.0}
+    assert float(total.detach()) == 0.5 * 8 + 2 * 12 + 3 * 120
+    assert d.formula("student", epoch=1) == "L_student = 0.5·L_base + 2·L_A + 3·L_B"
+
+
+def test_registry_lists_methods() -> None:
+    reg = load_distillers()
+    assert reg is DISTILLERS
+    with pytest.raises(KeyError, match="unknown distiller 'rdd'; known: "):
+        reg.get("rdd")
