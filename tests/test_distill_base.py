@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import pytest
 import torch
@@ -18,25 +17,18 @@ class _Cfg:
     lam: float = 0.5
     K: int = 10
     on: bool = True
-    scheme: Literal["a", "b"] = "a"
+    scheme: str = "a"
     opt: int | None = None
 
 
-def test_make_config_coerces_and_rejects() -> None:
-    cfg = make_config(_Cfg, {"lam": "1e-3", "K": "40", "on": "false", "scheme": "b", "opt": "3"})
+def test_make_config_validates() -> None:
+    cfg = make_config(_Cfg, {"lam": "1e-3", "K": 40, "on": False, "scheme": "b", "opt": 3})
     assert cfg == _Cfg(lam=1e-3, K=40, on=False, scheme="b", opt=3)
     assert make_config(_Cfg) == _Cfg()
-    assert make_config(_Cfg, {"opt": "none"}).opt is None
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['k'\]; known: \['lam', 'K'"):
+    with pytest.raises(ValueError, match=r"unknown config key 'distill.params.k'; known: K, lam"):
         make_config(_Cfg, {"k": 3})
-    with pytest.raises(ValueError, match="_Cfg.K: cannot read 'x' as int"):
+    with pytest.raises(ValueError, match="distill.params.K: expected int, got 'x'"):
         make_config(_Cfg, {"K": "x"})
-    with pytest.raises(ValueError, match="_Cfg.K: cannot read 2.5 as int"):
-        make_config(_Cfg, {"K": 2.5})
-    with pytest.raises(ValueError, match=r"_Cfg.scheme: 'c' is not one of \['a', 'b'\]"):
-        make_config(_Cfg, {"scheme": "c"})
-    with pytest.raises(ValueError, match="_Cfg.on: cannot read 'maybe' as bool"):
-        make_config(_Cfg, {"on": "maybe"})
 
 
 def test_format_formula() -> None:

@@ -16,9 +16,6 @@ METHODS.md / the papers. :meth:`Distiller.formula` prints the objective, e.g.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -31,58 +28,15 @@ __all__ = ["Distiller", "FrozenTeacherDistiller", "make_config", "format_formula
 
 
 # ------------------------------------------------------------------------------ config helpers
-def _coerce(value: Any, tp: Any, key: str, cls_name: str) -> Any:
-    """Convert ``value`` (often a CLI string) to the annotated type ``tp``; clear error if not."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() == "none"):
-            return None
-        return _coerce(value, args[0], key, cls_name)
-    if origin is typing.Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ValueError(f"{cls_name}.{key}: {value!r} is not one of {list(choices)}")
-        return value
-    try:
-        if tp is bool:
-            if isinstance(value, str):
-                low = value.lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if tp is float:
-            return float(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{cls_name}.{key}: cannot read {value!r} as {getattr(tp, '__name__', tp)}"
-        ) from None
-    return value
+def make_config(cls: type, overrides: Mapping[str, Any] | None = None, where: str = "distill.params") -> Any:
+    """Build the method's dataclass ``cls`` from its defaults plus ``overrides``.
 
-
-def make_config(cls: type, overrides: Mapping[str, Any] | None = None) -> Any:
-    """Build the dataclass ``cls`` from its defaults plus ``overrides`` (values may be strings).
-
-    Unknown keys and values of the wrong type raise ``ValueError`` naming the key and the
-    known ones (a misspelt key never silently falls back to a default).
+    Delegates to :func:`recdistill.config.parse_dataclass`: unknown keys and values of the wrong
+    type raise ``ValueError`` naming the key (a misspelt key never falls back to a default).
     """
-    overrides = dict(overrides or {})
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown parameter(s) {unknown}; known: {names}")
-    kwargs = {k: _coerce(v, hints[k], k, cls.__name__) for k, v in overrides.items()}
-    return cls(**kwargs)
+    from recdistill.config import parse_dataclass
+
+    return parse_dataclass(cls, dict(overrides or {}), where=where)
 
 
 def format_formula(model: str, base_weight: float, terms: Mapping[str, float]) -> str:
