@@ -1,0 +1,366 @@
+"""The trainer every base model and every distiller runs on.
+
+Contract (what a distiller codes against)
+-----------------------------------------
+``Trainer(models, objective, dataset, config, out_dir=None, primary=None)``
+
+- ``models``: ``{name: Recommender}``, the *trained* models, in update order (teacher before
+  student, as BD's Algorithm 1). One Adam optimizer with L2 ``weight_decay`` per model. A frozen
+  model (a distiller's pre-trained teacher) is not in ``models``: the objective holds it.
+- ``primary``: the model whose validation ``monitor`` drives early stopping (default "student"
+  if present, else the only model). Every model is validated and logged, and every model's own
+  best state (by its own ``monitor``) is kept, checkpointed and saved.
+- ``objective`` (:class:`Objective`):
+
+  - ``on_epoch_start(epoch)``: called before each epoch (0-based): rank refresh, resampling.
+  - ``loss(name, batch, epoch) -> (scalar loss, {part: value})`` for model ``name``; the parts
+    (e.g. ``{"base": .., "kd": ..}``, floats or 0-d tensors) are averaged per epoch into the log.
+  - optional ``batches(epoch, generator) -> Iterator[Batch] | None``: own batches (None: the
+    default ones below). Draw all randomness from ``generator`` to keep runs reproducible.
+  - optional ``state_dict()`` / ``load_state_dict(state)``: saved in every checkpoint.
+
+  Per batch, for each model in order: ``loss(name, ...)``, ``zero_grad``, ``backward``, ``step``.
+  :class:`BaseObjective` returns ``model.base_loss(batch)``.
+- Default batches (``Trainer.default_batches``): for ``batch_unit == "interaction"`` the training
+  pairs (CSR order) shuffled each epoch, ``Batch(users, pos, neg (B, n_neg), idx)`` with ``idx``
+  the pairs' CSR positions; for ``"user"`` (CDAE) the users with training items shuffled,
+  ``Batch(users, neg (N,), neg_row (N,), idx=users)`` with ``n_neg x |I_u^+|`` negatives per
+  user. Negatives are uniform over ``I_u^-`` (``NegativeSampler``), never a training positive.
+- Randomness: ``torch.manual_seed(seed)`` at construction (dropout) and one CPU
+  ``torch.Generator`` (``trainer.generator``) for batch order and sampling; both are
+  checkpointed, so ``fit(resume=True)`` continues bitwise-identically on CPU.
+- Files in ``out_dir``: ``checkpoint.pt`` (every epoch, atomic), ``log.jsonl`` (one line per
+  epoch: losses, validation metrics, times), and at the end ``<name>.pt`` (best state, with the
+  registry name and constructor kwargs, see ``recdistill.train.io``) and ``metrics.json`` (valid and
+  test metrics, full and sampled protocols, of every model's best state).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from recdistill.config import Config
+from recdistill.data.dataset import Dataset
+from recdistill.models.base import Batch, Recommender
+from recdistill.models.sampling import NegativeSampler, train_pairs
+from recdistill.train.io import atomic_json, atomic_torch_save, save_model
+
+PROTOCOLS = ("full", "sampled")
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What the trainer minimises; see the module docstring."""
+
+    def on_epoch_start(self, epoch: int) -> None: ...
+
+    def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, Any]]: ...
+
+
+class BaseObjective:
+    """Each model's own collaborative-filtering loss, ``model.base_loss(batch)``."""
+
+    def __init__(self, models: dict[str, Recommender]) -> None:
+        self.models = models
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        loss = self.models[name].base_loss(batch)
+        return loss, {"base": loss.detach()}
+
+
+def _default_primary(models: dict[str, Recommender]) -> str:
+    if "student" in models:
+        return "student"
+    if len(models) == 1:
+        return next(iter(models))
+    raise ValueError(f"several models {sorted(models)}; name the primary one (primary=...)")
+
+
+class Trainer:
+    """Adam + L2, validation every ``eval_every`` epochs, early stopping, atomic checkpoints."""
+
+    def __init__(
+        self,
+        models: dict[str, Recommender],
+        objective: Objective,
+        dataset: Dataset,
+        config: Config,
+        out_dir: str | Path | None = None,
+        primary: str | None = None,
+    ) -> None:
+        if not models:
+            raise ValueError("Trainer needs at least one model to train")
+        self.models = models
+        self.objective = objective
+        self.dataset = dataset
+        self.config = config
+        self.tc = config.train
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.primary = primary or _default_primary(models)
+        if self.primary not in models:
+            raise ValueError(f"primary model {self.primary!r} not in {sorted(models)}")
+        units = {m.batch_unit for m in models.values()}
+        if len(units) != 1:
+            raise ValueError(f"models mix batch units {sorted(units)}; the default batches need one")
+        self.batch_unit = units.pop()
+        self.device = torch.device(self.tc.device)
+        self.protocol = config.resolved_protocol()
+        self.monitor = config.resolved_monitor()
+        torch.manual_seed(self.tc.seed)
+        self.generator = torch.Generator().manual_seed(self.tc.seed)
+        for m in models.values():
+            m.to(self.device)
+        self.optimizers = {
+            n: torch.optim.Adam(m.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+            for n, m in models.items()
+        }
+        self.sampler = NegativeSampler(dataset.train)
+        users, items = train_pairs(dataset.train)
+        self.train_users = torch.from_numpy(users)  # (nnz,)
+        self.train_items = torch.from_numpy(items)  # (nnz,)
+        self.train_deg = torch.from_numpy(np.diff(dataset.train.indptr).astype(np.int64))  # (n_users,)
+        first = models[self.primary]
+        self.n_neg = self.tc.n_neg if self.tc.n_neg is not None else first.default_n_neg
+        # state that is checkpointed
+        self.epoch = 0  # epochs completed
+        self.best: dict[str, dict[str, Any]] = {
+            n: {"score": -math.inf, "epoch": -1, "valid": None} for n in models
+        }
+        self.best_states: dict[str, dict[str, torch.Tensor]] = {}
+        self.bad_evals = 0
+        self.stopped = False
+        self.train_time = 0.0
+
+    # ---------------------------------------------------------------- batches
+    def default_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
+        bs = self.tc.batch_size
+        if self.batch_unit == "interaction":
+            n = self.train_users.numel()
+            perm = torch.randperm(n, generator=generator)  # (nnz,)
+            users = self.train_users[perm]  # (nnz,)
+            neg = self.sampler.sample(users, self.n_neg, generator)  # (nnz, n_neg)
+            pos = self.train_items[perm]  # (nnz,)
+            for s in range(0, n, bs):
+                yield Batch(users[s : s + bs], pos[s : s + bs], neg[s : s + bs], perm[s : s + bs])
+        elif self.batch_unit == "user":
+            active = torch.nonzero(self.train_deg > 0).squeeze(1)  # (n_active,)
+            order = active[torch.randperm(active.numel(), generator=generator)]  # (n_active,)
+            for s in range(0, order.numel(), bs):
+                u = order[s : s + bs]  # (B,)
+                counts = self.train_deg[u] * self.n_neg  # (B,)
+                neg_row = torch.repeat_interleave(torch.arange(u.numel()), counts)  # (N,)
+                neg = self.sampler.sample(u[neg_row], 1, generator).squeeze(1)  # (N,)
+                yield Batch(u, None, neg, u, neg_row)
+        else:
+            raise ValueError(f"unknown batch_unit {self.batch_unit!r}")
+
+    def _batches(self, epoch: int) -> Iterator[Batch]:
+        custom = getattr(self.objective, "batches", None)
+        it = custom(epoch, self.generator) if custom is not None else None
+        return it if it is not None else self.default_batches(epoch, self.generator)
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, model: Recommender, split: str, protocol: str | None = None) -> dict[str, float]:
+        from recdistill.eval import evaluate_model
+
+        return evaluate_model(
+            model, self.dataset, protocol or self.protocol, split, self.tc.ks,
+            batch_size=self.tc.eval_batch_size,
+        )
+
+    def _monitor_value(self, metrics: dict[str, float]) -> float:
+        if self.monitor not in metrics:
+            raise ValueError(f"train.monitor {self.monitor!r} is not a reported metric; "
+                             f"known: {', '.join(k for k in metrics if '@' in k)}")
+        return float(metrics[self.monitor])
+
+    # ---------------------------------------------------------------- one epoch
+    def train_epoch(self, epoch: int) -> dict[str, dict[str, float]]:
+        """One pass over the batches; returns ``{model: {part: mean over batches}}``."""
+        self.objective.on_epoch_start(epoch)
+        for m in self.models.values():
+            m.train()
+        sums: dict[str, dict[str, Any]] = {n: {} for n in self.models}
+        n_batches = 0
+        show = self.tc.progress and sys.stderr.isatty()
+        bar = tqdm(self._batches(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False,
+                   unit="batch")
+        for batch in bar:
+            batch = batch.to(self.device)
+            for name, model in self.models.items():
+                loss, parts = self.objective.loss(name, batch, epoch)
+                opt = self.optimizers[name]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                acc = sums[name]
+                acc["loss"] = acc.get("loss", 0.0) + loss.detach()
+                for k, v in parts.items():
+                    acc[k] = acc.get(k, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v)
+            n_batches += 1
+        out = {n: {k: float(v) / max(n_batches, 1) for k, v in acc.items()} for n, acc in sums.items()}
+        for n, parts in out.items():
+            if not math.isfinite(parts.get("loss", 0.0)):
+                raise FloatingPointError(f"epoch {epoch + 1}: loss of {n!r} is {parts['loss']}")
+        return out
+
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Validation metrics of every model; updates best states and the stopping counter."""
+        valid = {n: self.evaluate(m, "valid") for n, m in self.models.items()}
+        for n, m in self.models.items():
+            score = self._monitor_value(valid[n])
+            if score > self.best[n]["score"]:
+                self.best[n] = {"score": score, "epoch": self.epoch, "valid": valid[n]}
+                self.best_states[n] = copy.deepcopy({k: v.detach().cpu() for k, v in m.state_dict().items()})
+                if n == self.primary:
+                    self.bad_evals = 0
+            elif n == self.primary:
+                self.bad_evals += 1
+        if self.bad_evals >= self.tc.patience:
+            self.stopped = True
+        return valid
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "epoch": self.epoch,
+            "models": {n: m.state_dict() for n, m in self.models.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "best": self.best,
+            "best_states": self.best_states,
+            "bad_evals": self.bad_evals,
+            "stopped": self.stopped,
+            "train_time": self.train_time,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if hasattr(self.objective, "state_dict"):
+            state["objective"] = self.objective.state_dict()  # type: ignore[attr-defined]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if sorted(state["models"]) != sorted(self.models):
+            raise ValueError(f"checkpoint has models {sorted(state['models'])}, run has {sorted(self.models)}")
+        for n, m in self.models.items():
+            m.load_state_dict(state["models"][n])
+            self.optimizers[n].load_state_dict(state["optimizers"][n])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epoch = state["epoch"]
+        self.best = state["best"]
+        self.best_states = state["best_states"]
+        self.bad_evals = state["bad_evals"]
+        self.stopped = state["stopped"]
+        self.train_time = state["train_time"]
+        if "objective" in state and hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict(state["objective"])  # type: ignore[attr-defined]
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / "checkpoint.pt"
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        with open(self.out_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _trim_log(self) -> None:
+        """Drop log lines of epochs after the checkpoint (written before an interruption)."""
+        path = self.out_dir / "log.jsonl" if self.out_dir else None
+        if path is None or not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        tmp.replace(path)
+
+    # ---------------------------------------------------------------- main loop
+    def fit(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until ``epochs`` or early stopping; then save the best states and metrics.
+
+        ``resume``: continue from ``out_dir/checkpoint.pt`` if it exists. ``stop_after``: return
+        after this many epochs in total without finishing (simulates an interruption; used in
+        tests). Returns the final metrics (see :meth:`final_metrics`), or ``{}`` if stopped early.
+        """
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resume and self.checkpoint_path.exists():
+                self.load_state_dict(torch.load(self.checkpoint_path, weights_only=False))
+                self._trim_log()
+            elif (self.out_dir / "log.jsonl").exists():
+                (self.out_dir / "log.jsonl").unlink()
+        while self.epoch < self.tc.epochs and not self.stopped:
+            if stop_after is not None and self.epoch >= stop_after:
+                return {}
+            t0 = time.perf_counter()
+            losses = self.train_epoch(self.epoch)
+            t_train = time.perf_counter() - t0
+            self.train_time += t_train
+            self.epoch += 1
+            record: dict[str, Any] = {"epoch": self.epoch, "loss": losses, "time_train_s": round(t_train, 4)}
+            if self.epoch % self.tc.eval_every == 0 or self.epoch == self.tc.epochs:
+                t1 = time.perf_counter()
+                record["valid"] = self.validate()
+                record["time_eval_s"] = round(time.perf_counter() - t1, 4)
+                record["best_epoch"] = self.best[self.primary]["epoch"]
+            if self.checkpoint_path is not None:
+                atomic_torch_save(self.state_dict(), self.checkpoint_path)
+            self._log(record)
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Load every model's best state, write ``<name>.pt`` and ``metrics.json``."""
+        if self.best[self.primary]["epoch"] < 0:  # never validated (e.g. epochs=0)
+            self.validate()
+        for n, m in self.models.items():
+            if n in self.best_states:
+                m.load_state_dict(self.best_states[n])
+        metrics = self.final_metrics()
+        if self.out_dir is not None:
+            for n, m in self.models.items():
+                save_model(m, self.out_dir / f"{n}.pt", extra={"best_epoch": self.best[n]["epoch"],
+                                                              "dataset": self.dataset.name})
+            atomic_json(metrics, self.out_dir / "metrics.json")
+        return metrics
+
+    def final_metrics(self) -> dict[str, Any]:
+        """``{"models": {name: {"valid"|"test": {"full"|"sampled": metrics}, ...}}, ...}``."""
+        out: dict[str, Any] = {
+            "dataset": self.dataset.name,
+            "primary": self.primary,
+            "monitor": self.monitor,
+            "protocol": self.protocol,
+            "epochs_run": self.epoch,
+            "early_stopped": self.stopped,
+            "train_time_s": round(self.train_time, 3),
+            "seed": self.tc.seed,
+            "models": {},
+        }
+        for n, m in self.models.items():
+            res: dict[str, Any] = {"model": m.name, "n_parameters": m.n_parameters,
+                                   "best_epoch": self.best[n]["epoch"]}
+            for split in ("valid", "test"):
+                res[split] = {p: self.evaluate(m, split, p) for p in PROTOCOLS}
+            out["models"][n] = res
+        return out
