@@ -1,0 +1,364 @@
+"""BD: Bidirectional Distillation (Kweon, Kang, Yu; WWW 2021, paper 001).
+
+Both models train at once (Eq. 2):
+    ``L_T = L_CF(T) + λ_{S→T} · L_BD(T; S)``,   ``L_S = L_CF(S) + λ_{T→S} · L_BD(S; T)``,
+with ``L_BD(X; Y) = Σ_{j ∈ RDS_{Y→X}(I_u^-)} BCE(σ(z^X_uj/τ), σ(z^Y_uj/τ))`` (Eq. 3) on items
+drawn by rank-discrepancy-aware sampling over the unobserved items ``I_u^-`` (ranks 1 = top):
+    T→S (the student learns): ``p(i) ∝ tanh(max((rank_S(i) - rank_T(i)) · ε_t, 0))``   (Eq. 4)
+    S→T (the teacher learns): ``p(i) ∝ exp((rank_T(i) - rank_S(i)) · ε_e)``           (Eq. 5)
+Algorithm 1: warm up with ``L_CF`` only; every ``p`` epochs recompute both ranking lists and draw,
+for every training interaction (u, i), ``n_samples`` items per direction (with replacement); these
+draws serve the whole period. The trainer updates the teacher, then the student, per batch.
+
+Sampling schemes (Table 5), named by :data:`SCHEMES`:
+- ``rank-discrepancy``: Eqs. 4 and 5 (the paper's directions).
+- ``rank-aware`` (CD): the learner follows the other model's list, ``p(i) ∝ exp(-rank_other(i)/T_r)``.
+- ``top-n`` (RD): uniform over the other model's top-N items.
+- ``uniform``: uniform over ``I_u^-``.
+- ``swapped`` (Table 5's ablation): the functions swapped between directions, i.e. the teacher
+  follows the student with ``tanh(max((rank_T - rank_S) ε_t, 0))`` and the student follows the
+  teacher with ``exp((rank_S - rank_T) ε_e)``.
+- ``reversed``: the official notebook's directions. It ranks with an ascending argsort, so its
+  rank differences have the opposite sign to Eqs. 4-5: teacher ``exp((rank_S - rank_T) ε_e)``,
+  student ``tanh(max((rank_T - rank_S) ε_t, 0))`` (METHODS.md, "Known trap").
+
+Observed (training) items are never drawn (weight 0; their scores are masked with -inf before
+ranking). A user whose weights are all zero (e.g. the two lists agree) gets uniform draws.
+
+Initialisation (the paper's Algorithm 1, line 1): both models are warmed up with ``L_CF`` only
+for ``warmup_epochs``; the official notebook instead starts from fully pre-trained models, which
+``recdistill distill --teacher RUN --student RUN`` also allows (``warmup_epochs`` may then be 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recdistill.analysis.rank_diff import full_ranks
+from recdistill.losses import bd_loss
+from recdistill.models.base import Batch, Recommender
+
+SCHEMES = ("rank-discrepancy", "rank-aware", "top-n", "uniform", "swapped", "reversed")
+FIXED = (None, "teacher", "student")
+LEARNERS = ("teacher", "student")
+
+
+@dataclass(frozen=True)
+class BDConfig:
+    """BD's hyperparameters, defaults from the paper (Sec. 5.1.5) and the official notebook.
+
+    lambda_t2s, lambda_s2t: λ_{T→S} and λ_{S→T} of Eq. 2 (paper: 0.5 both).
+    n_samples: items drawn per training interaction and direction (paper: {1, 5, 10}; notebook 5).
+    eps_t, eps_e: ε_t of Eq. 4 and ε_e of Eq. 5 (paper grids 1e-2..1e-5 / 1e-3..1e-5; best ≈1e-4).
+    tau: temperature τ of the soft labels (paper {2, 5, 10}; notebook 2).
+    label_only_tau: False = the paper's ``BCE(σ(z^X/τ), σ(z^Y/τ))``; True = the notebook's
+        ``BCE(σ(z^X), σ(z^Y/τ))``.
+    period: p of Algorithm 1, epochs between rank refreshes (paper 10).
+    warmup_epochs: epochs of ``L_CF`` only before the first refresh (Algorithm 1, line 1).
+    sampling: one of :data:`SCHEMES`.
+    fixed: None (bidirectional), "teacher" or "student" (that model frozen: Fig. 3 "fixed T/S").
+    rank_aware_t: T_r of the rank-aware scheme. top_n: N of the top-N scheme.
+    draws_as_negatives: also use the learner's drawn items as the negatives of ``L_CF``
+        (Sec. 4.4; for interaction batches, the first ``n_neg`` draws of each row).
+    chunk: users per chunk when ranking at refresh time.
+    """
+
+    lambda_t2s: float = 0.5
+    lambda_s2t: float = 0.5
+    n_samples: int = 5
+    eps_t: float = 1e-4
+    eps_e: float = 1e-4
+    tau: float = 2.0
+    label_only_tau: bool = False
+    period: int = 10
+    warmup_epochs: int = 10
+    sampling: str = "rank-discrepancy"
+    fixed: str | None = None
+    rank_aware_t: float = 10.0
+    top_n: int = 10
+    draws_as_negatives: bool = False
+    chunk: int = 256
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str) -> ValueError:
+            return ValueError(f"BD config {name}={getattr(self, name)!r}: expected {expected}")
+
+        for name in ("lambda_t2s", "lambda_s2t"):
+            if not getattr(self, name) >= 0:
+                raise bad(name, "a number >= 0")
+        for name in ("eps_t", "eps_e", "tau", "rank_aware_t"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "a number > 0")
+        for name in ("n_samples", "period", "top_n", "chunk"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise bad(name, "an integer >= 1")
+        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise bad("warmup_epochs", "an integer >= 0")
+        if self.sampling not in SCHEMES:
+            raise bad("sampling", f"one of {', '.join(SCHEMES)}")
+        if self.fixed not in FIXED:
+            raise bad("fixed", "None, 'teacher' or 'student'")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BDConfig:
+        """Build from a dict; unknown keys are an error (no silent defaults)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown BD config key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def learners(self) -> tuple[str, ...]:
+        """The models that are trained ("teacher", "student"), without the fixed one."""
+        return tuple(n for n in LEARNERS if n != self.fixed)
+
+    def weight(self, learner: str) -> float:
+        """λ of the learner's distillation term (λ_{S→T} for the teacher, λ_{T→S} for the student)."""
+        return self.lambda_s2t if learner == "teacher" else self.lambda_t2s
+
+
+def sampling_weights(
+    scheme: str,
+    learner: str,
+    rank_t: torch.Tensor,
+    rank_s: torch.Tensor,
+    cfg: BDConfig,
+    unobserved: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Unnormalised draw weights for ``learner`` from ranks (B, m) of the teacher and the student.
+
+    Returns float64 (B, m), zero where ``unobserved`` (B, m) bool is False. For the exp functions
+    the maximum over the row's unobserved items is subtracted (same distribution, no overflow).
+    """
+    rt, rs = rank_t.double(), rank_s.double()  # (B, m)
+    keep = torch.ones_like(rt, dtype=torch.bool) if unobserved is None else unobserved  # (B, m)
+    return _weights(scheme, learner, rt, rs, cfg, keep) * keep
+
+
+def _weights(
+    scheme: str, learner: str, rt: torch.Tensor, rs: torch.Tensor, cfg: BDConfig, keep: torch.Tensor
+) -> torch.Tensor:
+    other = rs if learner == "teacher" else rt  # (B, m) the list the learner follows
+
+    def tanh_w(d: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(torch.clamp(d * cfg.eps_t, min=0.0))  # (B, m)
+
+    def exp_w(d: torch.Tensor) -> torch.Tensor:
+        x = d * cfg.eps_e  # (B, m)
+        top = x.masked_fill(~keep, float("-inf")).max(dim=1, keepdim=True).values  # (B, 1)
+        return torch.exp((x - top).masked_fill(~keep, float("-inf")))  # (B, m)
+
+    if scheme == "rank-discrepancy":  # Eq. 4 (student) and Eq. 5 (teacher)
+        return exp_w(rt - rs) if learner == "teacher" else tanh_w(rs - rt)
+    if scheme == "swapped":  # Table 5: functions swapped, discrepancy directions kept
+        return tanh_w(rt - rs) if learner == "teacher" else exp_w(rs - rt)
+    if scheme == "reversed":  # the official notebook: signs of Eqs. 4-5 reversed
+        return exp_w(rs - rt) if learner == "teacher" else tanh_w(rt - rs)
+    if scheme == "rank-aware":
+        return torch.exp(-(other - 1) / cfg.rank_aware_t)  # (B, m)
+    if scheme == "top-n":
+        return (other <= cfg.top_n).double()  # (B, m)
+    if scheme == "uniform":
+        return torch.ones_like(rt)  # (B, m)
+    raise ValueError(f"unknown sampling scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+
+
+def draw_ragged(
+    weights: torch.Tensor, counts: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Draw ``counts[b]`` items with replacement from row b's weights (B, m), by inverse CDF on
+    one flat cumulative sum (no loop over rows). Returns int64 (counts.sum(),) items, rows in order.
+    A row with zero total weight must not be asked for draws."""
+    B, m = weights.shape
+    cdf = torch.cumsum(weights.reshape(-1), 0)  # (B*m,) float64
+    ends = cdf[m - 1 :: m]  # (B,) cumulative total at each row's end
+    starts = torch.cat([ends.new_zeros(1), ends[:-1]])  # (B,)
+    row = torch.repeat_interleave(torch.arange(B, device=weights.device), counts)  # (N,)
+    u = torch.rand(row.numel(), generator=generator, device=weights.device, dtype=torch.float64)
+    target = starts[row] + u * (ends[row] - starts[row])  # (N,)
+    flat = torch.searchsorted(cdf, target, right=True)  # (N,) first index with cdf > target
+    flat = torch.minimum(flat, (row + 1) * m - 1)  # float rounding at a row's end
+    items = flat - row * m  # (N,)
+    # rounding can land on a zero-weight item just before a positive one; step to the next positive
+    zero = weights.reshape(-1)[flat] <= 0
+    if bool(zero.any()):
+        nxt = torch.searchsorted(cdf, cdf[flat[zero]], right=True)  # (n_zero,)
+        items[zero] = torch.minimum(nxt, (row[zero] + 1) * m - 1) - row[zero] * m
+    return items
+
+
+ScoreAll = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _masked_scores(model: Recommender, users_np: np.ndarray, train: sp.csr_matrix, device) -> torch.Tensor:
+    sub = train[users_np]
+    rows = torch.from_numpy(np.repeat(np.arange(len(users_np)), np.diff(sub.indptr))).to(device)
+    cols = torch.from_numpy(sub.indices.astype(np.int64)).to(device)
+    s = model.score_all(torch.from_numpy(users_np).to(device)).float().clone()  # (B, m)
+    s[rows, cols] = float("-inf")
+    return s
+
+
+@torch.no_grad()
+def draw_bd_samples(
+    teacher: Recommender,
+    student: Recommender,
+    train: sp.csr_matrix,
+    cfg: BDConfig,
+    generator: torch.Generator,
+    learners: tuple[str, ...] = LEARNERS,
+) -> dict[str, torch.Tensor]:
+    """One refresh of Algorithm 1 (lines 3-4 and the draws of lines 6 and 9, for the period).
+
+    Ranks every user's unobserved items by both models (chunks of users, exact argsort) and draws
+    ``deg(u) · n_samples`` items per user and learner from the scheme's distribution. Returns
+    ``{learner: int32 (nnz, n_samples)}``, row k = the draws of the k-th training interaction in
+    CSR order (``train.indices``), on the models' device.
+    """
+    device = teacher.device
+    train = sp.csr_matrix(train)
+    n_users, m = train.shape
+    deg_all = np.diff(train.indptr)
+    s = cfg.n_samples
+    out = {name: torch.empty(train.nnz * s, dtype=torch.int32, device=device) for name in learners}
+    modes = (teacher.training, student.training)
+    teacher.eval()
+    student.eval()
+    try:
+        pos = 0
+        for start in range(0, n_users, cfg.chunk):
+            users = np.arange(start, min(start + cfg.chunk, n_users))
+            deg = torch.from_numpy(deg_all[users]).to(device)  # (B,)
+            if int(deg.sum()) == 0:
+                continue
+            rank_t = full_ranks(_masked_scores(teacher, users, train, device))  # (B, m) int32
+            rank_s = full_ranks(_masked_scores(student, users, train, device))  # (B, m) int32
+            unobserved = rank_t <= (m - deg)[:, None]  # (B, m): observed items rank last
+            n = int(deg.sum()) * s
+            for name in learners:
+                w = sampling_weights(cfg.sampling, name, rank_t, rank_s, cfg, unobserved)  # (B, m)
+                empty = w.sum(1) <= 0  # (B,)
+                if bool(empty.any()):  # no discrepant item: uniform over I_u^-
+                    w[empty] = unobserved[empty].double()
+                items = draw_ragged(w, deg * s, generator)  # (deg_B * s,)
+                out[name][pos : pos + n] = items.to(torch.int32)
+            pos += n
+        assert pos == train.nnz * s
+    finally:
+        teacher.train(modes[0])
+        student.train(modes[1])
+    return {name: d.view(train.nnz, s) for name, d in out.items()}
+
+
+class BDObjective:
+    """Algorithm 1 as a trainer objective over models ``{"teacher": T, "student": S}``.
+
+    ``on_epoch_start(epoch)`` refreshes the draws at ``warmup_epochs + k·period``;
+    ``loss(name, batch, epoch)`` returns ``L_CF + λ·L_BD`` for ``name`` (``L_CF`` alone during
+    warm-up). Batches carry ``idx``: interaction indices in CSR order (interaction batches) or
+    the users (user batches, e.g. CDAE: all the user's draws apply to the user's row).
+    """
+
+    def __init__(
+        self,
+        teacher: Recommender,
+        student: Recommender,
+        train: sp.csr_matrix,
+        config: BDConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.cfg = config or BDConfig()
+        self.models = {"teacher": teacher, "student": student}
+        self.train = sp.csr_matrix(train)
+        self.train.sort_indices()
+        self.indptr = torch.from_numpy(self.train.indptr.astype(np.int64)).to(teacher.device)  # (n+1,)
+        self.seed = seed
+        self.draws: dict[str, torch.Tensor] = {}
+        self.n_refresh = 0
+
+    @property
+    def trained(self) -> tuple[str, ...]:
+        """Names of the models to update, teacher first (the fixed one is left out)."""
+        return self.cfg.learners
+
+    def is_distilling(self, epoch: int) -> bool:
+        return epoch >= self.cfg.warmup_epochs
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Refresh ranks and draws every ``period`` epochs after warm-up (Algorithm 1, line 3)."""
+        if not self.is_distilling(epoch) or (epoch - self.cfg.warmup_epochs) % self.cfg.period:
+            return
+        gen = torch.Generator(device=self.models["teacher"].device)
+        gen.manual_seed(self.seed * 1_000_003 + self.n_refresh)
+        self.draws = draw_bd_samples(
+            self.models["teacher"], self.models["student"], self.train, self.cfg, gen, self.trained
+        )
+        self.n_refresh += 1
+
+    def batch_draws(self, name: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learner's draws for a batch: ``(rows (N,), items (N,))`` for user batches, or
+        ``(None, items (B, n_samples))`` for interaction batches."""
+        if batch.idx is None:
+            raise ValueError("BD needs batches with idx (interaction indices or users)")
+        d = self.draws[name]  # (nnz, s) int32
+        learner = self.models[name]
+        if learner.batch_unit == "user":
+            start, end = self.indptr[batch.users], self.indptr[batch.users + 1]  # (B,), (B,)
+            deg = end - start  # (B,)
+            row = torch.repeat_interleave(torch.arange(len(deg), device=deg.device), deg)  # (nnz_B,)
+            off = torch.arange(row.numel(), device=deg.device) - (torch.cumsum(deg, 0) - deg)[row]
+            items = d[start[row] + off].long()  # (nnz_B, s)
+            s = items.shape[1]
+            return row.repeat_interleave(s), items.reshape(-1)  # (N,), (N,)
+        return None, d[batch.idx].long()  # (B, s)
+
+    def distill_loss(self, name: str, batch: Batch) -> torch.Tensor:
+        """``L_BD(X; Y)`` of Eq. 3 for learner X = ``name`` on its draws (sum over a row's draws,
+        mean over the batch's rows: interactions, or users for user batches)."""
+        learner = self.models[name]
+        other = self.models["student" if name == "teacher" else "teacher"]
+        rows, items = self.batch_draws(name, batch)
+        if rows is None:  # interaction batch
+            z_x = learner.score(batch.users, items)  # (B, s)
+            with torch.no_grad():
+                z_y = other.score(batch.users, items)  # (B, s)
+            return bd_loss(z_x, z_y, self.cfg.tau, self.cfg.label_only_tau, reduction="mean")
+        z_x = learner.score_all(batch.users)[rows, items]  # (N,)
+        with torch.no_grad():
+            z_y = other.score_all(batch.users)[rows, items]  # (N,)
+        per = bd_loss(z_x[:, None], z_y[:, None], self.cfg.tau, self.cfg.label_only_tau, reduction="sum")
+        return per / batch.users.numel()
+
+    def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 2 for ``name``: ``L_CF + λ · L_BD`` (``L_CF`` alone during warm-up)."""
+        model = self.models[name]
+        if name not in self.trained:
+            raise ValueError(f"model {name!r} is fixed; it is not trained")
+        if not (self.is_distilling(epoch) and self.draws):
+            base = model.base_loss(batch)
+            return base, {"cf": float(base.detach())}
+        if self.cfg.draws_as_negatives:
+            batch = self._negatives_from_draws(name, batch)
+        base = model.base_loss(batch)
+        kd = self.distill_loss(name, batch)
+        lam = self.cfg.weight(name)
+        return base + lam * kd, {"cf": float(base.detach()), "bd": float(kd.detach())}
+
+    def _negatives_from_draws(self, name: str, batch: Batch) -> Batch:
+        """Sec. 4.4: the drawn items double as the base loss's negatives."""
+        rows, items = self.batch_draws(name, batch)
+        if rows is None:
+            n_neg = batch.neg.shape[1] if batch.neg is not None else 1
+            return Batch(batch.users, batch.pos, items[:, :n_neg], batch.idx, None)
+        return Batch(batch.users, batch.pos, items, batch.idx, rows)
