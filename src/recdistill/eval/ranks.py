@@ -1,0 +1,363 @@
+"""Rank of every user's held-out item among its candidates, by counting (never by sorting).
+
+Protocols (METHODS.md, "Evaluation protocols"):
+
+- ``full`` (BD): the candidates are every item the user has not interacted with in training,
+  minus the user's *other* held-out item (the valid item when ranking the test item and vice versa).
+- ``sampled`` (DCD/RRD): the candidates are the user's 499 sampled items ``dataset.candidates[u]``.
+
+With ``g`` = candidates scoring strictly higher than the held-out item and ``e`` = candidates scoring
+equal, the rank (counted from 1) is, by ``ties``:
+
+- ``"pessimistic"`` (default, the issue's rule): ``1 + g + e``; a constant model gets the worst rank.
+- ``"optimistic"``: ``1 + g``.
+- ``"average"``: ``1 + g + e/2`` (METHODS.md's "half of the equal ones"; a float).
+
+Full protocol without touching the scores: ``count(scores >= s) over all items`` minus the same
+count over the user's masked items (training row + other held-out item, gathered from CSR slices),
+which equals ``1 + g + e`` (the held-out item counts itself). The scores returned by ``score_fn``
+are only read, never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recdistill.data.dataset import Dataset
+
+PROTOCOLS = ("full", "sampled")
+SPLITS = ("valid", "test")
+TIES = ("pessimistic", "average", "optimistic")
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+"""``score_fn(users (B,) int64) -> (B, n_items)`` scores of users against every item."""
+ScoreItemsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``score_items_fn(users (B,), items (B, k)) -> (B, k)`` scores of given items."""
+
+#: default chunk: about 2**23 scores (32 MiB in float32) per score matrix
+_SCORES_PER_CHUNK = 1 << 23
+#: default chunk for ``score_items_fn``: about 2**18 (user, item) pairs per call
+_PAIRS_PER_CHUNK = 1 << 18
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+
+
+def _other_split(split: str) -> str:
+    return "valid" if split == "test" else "test"
+
+
+class _PairIndex:
+    """Membership of (user, item) pairs in a CSR matrix, by binary search on sorted pair keys."""
+
+    def __init__(self, m: sp.csr_matrix) -> None:
+        m = sp.csr_matrix(m, copy=True)
+        m.sum_duplicates()  # canonical: sorted, unique indices per row
+        m.eliminate_zeros()
+        self.n_cols = m.shape[1]
+        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))  # (nnz,)
+        self.keys = rows * self.n_cols + m.indices  # (nnz,) sorted
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Boolean array of the broadcast shape of ``users`` and ``items``."""
+        q = np.asarray(users, dtype=np.int64) * self.n_cols + np.asarray(items, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, q), max(self.keys.size - 1, 0))
+        return (self.keys[pos] == q) if self.keys.size else np.zeros(q.shape, dtype=bool)
+
+
+def _check_heldout(
+    dataset: Dataset, seen: _PairIndex, target: np.ndarray, other: np.ndarray, split: str
+) -> None:
+    """Held-out items must be in range, outside the training row and distinct from each other."""
+    n_users, n_items = dataset.n_users, dataset.n_items
+    for name, items in ((split, target), (_other_split(split), other)):
+        if items.shape != (n_users,):
+            raise ValueError(
+                f"dataset {dataset.name!r}: {name} items have shape {items.shape}, expected ({n_users},)"
+            )
+        bad = np.flatnonzero((items < -1) | (items >= n_items))
+        if bad.size:
+            u = int(bad[0])
+            raise ValueError(
+                f"dataset {dataset.name!r}: {name} item of user {u} is {int(items[u])}, "
+                f"expected -1 (absent) or an item id in [0, {n_items})"
+            )
+        users = np.flatnonzero(items >= 0)
+        in_train = seen.contains(users, items[users])  # (n,)
+        if in_train.any():
+            u = int(users[np.flatnonzero(in_train)[0]])
+            raise ValueError(
+                f"dataset {dataset.name!r}: {name} item {int(items[u])} of user {u} is also in the "
+                "user's training row; held-out items must be disjoint from training"
+            )
+    same = np.flatnonzero((target >= 0) & (target == other))
+    if same.size:
+        u = int(same[0])
+        raise ValueError(
+            f"dataset {dataset.name!r}: user {u} has the same valid and test item {int(target[u])}"
+        )
+
+
+def _mask_csr(dataset: Dataset, users: np.ndarray, other: np.ndarray) -> sp.csr_matrix:
+    """Rows ``users`` of the items excluded from the full ranking: training row + other held-out."""
+    train = dataset.train[users].tocsr()  # (n_sel, n_items)
+    sel = np.flatnonzero(other[users] >= 0)
+    extra = sp.csr_matrix(
+        (np.ones(sel.size, dtype=np.float32), (sel, other[users][sel])), shape=train.shape
+    )
+    mask = (train != 0).astype(np.float32) + extra  # disjoint (checked), so entries stay 1
+    mask = mask.tocsr()
+    mask.sum_duplicates()
+    mask.eliminate_zeros()
+    return mask
+
+
+def _default_batch_size(n_items: int, protocol: str, items_fn: bool) -> int:
+    if protocol == "sampled" and items_fn:
+        return max(1, _PAIRS_PER_CHUNK // 500)
+    return max(1, _SCORES_PER_CHUNK // max(n_items, 1))
+
+
+def _raise_nan(scores: torch.Tensor, users: np.ndarray, items: torch.Tensor | None = None) -> None:
+    nan = torch.isnan(scores)  # (B, k)
+    if not nan.any():
+        return  # a +inf/-inf sum, not a NaN
+    row, col = (int(x) for x in nan.nonzero()[0])
+    item = col if items is None else int(items[row, col])
+    raise ValueError(f"the model returned a NaN score for user {int(users[row])}, item {item}")
+
+
+def _ranks_from_counts(ge: torch.Tensor | None, gt: torch.Tensor | None, ties: str) -> torch.Tensor:
+    """``ge`` = 1 + g + e (the held-out item counts itself), ``gt`` = g; each only if needed."""
+    if ties == "pessimistic":
+        assert ge is not None
+        return ge  # 1 + g + e
+    assert gt is not None
+    if ties == "optimistic":
+        return gt + 1
+    assert ge is not None
+    return (ge + gt + 1).double() / 2  # 1 + g + e/2
+
+
+@torch.no_grad()
+def heldout_ranks(
+    score_fn: ScoreFn | None,
+    dataset: Dataset,
+    protocol: str = "full",
+    split: str = "test",
+    *,
+    ties: str = "pessimistic",
+    batch_size: int | None = None,
+    score_items_fn: ScoreItemsFn | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Rank (from 1) of each user's held-out item of ``split`` under ``protocol``.
+
+    Args:
+        score_fn: ``users (B,) -> (B, n_items)`` scores; the ranking runs on the device of the
+            tensor it returns. May be None for ``protocol="sampled"`` with ``score_items_fn``.
+        dataset: the leave-one-out split.
+        protocol: ``"full"`` or ``"sampled"`` (see the module docstring).
+        split: ``"valid"`` or ``"test"``.
+        ties: ``"pessimistic"`` (1 + higher + equal), ``"optimistic"`` (1 + higher) or
+            ``"average"`` (1 + higher + equal / 2).
+        batch_size: users per chunk; default: about 2**23 scores per chunk (full), or 2**18
+            (user, item) pairs per ``score_items_fn`` call.
+        score_items_fn: for ``"sampled"`` only: ``(users (B,), items (B, 500)) -> (B, 500)``; if
+            given, only the held-out item and the 499 candidates are scored, else they are
+            gathered from ``score_fn``.
+        device: device of the user-id tensors passed to the score functions (default CPU).
+        progress: show a tqdm progress bar over chunks.
+
+    Returns:
+        (n_users,) ranks, 0 for users without a held-out item; int64, or float64 for
+        ``ties="average"``.
+    """
+    _check_choice("protocol", protocol, PROTOCOLS)
+    _check_choice("split", split, SPLITS)
+    _check_choice("ties", ties, TIES)
+    if score_fn is None and not (protocol == "sampled" and score_items_fn is not None):
+        raise ValueError("score_fn is required (it may be None only for protocol='sampled' with "
+                         "score_items_fn)")
+    if score_items_fn is not None and protocol != "sampled":
+        raise ValueError("score_items_fn is only used by protocol='sampled'")
+    if batch_size is None:
+        batch_size = _default_batch_size(dataset.n_items, protocol, score_items_fn is not None)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    target = np.asarray(dataset.heldout(split), dtype=np.int64)  # (n_users,)
+    other = np.asarray(dataset.heldout(_other_split(split)), dtype=np.int64)  # (n_users,)
+    if dataset.train.shape != (dataset.n_users, dataset.n_items):
+        raise ValueError(
+            f"dataset {dataset.name!r}: train has shape {dataset.train.shape}, "
+            f"expected (n_users, n_items) = ({dataset.n_users}, {dataset.n_items})"
+        )
+    seen = _PairIndex(dataset.train)
+    _check_heldout(dataset, seen, target, other, split)
+
+    users = np.flatnonzero(target >= 0)  # (n_sel,) users that have a held-out item
+    dtype = torch.float64 if ties == "average" else torch.int64
+    out = np.zeros(dataset.n_users, dtype=np.float64 if ties == "average" else np.int64)
+    if users.size == 0:
+        return out
+
+    user_device = torch.device(device) if device is not None else torch.device("cpu")
+    chunks = range(0, users.size, int(batch_size))
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc=f"eval {protocol}/{split}", unit="chunk")
+    if protocol == "full":
+        ranker = _FullRanker(dataset, users, target, other, ties)
+    else:
+        ranker = _SampledRanker(dataset, seen, target, other, ties)
+    pieces = []
+    for c0 in chunks:
+        c1 = min(c0 + int(batch_size), users.size)
+        u_np = users[c0:c1]  # (B,)
+        u = torch.from_numpy(u_np).to(user_device)  # (B,)
+        if protocol == "full":
+            assert score_fn is not None
+            pieces.append(ranker(score_fn(u), u_np, c0, c1))
+        else:
+            pieces.append(ranker(score_fn, score_items_fn, u, u_np))
+    ranks = torch.cat([p.to("cpu", dtype) for p in pieces])  # (n_sel,)
+    out[users] = ranks.numpy()
+    return out
+
+
+class _FullRanker:
+    """Chunk step of the full protocol; keeps the mask CSR on the scores' device."""
+
+    def __init__(self, dataset: Dataset, users: np.ndarray, target: np.ndarray, other: np.ndarray,
+                 ties: str) -> None:
+        self.n_items = dataset.n_items
+        self.ties = ties
+        mask = _mask_csr(dataset, users, other)  # (n_sel, n_items)
+        self.indptr = mask.indptr.astype(np.int64)  # (n_sel + 1,) stays on the host
+        self._indices = torch.from_numpy(mask.indices.astype(np.int64))  # (nnz,)
+        self._rows = torch.repeat_interleave(
+            torch.arange(users.size), torch.from_numpy(np.diff(self.indptr))
+        )  # (nnz,) row of each mask entry in [0, n_sel)
+        self._target = torch.from_numpy(target[users])  # (n_sel,)
+        self._device: torch.device | None = None
+
+    def _to(self, device: torch.device) -> None:
+        if self._device != device:
+            self._indices = self._indices.to(device)
+            self._rows = self._rows.to(device)
+            self._target = self._target.to(device)
+            self._device = device
+
+    def __call__(self, scores: torch.Tensor, u_np: np.ndarray, c0: int, c1: int) -> torch.Tensor:
+        b = c1 - c0
+        if scores.shape != (b, self.n_items):
+            raise ValueError(
+                f"score_fn returned shape {tuple(scores.shape)} for {b} users, expected ({b}, {self.n_items})"
+            )
+        if not scores.is_floating_point():
+            scores = scores.float()
+        scores = scores.detach()
+        if not scores.is_contiguous():
+            scores = scores.contiguous()
+        self._to(scores.device)
+        if torch.isnan(scores.sum(1)).any():  # (B,) a NaN anywhere in a row makes its sum NaN
+            _raise_nan(scores, u_np)
+        tgt = self._target[c0:c1]  # (B,)
+        s_t = scores.gather(1, tgt[:, None])  # (B, 1) held-out item's score
+        lo, hi = int(self.indptr[c0]), int(self.indptr[c1])
+        rows = self._rows[lo:hi] - c0  # (nnz_c,) row in the chunk
+        flat = rows * self.n_items + self._indices[lo:hi]  # (nnz_c,)
+        masked = scores.view(-1).index_select(0, flat)  # (nnz_c,) scores of excluded items
+        s_rep = s_t.view(-1).index_select(0, rows)  # (nnz_c,)
+
+        def count(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+            total = op(scores, s_t).sum(1)  # (B,) over all items
+            excluded = torch.zeros_like(total).index_add_(0, rows, op(masked, s_rep).long())  # (B,)
+            return total - excluded
+
+        ge = count(torch.ge) if self.ties != "optimistic" else None
+        gt = count(torch.gt) if self.ties != "pessimistic" else None
+        return _ranks_from_counts(ge, gt, self.ties)
+
+
+class _SampledRanker:
+    """Chunk step of the sampled protocol: the held-out item against its 499 candidates."""
+
+    def __init__(
+        self, dataset: Dataset, seen: _PairIndex, target: np.ndarray, other: np.ndarray, ties: str
+    ) -> None:
+        cands = np.asarray(dataset.candidates)
+        if cands.ndim != 2 or cands.shape[0] != dataset.n_users:
+            raise ValueError(
+                f"dataset {dataset.name!r}: candidates have shape {cands.shape}, "
+                f"expected ({dataset.n_users}, n_candidates)"
+            )
+        if cands.size and (cands.min() < 0 or cands.max() >= dataset.n_items):
+            bad = np.argwhere((cands < 0) | (cands >= dataset.n_items))[0]
+            raise ValueError(
+                f"dataset {dataset.name!r}: candidate {int(cands[bad[0], bad[1]])} of user {int(bad[0])} "
+                f"is not an item id in [0, {dataset.n_items})"
+            )
+        self.dataset = dataset
+        self.seen = seen
+        self.cands = cands
+        self.target = target
+        self.other = other
+        self.ties = ties
+
+    def _check(self, u_np: np.ndarray, items: np.ndarray) -> None:
+        """Candidates must be distinct and unobserved: not in train, not a held-out item."""
+        hits = self.seen.contains(u_np[:, None], items[:, 1:])  # (B, n_cand)
+        hits |= items[:, 1:] == self.other[u_np][:, None]
+        hits |= items[:, 1:] == items[:, :1]
+        if hits.any():
+            r, c = np.argwhere(hits)[0]
+            raise ValueError(
+                f"dataset {self.dataset.name!r}: sampled candidate {int(items[r, c + 1])} of user "
+                f"{int(u_np[r])} is a positive (training or held-out item)"
+            )
+        srt = np.sort(items[:, 1:], axis=1)  # (B, n_cand)
+        dup = srt[:, 1:] == srt[:, :-1]
+        if dup.any():
+            r, c = np.argwhere(dup)[0]
+            raise ValueError(
+                f"dataset {self.dataset.name!r}: user {int(u_np[r])} has candidate {int(srt[r, c])} twice"
+            )
+
+    def __call__(self, score_fn: ScoreFn | None, score_items_fn: ScoreItemsFn | None,
+                 u: torch.Tensor, u_np: np.ndarray) -> torch.Tensor:
+        items_np = np.concatenate(
+            [self.target[u_np][:, None], self.cands[u_np].astype(np.int64)], axis=1
+        )  # (B, 1 + n_cand), column 0 = held-out item
+        self._check(u_np, items_np)
+        items = torch.from_numpy(items_np).to(u.device)  # (B, 1 + n_cand)
+        b, k = items.shape
+        if score_items_fn is not None:
+            s = score_items_fn(u, items)  # (B, 1 + n_cand)
+            if s.shape != (b, k):
+                raise ValueError(f"score_items_fn returned shape {tuple(s.shape)}, expected ({b}, {k})")
+        else:
+            assert score_fn is not None
+            full = score_fn(u)  # (B, n_items)
+            n = self.dataset.n_items
+            if full.shape != (b, n):
+                raise ValueError(f"score_fn returned shape {tuple(full.shape)} for {b} users, "
+                                 f"expected ({b}, {n})")
+            s = full.gather(1, items.to(full.device))  # (B, 1 + n_cand)
+        s = s.detach()
+        if not s.is_floating_point():
+            s = s.float()
+        if torch.isnan(s).any():
+            _raise_nan(s, u_np, items)
+        s_t = s[:, :1]  # (B, 1)
+        ge = (s >= s_t).sum(1) if self.ties != "optimistic" else None  # (B,) counts the item itself
+        gt = (s > s_t).sum(1) if self.ties != "pessimistic" else None  # (B,)
+        return _ranks_from_counts(ge, gt, self.ties)
