@@ -1,0 +1,520 @@
+"""Teacher sources for the frozen-teacher baselines, and their cached top-N lists.
+
+A teacher is one of:
+
+1. **a trained run** (a directory written by ``recdistill train``): the model is rebuilt and
+   frozen (:class:`ModelTeacher`);
+2. **a score file** (:class:`ScoreTeacher`), e.g. produced by another library:
+   - ``.npy``: a dense float array (n_users, n_items) in the dataset's internal ids;
+   - ``.npz``: key ``scores`` (rows, cols), with optional ``user_ids`` (rows,) and ``item_ids``
+     (cols,) giving the *raw* id of each row/column (then rows/cols may come in any order, but
+     every dataset user and item must be present);
+   - ``.tsv``: header ``user<TAB>item<TAB>score``, then one line per scored pair in raw ids;
+     pairs not listed score ``-inf`` (never ranked, never a target);
+3. **a ranked-list file** (:class:`ListTeacher`), raw ids, either
+   - ``.tsv`` with header ``user<TAB>item<TAB>rank`` (rank 1 = best; distinct per user), or
+   - one line per user ``user<TAB>item1 item2 ...`` (best first; an optional header
+     ``user<TAB>items``); any extension other than ``.npy``/``.npz``.
+   A list-only teacher serves the methods that need only the teacher's order of items per user
+   (RD, RRD); CD and IR-RRD need scores.
+
+Validation (``ValueError`` with file, line and value): unknown raw ids, wrong shapes, non-finite
+scores, duplicate pairs or ranks, duplicate items in a list. Observed (training) items in a list
+are dropped (they are never targets); users without a list get none (their KD term is skipped).
+
+Top-N lists (user side: the N best unobserved items per user; item side: the N best users per
+item among those who did not observe it) are computed once per teacher, chunked, and cached
+on disk under ``cache_dir`` with key (teacher fingerprint, dataset fingerprint, side, N);
+files are written atomically (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recdistill.data.dataset import Dataset
+from recdistill.models.base import Recommender
+
+__all__ = [
+    "ListTeacher",
+    "ModelTeacher",
+    "ScoreTeacher",
+    "Teacher",
+    "dataset_fingerprint",
+    "load_teacher",
+    "topn_from_scores",
+]
+
+PAD = -1  # padding id in top-N arrays
+
+
+# ---------------------------------------------------------------------------------- utilities
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """sha256 of the training matrix's structure and the sizes (what the top-N lists depend on)."""
+    h = hashlib.sha256()
+    h.update(f"{dataset.n_users}x{dataset.n_items}".encode())
+    h.update(np.ascontiguousarray(dataset.train.indptr, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(dataset.train.indices, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mask_train_(scores: torch.Tensor, dataset: Dataset, users: np.ndarray) -> None:
+    """Set the observed items of ``users`` to -inf in ``scores`` (B, n_items), in place."""
+    sub = dataset.train[users]  # CSR (B, n_items)
+    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))  # (nnz_B,)
+    r = torch.from_numpy(rows).to(scores.device)
+    c = torch.from_numpy(sub.indices.astype(np.int64)).to(scores.device)
+    scores[r, c] = float("-inf")
+
+
+def topn_from_scores(
+    score_fn: Any,
+    dataset: Dataset,
+    n: int,
+    side: str = "user",
+    chunk: int = 1024,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Teacher top-N lists from scores, observed pairs excluded, best first, padded with -1.
+
+    score_fn(users (B,) int64 tensor on ``device``) -> (B, n_items) scores.
+    side="user": (n_users, n) items per user. side="item": (n_items, n) users per item, from a
+    running top-N over user chunks (memory (n + chunk) x n_items).
+    """
+    if side not in ("user", "item"):
+        raise ValueError(f"side must be 'user' or 'item', got {side!r}")
+    n_rows = dataset.n_users if side == "user" else dataset.n_items
+    n_cols = dataset.n_items if side == "user" else dataset.n_users
+    n_eff = min(n, n_cols)
+    out = np.full((n_rows, n), PAD, dtype=np.int32)
+    best_v = best_i = None
+    with torch.no_grad():
+        for start in range(0, dataset.n_users, chunk):
+            users_np = np.arange(start, min(start + chunk, dataset.n_users))
+            users = torch.from_numpy(users_np).to(device)
+            s = score_fn(users).float()  # (B, n_items)
+            _mask_train_(s, dataset, users_np)
+            if side == "user":
+                v, i = torch.topk(s, n_eff, dim=1)  # (B, n_eff)
+                i = torch.where(torch.isfinite(v), i, torch.full_like(i, PAD))
+                out[users_np, :n_eff] = i.to(torch.int32).cpu().numpy()
+            else:
+                ids = users[:, None].expand_as(s)  # (B, n_items)
+                if best_v is not None:
+                    s = torch.cat([best_v, s], dim=0)  # (n' + B, n_items)
+                    ids = torch.cat([best_i, ids], dim=0)
+                k = min(n_eff, s.shape[0])
+                best_v, pos = torch.topk(s, k, dim=0)  # (k, n_items)
+                best_i = torch.gather(ids, 0, pos)  # (k, n_items)
+    if side == "item":
+        assert best_v is not None and best_i is not None
+        ids = torch.where(torch.isfinite(best_v), best_i, torch.full_like(best_i, PAD))
+        out[:, : ids.shape[0]] = ids.T.to(torch.int32).cpu().numpy()  # (n_items, k)
+    return out
+
+
+# ------------------------------------------------------------------------------------ teachers
+class Teacher:
+    """A frozen teacher. ``has_scores``: whether :meth:`score`/:meth:`score_all` exist (score
+    and model teachers) or only ranked lists (list teachers)."""
+
+    has_scores: bool = True
+
+    def __init__(self, source: str, n_users: int, n_items: int) -> None:
+        self.source = source
+        self.n_users = n_users
+        self.n_items = n_items
+        self._fingerprint: str | None = None
+
+    # -- to implement
+    def _compute_fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Teacher logits of ``users`` (B,) against every item -> (B, n_items)."""
+        raise NotImplementedError(f"teacher {self.source!r} has no scores (ranked lists only)")
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Teacher logits for users (B,) and items (B, k) -> (B, k)."""
+        raise NotImplementedError(f"teacher {self.source!r} has no scores (ranked lists only)")
+
+    # -- shared
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = self._compute_fingerprint()
+        return self._fingerprint
+
+    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int, device: Any) -> np.ndarray:
+        return topn_from_scores(self.score_all, dataset, n, side, chunk, device)
+
+    def topn(
+        self,
+        dataset: Dataset,
+        n: int,
+        side: str = "user",
+        cache_dir: str | Path | None = None,
+        chunk: int = 1024,
+        device: torch.device | str = "cpu",
+    ) -> np.ndarray:
+        """The teacher's top-``n`` lists, (n_users, n) items or (n_items, n) users (side="item"),
+        int32, best first, observed pairs excluded, padded with -1; cached under ``cache_dir``."""
+        path = None
+        if cache_dir is not None:
+            key = f"{self.fingerprint[:16]}-{dataset_fingerprint(dataset)[:16]}"
+            path = Path(cache_dir) / "teacher_topn" / f"{side}-N{n}-{key}.npy"
+            if path.is_file():
+                arr = np.load(path)
+                rows = dataset.n_users if side == "user" else dataset.n_items
+                if arr.shape == (rows, n) and arr.dtype == np.int32:
+                    return arr
+        arr = self._topn(dataset, n, side, chunk, device)
+        if path is not None:
+            _atomic_save_npy(path, arr)
+        return arr
+
+
+class ModelTeacher(Teacher):
+    """A trained :class:`Recommender`, frozen (eval mode, no gradients)."""
+
+    def __init__(self, model: Recommender, source: str = "model") -> None:
+        super().__init__(source, model.n_users, model.n_items)
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def _compute_fingerprint(self) -> str:
+        h = hashlib.sha256(type(self.model).__name__.encode())
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.score_all(users.to(self.model.device))
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.score(users.to(self.model.device), items.to(self.model.device))
+
+
+class ScoreTeacher(Teacher):
+    """Dense teacher scores (n_users, n_items) float32, internal ids (-inf = not scored)."""
+
+    def __init__(self, scores: torch.Tensor, source: str = "scores") -> None:
+        if scores.dim() != 2:
+            raise ValueError(
+                f"{source}: teacher scores must be 2-D (n_users, n_items), got {tuple(scores.shape)}"
+            )
+        super().__init__(source, scores.shape[0], scores.shape[1])
+        self.scores = scores.float()
+
+    def to(self, device: torch.device | str) -> ScoreTeacher:
+        self.scores = self.scores.to(device)
+        return self
+
+    def _compute_fingerprint(self) -> str:
+        return hashlib.sha256(self.scores.cpu().contiguous().numpy().tobytes()).hexdigest()
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        return self.scores[users.to(self.scores.device)]  # (B, n_items)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        u = users.to(self.scores.device)
+        return self.scores[u[:, None], items.to(self.scores.device)]  # (B, k)
+
+
+class ListTeacher(Teacher):
+    """Ranked lists only: ``lists`` (n_users, N) int32 item ids, best first, padded with -1."""
+
+    has_scores = False
+
+    def __init__(self, lists: np.ndarray, n_items: int, source: str = "lists") -> None:
+        if lists.ndim != 2:
+            raise ValueError(f"{source}: ranked lists must be 2-D (n_users, N), got shape {lists.shape}")
+        super().__init__(source, lists.shape[0], n_items)
+        self.lists = lists.astype(np.int32)
+
+    def _compute_fingerprint(self) -> str:
+        return hashlib.sha256(np.ascontiguousarray(self.lists).tobytes()).hexdigest()
+
+    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int, device: Any) -> np.ndarray:
+        if side != "user":
+            raise ValueError(
+                f"teacher {self.source!r} gives user-side ranked lists only; item-side lists need "
+                "scores (a trained run or a score file)"
+            )
+        lists = self.lists.astype(np.int64)  # (n_users, N)
+        valid = lists >= 0
+        u = np.broadcast_to(np.arange(lists.shape[0])[:, None], lists.shape)
+        observed = np.zeros_like(valid)
+        observed[valid] = np.asarray(dataset.train[u[valid], lists[valid]]).ravel() > 0
+        keep = valid & ~observed  # (n_users, N)
+        # Stable compaction: kept entries first, in their order.
+        order = np.argsort(~keep, axis=1, kind="stable")  # (n_users, N)
+        compact = np.take_along_axis(np.where(keep, lists, PAD), order, axis=1)
+        out = np.full((lists.shape[0], n), PAD, dtype=np.int32)
+        m = min(n, compact.shape[1])
+        out[:, :m] = compact[:, :m]
+        return out
+
+
+# ------------------------------------------------------------------------------------- loading
+def _id_map(raw_ids: np.ndarray) -> dict[str, int]:
+    return {str(r): i for i, r in enumerate(raw_ids.tolist())}
+
+
+def _map_ids(col: pd.Series, mapping: dict[str, int], what: str, path: Path, first_line: int) -> np.ndarray:
+    """Raw id strings -> internal ids; unknown ids raise naming the first few with line numbers."""
+    mapped = col.map(mapping)
+    bad = mapped.isna().to_numpy()
+    if bad.any():
+        idx = np.flatnonzero(bad)[:5]
+        shown = ", ".join(f"line {first_line + int(i)}: {col.iloc[int(i)]!r}" for i in idx)
+        raise ValueError(f"{path}: {int(bad.sum())} unknown {what} id(s) not in the dataset ({shown})")
+    return mapped.to_numpy(dtype=np.int64)
+
+
+def _read_table(path: Path, names: list[str]) -> tuple[pd.DataFrame, int]:
+    """TSV with a header equal to ``names`` -> (frame of strings, line number of the first row)."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+    if [h.strip().lower() for h in header] != names:
+        raise ValueError(f"{path}: line 1: expected the header {'<TAB>'.join(names)!r}, got {header!r}")
+    df = pd.read_csv(path, sep="\t", dtype=str, skiprows=1, header=None, keep_default_na=False)
+    if df.shape[1] != len(names):
+        raise ValueError(f"{path}: expected {len(names)} tab-separated columns, got {df.shape[1]}")
+    df.columns = names
+    return df, 2
+
+
+def _parse_float(col: pd.Series, path: Path, first_line: int, what: str) -> np.ndarray:
+    vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{path}: line {first_line + i}: {what} {col.iloc[i]!r} is not a finite number "
+            f"({int(bad.sum())} such value(s))"
+        )
+    return vals
+
+
+def _check_dup(keys: np.ndarray, path: Path, first_line: int, what: str, show: Any) -> None:
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        # the line of the second occurrence of the first duplicated key
+        dup_key = keys[first[counts > 1][0]]
+        lines = np.flatnonzero(keys == dup_key)
+        raise ValueError(f"{path}: line {first_line + int(lines[1])}: duplicate {what} {show(int(lines[1]))}")
+
+
+def _load_scores_npy(path: Path, dataset: Dataset) -> ScoreTeacher:
+    arr = np.load(path, allow_pickle=False)
+    return _dense_teacher(arr, path, dataset)
+
+
+def _dense_teacher(arr: np.ndarray, path: Path, dataset: Dataset) -> ScoreTeacher:
+    want = (dataset.n_users, dataset.n_items)
+    if arr.ndim != 2 or arr.shape != want:
+        raise ValueError(f"{path}: teacher scores have shape {arr.shape}, expected {want} (n_users, n_items)")
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{path}: teacher scores must be numbers, got dtype {arr.dtype}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        u, i = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{path}: {int(bad.sum())} non-finite score(s), first at user {u}, item {i}: {arr[u, i]}"
+        )
+    return ScoreTeacher(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), str(path))
+
+
+def _load_scores_npz(path: Path, dataset: Dataset) -> ScoreTeacher:
+    with np.load(path, allow_pickle=False) as z:
+        if "scores" not in z:
+            raise ValueError(f"{path}: expected an array named 'scores', found {sorted(z.files)}")
+        arr = z["scores"]
+        user_ids = z["user_ids"] if "user_ids" in z else None
+        item_ids = z["item_ids"] if "item_ids" in z else None
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: 'scores' must be 2-D, got shape {arr.shape}")
+    for ids, axis, what, raw, n in (
+        (user_ids, 0, "user", dataset.user_ids, dataset.n_users),
+        (item_ids, 1, "item", dataset.item_ids, dataset.n_items),
+    ):
+        if ids is None:
+            continue
+        if ids.shape != (arr.shape[axis],):
+            raise ValueError(f"{path}: {what}_ids has shape {ids.shape}, expected ({arr.shape[axis]},)")
+        mapping = _id_map(raw)
+        idx = pd.Series([str(x) for x in ids.tolist()]).map(mapping)
+        if idx.isna().any():
+            bad = [str(x) for x in ids[idx.isna().to_numpy()][:5].tolist()]
+            raise ValueError(f"{path}: {int(idx.isna().sum())} unknown {what} id(s) in {what}_ids: {bad}")
+        idx = idx.to_numpy(dtype=np.int64)
+        if len(np.unique(idx)) != len(idx):
+            raise ValueError(f"{path}: duplicate ids in {what}_ids")
+        if len(idx) != n:
+            missing = np.setdiff1d(np.arange(n), idx)[:5]
+            raise ValueError(
+                f"{path}: {what}_ids covers {len(idx)} of the dataset's {n} {what}s; missing e.g. "
+                f"{[str(raw[m]) for m in missing]}"
+            )
+        inv = np.empty(n, dtype=np.int64)
+        inv[idx] = np.arange(n)
+        arr = np.take(arr, inv, axis=axis)  # reorder rows/cols to internal ids
+    return _dense_teacher(arr, path, dataset)
+
+
+def _load_scores_tsv(path: Path, dataset: Dataset) -> ScoreTeacher:
+    df, first = _read_table(path, ["user", "item", "score"])
+    u = _map_ids(df["user"], _id_map(dataset.user_ids), "user", path, first)
+    i = _map_ids(df["item"], _id_map(dataset.item_ids), "item", path, first)
+    s = _parse_float(df["score"], path, first, "score")
+    _check_dup(
+        u * dataset.n_items + i,
+        path,
+        first,
+        "pair",
+        lambda r: f"({df['user'].iloc[r]}, {df['item'].iloc[r]})",
+    )
+    scores = torch.full((dataset.n_users, dataset.n_items), float("-inf"))
+    scores[torch.from_numpy(u), torch.from_numpy(i)] = torch.tensor(s, dtype=torch.float32)
+    return ScoreTeacher(scores, str(path))
+
+
+def _lists_from_pairs(u: np.ndarray, i: np.ndarray, rank: np.ndarray, n_users: int) -> np.ndarray:
+    """(user, item, rank) triples -> (n_users, max_len) item lists sorted by rank, padded -1."""
+    order = np.lexsort((rank, u))  # by user, then rank
+    u, i = u[order], i[order]
+    counts = np.bincount(u, minlength=n_users)
+    width = int(counts.max()) if len(counts) else 0
+    pos = np.arange(len(u)) - np.repeat(np.cumsum(counts) - counts, counts)  # position in the list
+    out = np.full((n_users, max(width, 1)), PAD, dtype=np.int32)
+    out[u, pos] = i
+    return out
+
+
+def _load_ranks_tsv(path: Path, dataset: Dataset) -> ListTeacher:
+    df, first = _read_table(path, ["user", "item", "rank"])
+    u = _map_ids(df["user"], _id_map(dataset.user_ids), "user", path, first)
+    i = _map_ids(df["item"], _id_map(dataset.item_ids), "item", path, first)
+    r = _parse_float(df["rank"], path, first, "rank")
+    bad = (r != np.round(r)) | (r < 1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path}: line {first + k}: rank {df['rank'].iloc[k]!r} is not an integer >= 1")
+    r = r.astype(np.int64)
+    _check_dup(
+        u * dataset.n_items + i, path, first, "item in a user's list", lambda k: repr(df["item"].iloc[k])
+    )
+    _check_dup(u * (int(r.max()) + 1) + r, path, first, "rank for a user", lambda k: repr(df["rank"].iloc[k]))
+    return ListTeacher(_lists_from_pairs(u, i, r, dataset.n_users), dataset.n_items, str(path))
+
+
+def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
+    df = pd.read_csv(path, sep="\t", dtype=str, header=None, keep_default_na=False, names=["user", "items"])
+    first = 1
+    if len(df) and df["user"].iloc[0].strip().lower() == "user":
+        df, first = df.iloc[1:].reset_index(drop=True), 2
+    if df["items"].isna().any() if len(df) else False:
+        raise ValueError(f"{path}: expected lines 'user<TAB>item1 item2 ...'")
+    u_line = _map_ids(df["user"], _id_map(dataset.user_ids), "user", path, first)
+    _check_dup(u_line, path, first, "user", lambda k: repr(df["user"].iloc[k]))
+    tokens = df["items"].str.split().explode()  # index = row of the line
+    tokens = tokens[tokens.notna()]
+    rows = tokens.index.to_numpy(dtype=np.int64)
+    line_of = first + rows
+    mapping = _id_map(dataset.item_ids)
+    mapped = tokens.map(mapping)
+    if mapped.isna().any():
+        bad = np.flatnonzero(mapped.isna().to_numpy())[:5]
+        shown = ", ".join(f"line {int(line_of[b])}: {tokens.iloc[int(b)]!r}" for b in bad)
+        raise ValueError(
+            f"{path}: {int(mapped.isna().sum())} unknown item id(s) not in the dataset ({shown})"
+        )
+    i = mapped.to_numpy(dtype=np.int64)
+    u = u_line[rows]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within its line
+    keys = u * dataset.n_items + i
+    _, first_idx, counts = np.unique(keys, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        k = np.flatnonzero(keys == keys[first_idx[counts > 1][0]])[1]
+        raise ValueError(
+            f"{path}: line {int(line_of[k])}: duplicate item {tokens.iloc[int(k)]!r} in the list"
+        )
+    return ListTeacher(_lists_from_pairs(u, i, rank, dataset.n_users), dataset.n_items, str(path))
+
+
+def load_run_model(run_dir: Path, dataset: Dataset, device: torch.device | str = "cpu") -> Recommender:
+    """Rebuild the trained model of a ``recdistill train`` run directory.
+
+    ADAPTER (issue #3's run format): uses ``recdistill.train.load_run_model`` when it exists,
+    else reads ``model.json`` (``{"model": name, "kwargs": init_kwargs}``) and ``model.pt``.
+    """
+    try:
+        from recdistill.train import load_model as _load  # type: ignore[attr-defined]
+    except ImportError:
+        _load = None
+    if _load is not None:
+        return _load(run_dir, dataset, device=device)
+    from recdistill.models import model_from_spec
+
+    spec_path, weights = run_dir / "model.json", run_dir / "model.pt"
+    for p in (spec_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"teacher run {run_dir}: missing {p.name} (is it a `recdistill train` run?)"
+            )
+    model = model_from_spec(json.loads(spec_path.read_text()), dataset)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.to(device)
+
+
+def load_teacher(
+    source: str | Path | Recommender, dataset: Dataset, device: torch.device | str = "cpu"
+) -> Teacher:
+    """A :class:`Teacher` from a trained model, a run directory, a score file or a list file
+    (formats in the module docstring)."""
+    if isinstance(source, Recommender):
+        return ModelTeacher(source.to(device), source=type(source).__name__)
+    path = Path(source)
+    if path.is_dir():
+        return ModelTeacher(load_run_model(path, dataset, device), source=str(path))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"teacher not found: {path} (a run directory, .npy/.npz/.tsv scores or lists)"
+        )
+    if path.suffix == ".npy":
+        return _load_scores_npy(path, dataset).to(device)
+    if path.suffix == ".npz":
+        return _load_scores_npz(path, dataset).to(device)
+    with open(path, encoding="utf-8") as f:
+        header = [h.strip().lower() for h in f.readline().rstrip("\n").split("\t")]
+    if header == ["user", "item", "score"]:
+        return _load_scores_tsv(path, dataset).to(device)
+    if header == ["user", "item", "rank"]:
+        return _load_ranks_tsv(path, dataset)
+    return _load_lists_lines(path, dataset)
