@@ -1,0 +1,217 @@
+"""Named datasets with the papers' defaults, ``load_dataset`` (the stable entry point) and
+``dataset_stats``. A name not in the registry is read as a path (format sniffed)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recdistill.data import download as dl
+from recdistill.data.cache import cache_key, cache_path, default_cache_dir, load_cached, save_dataset
+from recdistill.data.dataset import N_CANDIDATES, Dataset
+from recdistill.data.io import COMPRESSED_SUFFIXES, sha256_file
+from recdistill.data.preprocess import from_log
+from recdistill.data.published import is_split_table, load_published_split
+from recdistill.data.readers import read_interactions, sniff_format
+from recdistill.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset: its raw file (relative to the data directory, compression suffix
+    optional), how to read it, and the papers' default settings."""
+
+    name: str
+    file: str
+    kind: str  # "log" (reader + preprocessing + LOO) or "published" (split used as published)
+    description: str
+    format: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _add(spec: DatasetSpec) -> None:
+    DATASETS.register(spec.name)(spec)
+
+
+_add(
+    DatasetSpec(
+        "citeulike",
+        "citeulike-t/users.dat",
+        "log",
+        "CiteULike-t, users with >= 5 items (count field not an item), random LOO",
+        format="citeulike-users",
+        defaults={"min_user_interactions": 5},
+    )
+)
+_add(
+    DatasetSpec(
+        "citeulike-bd",
+        "citeulike-t/bd_loo_split.tsv",
+        "published",
+        "CiteULike-t, BD's published LOO split (WWW 2021 Table 1: 5,219 / 25,187 / 130,788)",
+    )
+)
+_add(
+    DatasetSpec(
+        "citeulike-dcd",
+        "citeulike-t/derrd_loo_split.tsv",
+        "published",
+        "CiteULike-t, DE-RRD/DCD's published LOO split (5,219 / 25,181 / 115,142 train)",
+    )
+)
+_add(
+    DatasetSpec(
+        "ml-100k",
+        "ml-100k/u.data",
+        "log",
+        "MovieLens 100K, every rating as an interaction, LOO by time",
+        format="movielens",
+    )
+)
+_add(
+    DatasetSpec(
+        "amazon-cds",
+        "amazon-cds/amazon-cds.inter",
+        "log",
+        "Amazon CDs & Vinyl (FPSR's filtered RecBole file), random LOO",
+        format="recbole-inter",
+    )
+)
+
+LOG_OPTIONS = {
+    "seed": 0,
+    "min_user_interactions": 1,
+    "k_core": None,
+    "n_candidates": N_CANDIDATES,
+    "min_rating": None,
+}
+PUBLISHED_OPTIONS = {"seed": 0, "n_candidates": N_CANDIDATES}
+READ_OPTIONS = ("format", "user_col", "item_col", "time_col", "sep")
+CONTROL_OPTIONS = ("cache", "cache_dir", "download")
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``data_dir`` if given, else ``RECDISTILL_DATA``, else ``~/.cache/recdistill/data``."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get("RECDISTILL_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "recdistill" / "data"
+
+
+def find_file(data_dir: Path, rel: str) -> Path | None:
+    """``data_dir/rel`` as stored: plain, ``.gz`` or ``.xz``."""
+    for suffix in ("", *COMPRESSED_SUFFIXES):
+        p = data_dir / (rel + suffix)
+        if p.is_file():
+            return p
+    return None
+
+
+def _settings(defaults: dict[str, Any], given: dict[str, Any], allowed_extra: tuple[str, ...], what: str):
+    unknown = sorted(set(given) - set(defaults) - set(allowed_extra))
+    if unknown:
+        valid = ", ".join(sorted([*defaults, *allowed_extra, *CONTROL_OPTIONS]))
+        raise ValueError(f"option(s) {', '.join(unknown)} do not apply to {what}; valid: {valid}")
+    out = dict(defaults)
+    out.update({k: v for k, v in given.items() if k in defaults})
+    return out
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None, **options: Any
+) -> Dataset:
+    """Load a named dataset (see ``DATASETS.names()``) or a file, prepared and split.
+
+    Options: ``seed`` (0), ``n_candidates`` (499), ``min_user_interactions``, ``k_core``,
+    ``min_rating`` (logs only; named datasets supply the papers' defaults), reader options
+    ``format``, ``user_col``, ``item_col``, ``time_col``, ``sep`` (files only), ``cache`` (True),
+    ``cache_dir`` (``RECDISTILL_CACHE`` or ``~/.cache/recdistill``), ``download`` (False).
+    """
+    use_cache = bool(options.pop("cache", True))
+    cache_dir = Path(options.pop("cache_dir", None) or default_cache_dir())
+    want_download = bool(options.pop("download", False))
+    name = str(name_or_path)
+    if name in DATASETS:
+        spec = DATASETS.get(name)
+        ddir = resolve_data_dir(data_dir)
+        path = find_file(ddir, spec.file)
+        if path is None and want_download:
+            dl.download(name, ddir)
+            path = find_file(ddir, spec.file)
+        if path is None:
+            hint = (
+                f"run `recdistill data download {name}`"
+                if name in dl.SOURCES
+                else "see shared/data/README.md"
+            )
+            raise FileNotFoundError(
+                f"{name}: {ddir / spec.file}[.gz|.xz] not found (data dir from --data-dir, "
+                f"RECDISTILL_DATA or the default); {hint}"
+            )
+        if spec.kind == "published":
+            settings = _settings(PUBLISHED_OPTIONS, options, (), f"the published split {name!r}")
+        else:
+            settings = _settings({**LOG_OPTIONS, **spec.defaults}, options, (), f"dataset {name!r}")
+        kind, fmt, read_opts = f"named:{name}", spec.format, {}
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            known = ", ".join(DATASETS.names())
+            raise KeyError(f"unknown dataset {name!r} and no such file; known: {known} (or give a path)")
+        read_opts = {k: options[k] for k in READ_OPTIONS if options.get(k) is not None}
+        fmt = read_opts.pop("format", None)
+        published = fmt == "published" or (
+            fmt is None and sniff_format(path) == "table" and is_split_table(path)
+        )
+        if published:
+            settings = _settings(PUBLISHED_OPTIONS, options, READ_OPTIONS, "a published split file")
+            spec, fmt = None, "published"
+        else:
+            settings = _settings(LOG_OPTIONS, options, READ_OPTIONS, f"file {path}")
+            spec, fmt = None, fmt or sniff_format(path)
+        kind = f"path:{fmt}"
+        name = str(path)
+    file_hash = sha256_file(path)
+    key = cache_key(kind, [file_hash], {**settings, **read_opts, "format": fmt})
+    cpath = cache_path(cache_dir, Path(name).name, key)
+    if use_cache:
+        ds = load_cached(cpath)
+        if ds is not None:
+            return ds
+    base_info = {"source_sha256": {str(path): file_hash}, "cache_key": key}
+    if (spec is not None and spec.kind == "published") or fmt == "published":
+        ds = load_published_split(path, name=name, info=base_info, **settings)
+    else:
+        log = read_interactions(path, format=fmt, **read_opts)
+        ds = from_log(log, name=name, info=base_info, **settings)
+    if use_cache:
+        save_dataset(ds, cpath)
+    return ds
+
+
+def dataset_stats(ds: Dataset) -> dict[str, Any]:
+    """Users, items, interactions (distinct pairs: train + valid + test), split sizes, sparsity."""
+    n_valid = int((ds.valid_items >= 0).sum())
+    n_test = int((ds.test_items >= 0).sum())
+    inter = ds.n_train + n_valid + n_test
+    cells = ds.n_users * ds.n_items
+    out: dict[str, Any] = {
+        "name": ds.name,
+        "users": ds.n_users,
+        "items": ds.n_items,
+        "interactions": inter,
+        "train": ds.n_train,
+        "valid": n_valid,
+        "test": n_test,
+        "sparsity": 1.0 - inter / cells if cells else 0.0,
+        "candidates_per_user": int(ds.candidates.shape[1]),
+    }
+    for k in ("duplicates_dropped", "users_dropped", "items_dropped", "split", "seed"):
+        if k in ds.info:
+            out[k] = ds.info[k]
+    return out

@@ -1,0 +1,164 @@
+"""Leave-one-out split and the sampled-protocol candidates (vectorised, seeded).
+
+Leave-one-out (BD Sec. 5.1; RRD/DE-RRD/DCD): per user the last interaction by time is the test
+item and the one before it the validation item; without timestamps both are drawn at random
+with the seed. Candidates (RRD/DE-RRD/DCD sampled protocol): ``N_CANDIDATES`` = 499 items per
+user drawn uniformly without replacement from the items the user never interacted with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+# Seed streams: the split and the candidates use independent generators derived from one seed.
+SPLIT_STREAM = 1
+CANDIDATE_STREAM = 2
+
+_CHUNK_DRAWS = 1 << 21  # random ints per candidate-sampling chunk (bounds memory, fixed for determinism)
+
+
+def rng_for(seed: int, stream: int) -> np.random.Generator:
+    """The generator of ``stream`` for ``seed`` (same seed -> same numbers, on any machine)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), stream]))
+
+
+def leave_one_out(
+    users: np.ndarray, times: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split rows of an interaction log (internal user ids, one row per distinct pair).
+
+    Returns ``(order, test_row, valid_row, n_per_user)``: ``order`` sorts rows by user then time
+    (ties by row order; random keys when ``times`` is None); ``test_row``/``valid_row`` (n_users,)
+    are row indices of the held-out pairs, -1 for users with fewer than 1 / 2 rows.
+    """
+    n = len(users)
+    n_users = int(users.max()) + 1 if n else 0
+    if times is None:
+        keys = rng_for(seed, SPLIT_STREAM).random(n)  # (n,) random order within each user
+        order = np.lexsort((keys, users))
+    else:
+        order = np.lexsort((np.arange(n), times, users))  # (n,) user, then time, then file row
+    counts = np.bincount(users, minlength=n_users)  # (n_users,)
+    ends = np.cumsum(counts)  # (n_users,) one past each user's last sorted row
+    test_row = np.where(counts >= 1, order[np.maximum(ends - 1, 0)], -1)
+    valid_row = np.where(counts >= 2, order[np.maximum(ends - 2, 0)], -1)
+    return order, test_row, valid_row, counts
+
+
+def positives_csr(train: sp.csr_matrix, valid_items: np.ndarray, test_items: np.ndarray) -> sp.csr_matrix:
+    """Boolean CSR of every item each user interacted with (train, valid or test), sorted indices."""
+    n_users, n_items = train.shape
+    coo = train.tocoo()
+    rows = [coo.row, np.flatnonzero(valid_items >= 0), np.flatnonzero(test_items >= 0)]
+    cols = [coo.col, valid_items[valid_items >= 0], test_items[test_items >= 0]]
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    m = sp.csr_matrix((np.ones(len(r), dtype=bool), (r, c)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+def _needed_draws(n_items: int, n_neg: np.ndarray, k: int) -> np.ndarray:
+    """Expected uniform draws over all items until ``k`` distinct negatives: n * ln(N / (N - k))."""
+    n_neg = n_neg.astype(np.float64)
+    return n_items * (np.log(n_neg + 0.5) - np.log(np.maximum(n_neg - k, 0) + 0.5))
+
+
+def sample_candidates(
+    positives: sp.csr_matrix, n_candidates: int, seed: int, user_ids: np.ndarray | None = None
+) -> np.ndarray:
+    """``(n_users, n_candidates)`` int32: per user, distinct items not in its row of ``positives``.
+
+    Uniform without replacement: the first ``k`` distinct non-positive values of a stream of
+    uniform draws form a uniform random k-subset. Vectorised: per chunk of users draw a matrix of
+    ints, reject positives by a sorted (user * n_items + item) key lookup, drop repeats, keep the
+    first ``k``; the few users left short are redrawn with a wider matrix, then exactly (random
+    keys over all items). A user with fewer than ``k`` never-interacted items is an error (we do
+    not cap: the sampled protocol needs the same candidate count for every user).
+    """
+    n_users, n_items = positives.shape
+    k = int(n_candidates)
+    if k < 0:
+        raise ValueError(f"n_candidates must be >= 0, got {k}")
+    out = np.empty((n_users, k), dtype=np.int32)
+    if k == 0 or n_users == 0:
+        return out
+    n_pos = np.diff(positives.indptr)  # (n_users,)
+    n_neg = n_items - n_pos
+    short = np.flatnonzero(n_neg < k)
+    if len(short):
+        u = int(short[0])
+        raw = f" (raw id {user_ids[u]!r})" if user_ids is not None else ""
+        raise ValueError(
+            f"n_candidates={k}: user {u}{raw} has only {n_neg[u]} items it never interacted with "
+            f"({n_items} items in all); {len(short)} users are short. Use a smaller n_candidates."
+        )
+    pos_keys = (
+        np.repeat(np.arange(n_users, dtype=np.int64), n_pos) * n_items + positives.indices
+    )  # (nnz,) sorted because the CSR is row-major with sorted indices
+    rng = rng_for(seed, CANDIDATE_STREAM)
+    need = _needed_draws(n_items, n_neg, k)  # (n_users,)
+    remaining = np.arange(n_users)
+    for factor in (1.25, 3.0):
+        if len(remaining) == 0:
+            break
+        width = int(np.ceil(np.quantile(need[remaining], 0.9) * factor)) + 16
+        if factor > 1.25:
+            width = int(np.ceil(need[remaining].max() * factor)) + 64
+        step = max(1, _CHUNK_DRAWS // width)
+        left = []
+        for s in range(0, len(remaining), step):
+            rows = remaining[s : s + step]
+            done = _draw_chunk(rows, width, k, n_items, pos_keys, rng, out)
+            left.append(rows[~done])
+        remaining = np.concatenate(left)
+    if len(remaining):
+        _exact_rows(remaining, positives, k, rng, out)
+    return out
+
+
+def _draw_chunk(
+    rows: np.ndarray,
+    width: int,
+    k: int,
+    n_items: int,
+    pos_keys: np.ndarray,
+    rng: np.random.Generator,
+    out: np.ndarray,
+) -> np.ndarray:
+    """One oversampling round for ``rows``; fills ``out`` for the rows that got ``k``; returns them."""
+    draws = rng.integers(0, n_items, size=(len(rows), width), dtype=np.int64)  # (c, w)
+    q = rows[:, None].astype(np.int64) * n_items + draws  # (c, w)
+    if len(pos_keys):
+        hit = pos_keys[np.minimum(np.searchsorted(pos_keys, q), len(pos_keys) - 1)] == q  # (c, w)
+    else:
+        hit = np.zeros(q.shape, dtype=bool)
+    order = np.argsort(draws, axis=1, kind="stable")  # (c, w)
+    sorted_draws = np.take_along_axis(draws, order, axis=1)
+    first_sorted = np.ones(draws.shape, dtype=bool)
+    first_sorted[:, 1:] = sorted_draws[:, 1:] != sorted_draws[:, :-1]
+    first = np.empty_like(first_sorted)
+    np.put_along_axis(first, order, first_sorted, axis=1)  # (c, w) first occurrence of its value
+    ok = first & ~hit
+    csum = np.cumsum(ok, axis=1)  # (c, w)
+    done = csum[:, -1] >= k  # (c,)
+    take = ok & (csum <= k) & done[:, None]
+    out[rows[done]] = draws[take].reshape(-1, k)
+    return done
+
+
+def _exact_rows(
+    rows: np.ndarray, positives: sp.csr_matrix, k: int, rng: np.random.Generator, out: np.ndarray
+) -> None:
+    """Exact uniform k-subsets for a few users: random keys over all items, positives pushed last."""
+    n_items = positives.shape[1]
+    step = max(1, _CHUNK_DRAWS // n_items)
+    for s in range(0, len(rows), step):
+        r = rows[s : s + step]
+        keys = rng.random((len(r), n_items))  # (c, n_items)
+        sub = positives[r]
+        keys[np.repeat(np.arange(len(r)), np.diff(sub.indptr)), sub.indices] = 2.0
+        part = np.argpartition(keys, k - 1, axis=1)[:, :k]  # (c, k) the k smallest keys
+        part = np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, 1), axis=1), 1)
+        out[r] = part
