@@ -13,9 +13,9 @@ from torch import nn
 
 from conftest import make_toy_dataset
 from recdistill.distill.bd import (
+    BD,
     SCHEMES,
     BDConfig,
-    BDObjective,
     draw_bd_samples,
     draw_ragged,
     sampling_weights,
@@ -206,13 +206,13 @@ def test_objective_loss_is_eq2_and_only_the_learner_gets_gradients(label_only):
     ds, T, S, t_tab, s_tab = _setup(seed=5)
     cfg = BDConfig(n_samples=3, warmup_epochs=1, period=2, tau=2.0, label_only_tau=label_only,
                    lambda_t2s=0.3, lambda_s2t=0.7)
-    obj = BDObjective(T, S, ds.train, cfg, seed=1)
+    obj = BD(T, S, ds, cfg, seed=1)
     idx = np.array([0, 3, 5, 8])
     batch = _interaction_batch(ds.train, idx, np.zeros((4, 1), dtype=np.int64) + 29)
     obj.on_epoch_start(0)
     assert obj.draws == {}  # warm-up: no refresh
     loss0, parts0 = obj.loss("student", batch, 0)
-    assert set(parts0) == {"cf"} and torch.allclose(loss0, S.base_loss(batch))
+    assert set(parts0) == {"base"} and torch.allclose(loss0, S.base_loss(batch))
     obj.on_epoch_start(1)
     assert obj.n_refresh == 1
     obj.on_epoch_start(2)
@@ -233,8 +233,9 @@ def test_objective_loss_is_eq2_and_only_the_learner_gets_gradients(label_only):
                 p = 1 / (1 + math.exp(-x))
                 kd += -(q * math.log(p) + (1 - q) * math.log(1 - p))
         kd /= 4
-        assert parts["bd"] == pytest.approx(kd, rel=1e-9)
-        assert float(loss.detach()) == pytest.approx(float(model.base_loss(batch)) + lam * kd, rel=1e-9)
+        assert parts["BD"] == pytest.approx(kd, rel=1e-9)
+        base = float(model.base_loss(batch).detach())
+        assert float(loss.detach()) == pytest.approx(base + lam * kd, rel=1e-9)
         loss.backward()
         other = T if model is S else S
         assert model.z.grad is not None and other.z.grad is None
@@ -244,7 +245,7 @@ def test_objective_user_batches_sum_over_all_draws_of_the_user():
     ds, T, S, t_tab, s_tab = _setup(seed=6)
     T.batch_unit = S.batch_unit = "user"
     cfg = BDConfig(n_samples=2, warmup_epochs=0)
-    obj = BDObjective(T, S, ds.train, cfg, seed=0)
+    obj = BD(T, S, ds, cfg, seed=0)
     obj.on_epoch_start(0)
     users = torch.tensor([1, 4, 7])
     batch = Batch(users=users, idx=users)
@@ -259,7 +260,7 @@ def test_objective_user_batches_sum_over_all_draws_of_the_user():
 
 def test_fixed_model_is_not_trained_and_has_no_draws():
     ds, T, S, *_ = _setup(seed=7)
-    obj = BDObjective(T, S, ds.train, BDConfig(fixed="teacher", warmup_epochs=0), seed=0)
+    obj = BD(T, S, ds, BDConfig(fixed="teacher", warmup_epochs=0), seed=0)
     obj.on_epoch_start(0)
     assert obj.trained == ("student",) and set(obj.draws) == {"student"}
     batch = _interaction_batch(ds.train, np.array([0, 1]), np.zeros((2, 1), dtype=np.int64) + 29)
@@ -269,11 +270,11 @@ def test_fixed_model_is_not_trained_and_has_no_draws():
 
 def test_draws_as_negatives_feed_the_base_loss():
     ds, T, S, *_ = _setup(seed=8)
-    obj = BDObjective(T, S, ds.train, BDConfig(warmup_epochs=0, draws_as_negatives=True, n_samples=2))
+    obj = BD(T, S, ds, BDConfig(warmup_epochs=0, draws_as_negatives=True, n_samples=2))
     obj.on_epoch_start(0)
     idx = np.array([2, 6])
     batch = _interaction_batch(ds.train, idx, np.zeros((2, 1), dtype=np.int64) + 29)
     _, parts = obj.loss("student", batch, 0)
     neg = obj.draws["student"][idx][:, :1].long().numpy()
     ref = _interaction_batch(ds.train, idx, neg)
-    assert parts["cf"] == pytest.approx(float(S.base_loss(ref)))
+    assert parts["base"] == pytest.approx(float(S.base_loss(ref)))

@@ -32,17 +32,26 @@ for ``warmup_epochs``; the official notebook instead starts from fully pre-train
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from recdistill.analysis.rank_diff import full_ranks
+from recdistill.data.dataset import Dataset
+from recdistill.distill import DISTILLERS
+from recdistill.distill.base import Distiller
 from recdistill.losses import bd_loss
 from recdistill.models.base import Batch, Recommender
+
+if TYPE_CHECKING:
+    from recdistill.config import Config
+    from recdistill.train.trainer import Trainer
 
 SCHEMES = ("rank-discrepancy", "rank-aware", "top-n", "uniform", "swapped", "reversed")
 FIXED = (None, "teacher", "student")
@@ -185,7 +194,8 @@ def draw_ragged(
     ends = cdf[m - 1 :: m]  # (B,) cumulative total at each row's end
     starts = torch.cat([ends.new_zeros(1), ends[:-1]])  # (B,)
     row = torch.repeat_interleave(torch.arange(B, device=weights.device), counts)  # (N,)
-    u = torch.rand(row.numel(), generator=generator, device=weights.device, dtype=torch.float64)
+    # uniforms from the (CPU) generator: the same draws on any device
+    u = torch.rand(row.numel(), generator=generator, dtype=torch.float64).to(weights.device)  # (N,)
     target = starts[row] + u * (ends[row] - starts[row])  # (N,)
     flat = torch.searchsorted(cdf, target, right=True)  # (N,) first index with cdf > target
     flat = torch.minimum(flat, (row + 1) * m - 1)  # float rounding at a row's end
@@ -228,6 +238,7 @@ def draw_bd_samples(
     """
     device = teacher.device
     train = sp.csr_matrix(train)
+    train.sort_indices()
     n_users, m = train.shape
     deg_all = np.diff(train.indptr)
     s = cfg.n_samples
@@ -261,31 +272,43 @@ def draw_bd_samples(
     return {name: d.view(train.nnz, s) for name, d in out.items()}
 
 
-class BDObjective:
-    """Algorithm 1 as a trainer objective over models ``{"teacher": T, "student": S}``.
+@DISTILLERS.register("bd")
+class BD(Distiller):
+    """Algorithm 1 as a trainer objective over ``{"teacher": T, "student": S}``.
 
     ``on_epoch_start(epoch)`` refreshes the draws at ``warmup_epochs + k·period``;
     ``loss(name, batch, epoch)`` returns ``L_CF + λ·L_BD`` for ``name`` (``L_CF`` alone during
     warm-up). Batches carry ``idx``: interaction indices in CSR order (interaction batches) or
     the users (user batches, e.g. CDAE: all the user's draws apply to the user's row).
+    ``models`` holds the trained models only (the fixed one, if any, is ``self.all_models``).
     """
+
+    name = "bd"
+    Config = BDConfig
+    #: BD trains the teacher too: the CLI builds both models (see :func:`run_bd`)
+    trains_teacher = True
 
     def __init__(
         self,
         teacher: Recommender,
         student: Recommender,
-        train: sp.csr_matrix,
+        dataset: Dataset,
         config: BDConfig | None = None,
+        device: torch.device | str | None = None,
         seed: int = 0,
     ) -> None:
-        self.cfg = config or BDConfig()
-        self.models = {"teacher": teacher, "student": student}
-        self.train = sp.csr_matrix(train)
+        cfg = config or BDConfig()
+        both = {"teacher": teacher, "student": student}
+        super().__init__({n: both[n] for n in cfg.learners}, dataset, cfg,
+                         device if device is not None else teacher.device, seed)
+        self.cfg: BDConfig = cfg
+        self.all_models = both
+        self.train = sp.csr_matrix(dataset.train)
         self.train.sort_indices()
-        self.indptr = torch.from_numpy(self.train.indptr.astype(np.int64)).to(teacher.device)  # (n+1,)
-        self.seed = seed
+        self.indptr = torch.from_numpy(self.train.indptr.astype(np.int64)).to(self.device)  # (n+1,)
         self.draws: dict[str, torch.Tensor] = {}
         self.n_refresh = 0
+        self.refresh_seconds: list[float] = []
 
     @property
     def trained(self) -> tuple[str, ...]:
@@ -297,23 +320,35 @@ class BDObjective:
 
     def on_epoch_start(self, epoch: int) -> None:
         """Refresh ranks and draws every ``period`` epochs after warm-up (Algorithm 1, line 3)."""
+        super().on_epoch_start(epoch)
         if not self.is_distilling(epoch) or (epoch - self.cfg.warmup_epochs) % self.cfg.period:
             return
-        gen = torch.Generator(device=self.models["teacher"].device)
-        gen.manual_seed(self.seed * 1_000_003 + self.n_refresh)
+        t0 = time.perf_counter()
         self.draws = draw_bd_samples(
-            self.models["teacher"], self.models["student"], self.train, self.cfg, gen, self.trained
+            self.all_models["teacher"], self.all_models["student"], self.train, self.cfg,
+            self.generator, self.trained,
         )
+        self.refresh_seconds.append(time.perf_counter() - t0)
         self.n_refresh += 1
 
-    def batch_draws(self, name: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
+        """Eq. 2: ``L_CF + λ·L_BD`` (``L_CF`` alone during warm-up)."""
+        if not self.is_distilling(epoch):
+            return 1.0, {}
+        return 1.0, {"BD": self.cfg.weight(name)}
+
+    def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        return {"BD": self.distill_loss(name, batch)}
+
+    def batch_draws(self, name: str, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The learner's draws for a batch: ``(rows (N,), items (N,))`` for user batches, or
         ``(None, items (B, n_samples))`` for interaction batches."""
         if batch.idx is None:
             raise ValueError("BD needs batches with idx (interaction indices or users)")
+        if name not in self.draws:
+            raise RuntimeError(f"no BD draws for {name!r}: on_epoch_start was not called after warm-up")
         d = self.draws[name]  # (nnz, s) int32
-        learner = self.models[name]
-        if learner.batch_unit == "user":
+        if self.all_models[name].batch_unit == "user":
             start, end = self.indptr[batch.users], self.indptr[batch.users + 1]  # (B,), (B,)
             deg = end - start  # (B,)
             row = torch.repeat_interleave(torch.arange(len(deg), device=deg.device), deg)  # (nnz_B,)
@@ -326,8 +361,8 @@ class BDObjective:
     def distill_loss(self, name: str, batch: Batch) -> torch.Tensor:
         """``L_BD(X; Y)`` of Eq. 3 for learner X = ``name`` on its draws (sum over a row's draws,
         mean over the batch's rows: interactions, or users for user batches)."""
-        learner = self.models[name]
-        other = self.models["student" if name == "teacher" else "teacher"]
+        learner = self.all_models[name]
+        other = self.all_models["student" if name == "teacher" else "teacher"]
         rows, items = self.batch_draws(name, batch)
         if rows is None:  # interaction batch
             z_x = learner.score(batch.users, items)  # (B, s)
@@ -341,19 +376,12 @@ class BDObjective:
         return per / batch.users.numel()
 
     def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Eq. 2 for ``name``: ``L_CF + λ · L_BD`` (``L_CF`` alone during warm-up)."""
-        model = self.models[name]
+        """Eq. 2 for ``name``; with ``draws_as_negatives`` the draws are also ``L_CF``'s negatives."""
         if name not in self.trained:
             raise ValueError(f"model {name!r} is fixed; it is not trained")
-        if not (self.is_distilling(epoch) and self.draws):
-            base = model.base_loss(batch)
-            return base, {"cf": float(base.detach())}
-        if self.cfg.draws_as_negatives:
+        if self.cfg.draws_as_negatives and self.is_distilling(epoch) and name in self.draws:
             batch = self._negatives_from_draws(name, batch)
-        base = model.base_loss(batch)
-        kd = self.distill_loss(name, batch)
-        lam = self.cfg.weight(name)
-        return base + lam * kd, {"cf": float(base.detach()), "bd": float(kd.detach())}
+        return super().loss(name, batch, epoch)
 
     def _negatives_from_draws(self, name: str, batch: Batch) -> Batch:
         """Sec. 4.4: the drawn items double as the base loss's negatives."""
@@ -362,3 +390,85 @@ class BDObjective:
             n_neg = batch.neg.shape[1] if batch.neg is not None else 1
             return Batch(batch.users, batch.pos, items[:, :n_neg], batch.idx, None)
         return Batch(batch.users, batch.pos, items, batch.idx, rows)
+
+    # -- checkpoints (the trainer saves these with its own state) --------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"draws": {k: v.cpu() for k, v in self.draws.items()}, "n_refresh": self.n_refresh,
+                "generator": self.generator.get_state(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.draws = {k: v.to(self.device) for k, v in state["draws"].items()}
+        self.n_refresh = state["n_refresh"]
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+
+
+def _init_model(
+    config: Config, dataset: Dataset, size: str, run: str | Path | None, dim: int | None
+) -> Recommender:
+    """A pre-trained model from a run directory, or a fresh one of the ``size`` preset / ``dim``."""
+    from recdistill.models import build_model
+    from recdistill.train.io import load_run
+
+    if run is not None:
+        model = load_run(run, dataset).model
+        if model.name != config.model.name:
+            raise ValueError(f"{run}: holds a {model.name!r} model, but model.name is {config.model.name!r}")
+        return model.train()
+    mc = config.model
+    return build_model(mc.name, dataset, size=None if dim is not None else size, dim=dim, **mc.params)
+
+
+def run_bd(
+    config: Config,
+    bd_config: BDConfig | None = None,
+    out_dir: str | Path | None = None,
+    dataset: Dataset | None = None,
+    teacher_run: str | Path | None = None,
+    student_run: str | Path | None = None,
+    teacher_dim: int | None = None,
+    student_dim: int | None = None,
+    resume: bool = False,
+) -> tuple[Trainer, BD, dict[str, Any]]:
+    """Train a teacher and a student together with BD (Algorithm 1); returns (trainer, bd, metrics).
+
+    ``config``: data, model (``model.name`` for both; sizes from the presets, or ``teacher_dim`` /
+    ``student_dim``), training settings (``train.epochs`` counts warm-up and BD epochs). Models
+    start from ``teacher_run`` / ``student_run`` (pre-trained run directories) when given, else
+    from scratch. A ``fixed`` model must be pre-trained. ``out_dir`` gets ``teacher.pt``,
+    ``student.pt`` (the trained ones; each model's best validation state), ``metrics.json``
+    (BD-Teacher and BD-Student), ``log.jsonl``, ``config.yaml`` and ``bd.json``.
+    """
+    from recdistill.train.io import atomic_json
+    from recdistill.train.run import load_dataset_for, write_config
+
+    cfg = bd_config or BDConfig()
+    if cfg.fixed == "teacher" and teacher_run is None:
+        raise ValueError("BD with fixed='teacher' needs a pre-trained teacher run (--teacher RUN)")
+    if cfg.fixed == "student" and student_run is None:
+        raise ValueError("BD with fixed='student' needs a pre-trained student run (--student RUN)")
+    if dataset is None:
+        dataset = load_dataset_for(config)
+    torch.manual_seed(config.train.seed)
+    teacher = _init_model(config, dataset, "teacher", teacher_run, teacher_dim)
+    student = _init_model(config, dataset, "student", student_run, student_dim)
+    device = torch.device(config.train.device)
+    teacher.to(device)
+    student.to(device)
+    distiller = BD(teacher, student, dataset, cfg, device=device, seed=config.train.seed)
+    if out_dir is not None:
+        write_config(config, out_dir)
+        atomic_json({"bd": cfg.to_dict(), "teacher_run": None if teacher_run is None else str(teacher_run),
+                     "student_run": None if student_run is None else str(student_run),
+                     "teacher_parameters": teacher.n_parameters, "student_parameters": student.n_parameters},
+                    Path(out_dir) / "bd.json")
+    from recdistill.train.trainer import Trainer
+
+    primary = "student" if "student" in distiller.models else "teacher"
+    trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary)
+    metrics = trainer.fit(resume=resume)
+    if metrics:
+        metrics["refresh_seconds"] = [round(x, 3) for x in distiller.refresh_seconds]
+        if out_dir is not None:
+            atomic_json(metrics, Path(out_dir) / "metrics.json")
+    return trainer, distiller, metrics
