@@ -256,7 +256,7 @@ def read_tsmc2014(path: str | os.PathLike) -> Interactions:
         raise DataFormatError(
             path, i + 1, _line_text(data, i + 1, enc), f"UTC time not in {TSMC_TIME_FORMAT!r}"
         )
-    seconds = time.astype("int64").to_numpy() // 10**9
+    seconds = _epoch_seconds(time)
     return Interactions(
         df["user"].to_numpy(), df["venue"].to_numpy(dtype=str), seconds, None, [str(path)], "tsmc2014"
     )
@@ -284,19 +284,25 @@ def _as_ids(values: pd.Series) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=str)
 
 
+def _epoch_seconds(dt: pd.Series) -> np.ndarray:
+    """int64 seconds since 1970 of a tz-aware datetime series (any pandas resolution)."""
+    return ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")).to_numpy(np.int64)
+
+
 def _as_time(path: Path, values: pd.Series, header_lines: int, data: bytes | None) -> np.ndarray:
-    """Numeric times as they are; other strings parsed as dates (int64 seconds)."""
+    """Numeric times as they are (when the first value is a number, all must be); otherwise
+    dates/times parsed to int64 seconds since 1970 (UTC)."""
     if pd.api.types.is_numeric_dtype(values):
         out = values.to_numpy()
         bad = np.isnan(out) if out.dtype.kind == "f" else np.zeros(len(out), dtype=bool)
     else:
         num = pd.to_numeric(values, errors="coerce")
-        if not num.isna().any():
-            out, bad = num.to_numpy(), np.zeros(len(num), dtype=bool)
+        if len(num) and not np.isnan(num.iloc[0]):
+            out, bad = num.to_numpy(), num.isna().to_numpy()
         else:
             dt = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
             bad = dt.isna().to_numpy()
-            out = dt.astype("int64").to_numpy() // 10**9
+            out = _epoch_seconds(dt.fillna(pd.Timestamp(0, tz="UTC")))
     if bad.any():
         i = int(np.argmax(bad))
         line = i + 1 + header_lines
@@ -304,6 +310,8 @@ def _as_time(path: Path, values: pd.Series, header_lines: int, data: bytes | Non
         raise DataFormatError(
             path, line if data is not None else None, text, f"invalid time {values.iloc[i]!r}"
         )
+    if out.dtype.kind == "f" and np.all(out == np.round(out)):
+        out = out.astype(np.int64)
     return out
 
 

@@ -70,12 +70,12 @@ def sample_candidates(
 ) -> np.ndarray:
     """``(n_users, n_candidates)`` int32: per user, distinct items not in its row of ``positives``.
 
-    Uniform without replacement: the first ``k`` distinct non-positive values of a stream of
-    uniform draws form a uniform random k-subset. Vectorised: per chunk of users draw a matrix of
-    ints, reject positives by a sorted (user * n_items + item) key lookup, drop repeats, keep the
-    first ``k``; the few users left short are redrawn with a wider matrix, then exactly (random
-    keys over all items). A user with fewer than ``k`` never-interacted items is an error (we do
-    not cap: the sampled protocol needs the same candidate count for every user).
+    Uniform without replacement; each row is returned sorted ascending. Vectorised: per chunk of
+    users draw a matrix of ints, sort each row, reject positives by a sorted (user * n_items +
+    item) key lookup and repeats, pick ``k`` of the rest with random keys; the few users left
+    short are redrawn with a wider matrix, then exactly (random keys over all items). A user with
+    fewer than ``k`` never-interacted items is an error (we do not cap: the sampled protocol
+    needs the same candidate count for every user).
     """
     n_users, n_items = positives.shape
     k = int(n_candidates)
@@ -89,7 +89,7 @@ def sample_candidates(
     short = np.flatnonzero(n_neg < k)
     if len(short):
         u = int(short[0])
-        raw = f" (raw id {user_ids[u]!r})" if user_ids is not None else ""
+        raw = f" (raw id {np.asarray(user_ids[u]).item()!r})" if user_ids is not None else ""
         raise ValueError(
             f"n_candidates={k}: user {u}{raw} has only {n_neg[u]} items it never interacted with "
             f"({n_items} items in all); {len(short)} users are short. Use a smaller n_candidates."
@@ -127,24 +127,25 @@ def _draw_chunk(
     rng: np.random.Generator,
     out: np.ndarray,
 ) -> np.ndarray:
-    """One oversampling round for ``rows``; fills ``out`` for the rows that got ``k``; returns them."""
-    draws = rng.integers(0, n_items, size=(len(rows), width), dtype=np.int64)  # (c, w)
-    q = rows[:, None].astype(np.int64) * n_items + draws  # (c, w)
+    """One oversampling round for ``rows``; fills ``out`` for the rows that got ``k``; returns them.
+
+    The distinct non-positive values among iid uniform draws form, given their number m, a
+    uniform random m-subset of the user's negatives; a uniform k-subset of it (random keys) is
+    then a uniform k-subset of the negatives. Rows with m < k are redrawn by the caller.
+    """
+    draws = np.sort(rng.integers(0, n_items, size=(len(rows), width), dtype=np.int64), axis=1)  # (c, w)
+    q = rows[:, None].astype(np.int64) * n_items + draws  # (c, w) sorted per row: cache-friendly lookup
     if len(pos_keys):
         hit = pos_keys[np.minimum(np.searchsorted(pos_keys, q), len(pos_keys) - 1)] == q  # (c, w)
     else:
         hit = np.zeros(q.shape, dtype=bool)
-    order = np.argsort(draws, axis=1, kind="stable")  # (c, w)
-    sorted_draws = np.take_along_axis(draws, order, axis=1)
-    first_sorted = np.ones(draws.shape, dtype=bool)
-    first_sorted[:, 1:] = sorted_draws[:, 1:] != sorted_draws[:, :-1]
-    first = np.empty_like(first_sorted)
-    np.put_along_axis(first, order, first_sorted, axis=1)  # (c, w) first occurrence of its value
-    ok = first & ~hit
-    csum = np.cumsum(ok, axis=1)  # (c, w)
-    done = csum[:, -1] >= k  # (c,)
-    take = ok & (csum <= k) & done[:, None]
-    out[rows[done]] = draws[take].reshape(-1, k)
+    ok = ~hit
+    ok[:, 1:] &= draws[:, 1:] != draws[:, :-1]  # (c, w) first of each run of equal values
+    done = ok.sum(axis=1) >= k  # (c,)
+    keys = rng.random(draws.shape)  # (c, w)
+    keys[~ok] = 2.0
+    pick = np.argpartition(keys[done], k - 1, axis=1)[:, :k]  # (d, k)
+    out[rows[done]] = np.sort(np.take_along_axis(draws[done], pick, axis=1), axis=1)
     return done
 
 
@@ -159,6 +160,4 @@ def _exact_rows(
         keys = rng.random((len(r), n_items))  # (c, n_items)
         sub = positives[r]
         keys[np.repeat(np.arange(len(r)), np.diff(sub.indptr)), sub.indices] = 2.0
-        part = np.argpartition(keys, k - 1, axis=1)[:, :k]  # (c, k) the k smallest keys
-        part = np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, 1), axis=1), 1)
-        out[r] = part
+        out[r] = np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)  # (c, k) k smallest keys
