@@ -1,0 +1,370 @@
+"""The rank engine: chunked exact ranks of two models and draws from rank-based weights.
+
+One refresh (BD Algorithm 1 lines 3-4; DCD's resampling every few epochs; CD/RRD's per-epoch
+draws) goes through the rows (users, or items with ``side="item"``) in chunks: score the chunk with
+the teacher and the student, rank every unobserved entry exactly (:mod:`.order`), evaluate each
+requested weight function (:mod:`.weights`) and draw (:mod:`.sampling`). Only what later steps need
+is kept: the drawn indices (and their ranks under both models), and the top-N lists. Between two
+refreshes the weights are fixed, so a :class:`DrawSpec` may ask for ``rounds`` independent draws
+(one per epoch of the period) at once.
+
+Memory: a chunk holds a few (B, m) buffers (scores, ranks, weights, race keys): ``chunk_size``
+defaults to about 2**23 entries (32 MB per float32 buffer). Nothing users x items is ever kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recdistill.ranking.order import rank_rows
+from recdistill.ranking.sampling import sample_with_replacement, sample_without_replacement, top_m
+from recdistill.ranking.scoring import ScoreSource, check_side, iter_scores, scoring_mode
+from recdistill.ranking.weights import RankChunk, WeightFn
+
+#: default entries per chunk (rows x columns)
+CHUNK_ENTRIES = 2**23
+ORDERS = (None, "teacher", "student")
+
+
+def canonical_csr(train: Any) -> sp.csr_matrix:
+    """A binary-pattern CSR copy of ``train`` (a scipy matrix or a ``Dataset``): explicit zeros
+    dropped, duplicates summed, column indices sorted within rows (the order of interactions)."""
+    m = getattr(train, "train", train)
+    if not sp.issparse(m):
+        raise ValueError(f"train must be a scipy sparse matrix or a Dataset, got {type(m).__name__}")
+    csr = sp.csr_matrix(m, copy=True)
+    csr.eliminate_zeros()
+    csr.sum_duplicates()  # also sorts indices
+    return csr
+
+
+class SideMatrix:
+    """The observed entries of one side as CSR tensors on a device (rows: users or items)."""
+
+    def __init__(self, csr: sp.csr_matrix, device: torch.device) -> None:
+        self.csr = csr
+        self.n_rows, self.n_cols = csr.shape
+        self.indptr = torch.from_numpy(csr.indptr.astype(np.int64)).to(device)  # (n+1,)
+        self.indices = torch.from_numpy(csr.indices.astype(np.int64)).to(device)  # (nnz,)
+        self.nnz = int(csr.nnz)
+
+    def degrees(self, rows: torch.Tensor) -> torch.Tensor:
+        """int64 (B,) observed entries per row."""
+        return self.indptr[rows + 1] - self.indptr[rows]
+
+    def observed(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coordinates ``(local_row, col)`` int64 (nnz_B,) of the observed entries of ``rows`` (B,)."""
+        start = self.indptr[rows]  # (B,)
+        deg = self.indptr[rows + 1] - start  # (B,)
+        local = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), deg)  # (nnz_B,)
+        first = torch.cumsum(deg, 0) - deg  # (B,)
+        pos = torch.arange(local.numel(), device=rows.device) - first[local] + start[local]  # (nnz_B,)
+        return local, self.indices[pos]
+
+
+@dataclass(frozen=True)
+class DrawSpec:
+    """What to draw at a refresh from one weight function.
+
+    weight: a :data:`~recdistill.ranking.weights.WeightFn` (e.g. ``make_weight("bd_t2s", eps=1e-4)``).
+    k: draws per row (user or item), or per training interaction with ``per_interaction``.
+    replacement: with replacement (BD) or without (DCD, RRD: k distinct entries per row).
+    per_interaction: ``k`` draws for every observed entry of the row (BD: for each training
+        interaction (u, i)); laid out in the side's CSR order (requires ``replacement``).
+    deterministic: the k largest weights instead of a draw (DCD "w/o sampling"); ties to the
+        lower index.
+    rounds: independent draws to make now (e.g. one per epoch until the next refresh).
+    order: None (draw order; Plackett-Luce order without replacement), or "teacher"/"student":
+        each row's draws sorted by that model's rank, best first (DCD's ρ, RRD's lists).
+    keep_ranks: also keep the ranks of the drawn entries under both models.
+    """
+
+    weight: WeightFn
+    k: int
+    replacement: bool = False
+    per_interaction: bool = False
+    deterministic: bool = False
+    rounds: int = 1
+    order: str | None = None
+    keep_ranks: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("k", "rounds"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"DrawSpec {name}={v!r}: expected an integer >= 1")
+        if not callable(self.weight):
+            raise ValueError(f"DrawSpec weight={self.weight!r}: expected a weight function")
+        if self.per_interaction and not self.replacement:
+            raise ValueError("DrawSpec per_interaction=True needs replacement=True")
+        if self.deterministic and (self.replacement or self.per_interaction):
+            raise ValueError("DrawSpec deterministic=True takes the top-k: no replacement, per row")
+        if self.order not in ORDERS:
+            raise ValueError(f"DrawSpec order={self.order!r}: expected None, 'teacher' or 'student'")
+        if self.order is not None and self.per_interaction:
+            raise ValueError("DrawSpec order applies to per-row draws, not per_interaction")
+
+
+@dataclass
+class Draws:
+    """The draws of one :class:`DrawSpec` for every row of a side.
+
+    index: int32 (rounds, n_rows, k), or with ``per_interaction`` (rounds, nnz, k) where slot j is
+        the j-th observed entry in the side's CSR order (user side: ``engine.train.indices``).
+    rank_t, rank_s: int32, same shape: ranks of the drawn entries under the teacher and the
+        student (None if not kept or no student).
+    """
+
+    side: str
+    per_interaction: bool
+    index: torch.Tensor
+    rank_t: torch.Tensor | None = None
+    rank_s: torch.Tensor | None = None
+
+    @property
+    def rounds(self) -> int:
+        return int(self.index.shape[0])
+
+
+@dataclass
+class Refresh:
+    """Everything one refresh keeps: draws by name, top-N lists, timing.
+
+    top_t, top_s: int32 (n_rows, N), the teacher's (student's) N best unobserved entries per row,
+        best first, -1 where a row has fewer; top_t_rank_s: the student's ranks of ``top_t``
+        (the teacher's are 1..N); top_s_rank_t likewise.
+    """
+
+    side: str
+    draws: dict[str, Draws] = field(default_factory=dict)
+    top_t: torch.Tensor | None = None
+    top_s: torch.Tensor | None = None
+    top_t_rank_s: torch.Tensor | None = None
+    top_s_rank_t: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+def _gather_ranks(rank: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return rank.gather(1, idx.clamp_min(0).long()).masked_fill_(idx < 0, 0)  # (B, k)
+
+
+class RankEngine:
+    """Exact user- and item-side ranks of unobserved entries, and draws, in memory-bounded chunks.
+
+    train: the training matrix (scipy sparse users x items, or a ``Dataset``); its pattern is
+        the observed set. ``engine.train`` is the canonical CSR (sorted indices) whose order
+        ``per_interaction`` draws follow; ``engine.train_t`` the item-side (CSC order) one.
+    device: where ranking and drawing run (scores are moved here).
+    chunk_size: rows per chunk; default about 2**23 / n_cols (32 MB per float32 buffer).
+    num_threads: CPU threads for sorting (default ``torch.get_num_threads()``).
+    """
+
+    def __init__(
+        self,
+        train: Any,
+        device: torch.device | str = "cpu",
+        chunk_size: int | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self.train = canonical_csr(train)
+        self.n_users, self.n_items = self.train.shape
+        self.device = torch.device(device)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size={chunk_size!r}: expected an integer >= 1 or None")
+        self.chunk_size = chunk_size
+        self.num_threads = num_threads or torch.get_num_threads()
+        self._sides: dict[str, SideMatrix] = {}
+
+    @property
+    def train_t(self) -> sp.csr_matrix:
+        """The item-side CSR (items x users); its order is the item side's interaction order."""
+        return self.side("item").csr
+
+    def side(self, side: str) -> SideMatrix:
+        check_side(side)
+        if side not in self._sides:
+            csr = self.train if side == "user" else canonical_csr(self.train.T)
+            self._sides[side] = SideMatrix(csr, self.device)
+        return self._sides[side]
+
+    def _chunk(self, n_cols: int) -> int:
+        return self.chunk_size or max(1, CHUNK_ENTRIES // max(n_cols, 1))
+
+    def _rows(self, rows: Any, n_rows: int) -> torch.Tensor:
+        if rows is None:
+            return torch.arange(n_rows)
+        r = torch.as_tensor(np.asarray(rows) if not isinstance(rows, torch.Tensor) else rows)
+        r = r.reshape(-1).to("cpu", torch.int64)
+        if r.numel() and (int(r.min()) < 0 or int(r.max()) >= n_rows):
+            bad = int(r[(r < 0) | (r >= n_rows)][0])
+            raise ValueError(f"row id {bad} out of range [0, {n_rows})")
+        return r
+
+    def _pool(self) -> ThreadPoolExecutor | None:
+        if self.device.type == "cpu" and self.num_threads > 1:
+            return ThreadPoolExecutor(max_workers=self.num_threads)
+        return None
+
+    def iter_ranks(
+        self, models: list[ScoreSource], side: str = "user", rows: Any = None, top_n: int = 0
+    ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]]:
+        """Yield ``(rows (B,), [ranks int32 (B, m) per model], [top (B, N) per model])`` chunk by
+        chunk, on the engine's device (ranks: 1 = top, 0 = observed)."""
+        sm = self.side(side)
+        rows_t = self._rows(rows, sm.n_rows)
+        chunk = self._chunk(sm.n_cols)
+        pool = self._pool()
+        try:
+            with scoring_mode(*models):
+                its = [iter_scores(m, side, rows_t, chunk, self.n_users, self.n_items, self.device)
+                       for m in models]
+                for s in range(0, rows_t.numel(), chunk):
+                    r = rows_t[s : s + chunk].to(self.device)  # (B,)
+                    obs_r, obs_c = sm.observed(r)
+                    ranks, tops = [], []
+                    for it in its:
+                        rk, top = rank_rows(next(it), obs_r, obs_c, top_n, pool)
+                        ranks.append(rk)
+                        tops.append(top)
+                    yield r, ranks, tops
+        finally:
+            if pool is not None:
+                pool.shutdown()
+
+    def ranks(self, model: ScoreSource, side: str = "user", rows: Any = None) -> torch.Tensor:
+        """int32 (len(rows), m) ranks of every entry (1 = top, 0 = observed) for ``rows``."""
+        sm = self.side(side)
+        rows_t = self._rows(rows, sm.n_rows)
+        out = torch.empty((rows_t.numel(), sm.n_cols), dtype=torch.int32, device=self.device)
+        pos = 0
+        for r, (rk,), _ in self.iter_ranks([model], side, rows_t):
+            out[pos : pos + r.numel()] = rk
+            pos += r.numel()
+        return out
+
+    def refresh(
+        self,
+        teacher: ScoreSource,
+        student: ScoreSource | None = None,
+        side: str = "user",
+        specs: dict[str, DrawSpec] | None = None,
+        top_n: int = 0,
+        generator: torch.Generator | int | None = None,
+    ) -> Refresh:
+        """Rank every row of ``side`` under both models and draw each spec (see module doc).
+
+        generator: a ``torch.Generator`` (on any device) or an int seed; required when a spec
+            draws at random. Same generator state, same draws.
+        """
+        t0 = time.perf_counter()
+        specs = dict(specs or {})
+        if isinstance(generator, int):
+            generator = torch.Generator().manual_seed(generator)
+        if generator is None and any(not s.deterministic for s in specs.values()):
+            raise ValueError("refresh: random draws need a generator (torch.Generator or int seed)")
+        if not isinstance(top_n, int) or top_n < 0:
+            raise ValueError(f"top_n={top_n!r}: expected an integer >= 0")
+        for name, sp_ in specs.items():
+            if sp_.order == "student" and student is None:
+                raise ValueError(f"spec {name!r}: order='student' needs a student")
+        sm = self.side(side)
+        n, dev = sm.n_rows, self.device
+        out = Refresh(side=side)
+        for name, spec in specs.items():
+            slots = sm.nnz if spec.per_interaction else n
+            shape = (spec.rounds, slots, spec.k)
+            keep_s = spec.keep_ranks and student is not None
+
+            def buf(on: bool, shape: tuple[int, int, int] = shape) -> torch.Tensor | None:
+                return torch.empty(shape, dtype=torch.int32, device=dev) if on else None
+
+            out.draws[name] = Draws(side, spec.per_interaction, buf(True), buf(spec.keep_ranks), buf(keep_s))
+        if top_n:
+            out.top_t = torch.empty((n, top_n), dtype=torch.int32, device=dev)
+            if student is not None:
+                out.top_s = torch.empty_like(out.top_t)
+                out.top_t_rank_s = torch.empty_like(out.top_t)
+                out.top_s_rank_t = torch.empty_like(out.top_t)
+        models = [teacher] if student is None else [teacher, student]
+        for rows, ranks, tops in self.iter_ranks(models, side, None, top_n):
+            s, e = int(rows[0]), int(rows[-1]) + 1  # rows are a contiguous range here
+            chunk = RankChunk(rows, ranks[0], ranks[1] if student is not None else None, side)
+            if top_n:
+                out.top_t[s:e] = tops[0]
+                if student is not None:
+                    out.top_s[s:e] = tops[1]
+                    out.top_t_rank_s[s:e] = _gather_ranks(chunk.rank_s, tops[0])
+                    out.top_s_rank_t[s:e] = _gather_ranks(chunk.rank_t, tops[1])
+            for name, spec in specs.items():
+                self._draw(spec, chunk, out.draws[name], sm, s, e, generator, name)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    def _draw(self, spec: DrawSpec, c: RankChunk, d: Draws, sm: SideMatrix, s: int, e: int,
+              gen: torch.Generator | None, name: str) -> None:
+        w = spec.weight(c)  # (B, m)
+        if not isinstance(w, torch.Tensor) or w.shape != c.rank_t.shape:
+            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            want = tuple(c.rank_t.shape)
+            raise ValueError(f"spec {name!r}: weight function returned {got}, expected {want}")
+        avail = c.unobserved  # (B, m)
+        try:
+            if spec.per_interaction:
+                lo, hi = int(sm.indptr[s]), int(sm.indptr[e])
+                counts = sm.degrees(c.rows) * spec.k  # (B,)
+                rows = torch.repeat_interleave(torch.arange(e - s, device=w.device), counts)  # (N,)
+                for r in range(spec.rounds):
+                    items = sample_with_replacement(w, counts, gen, avail)  # (N,)
+                    d.index[r, lo:hi] = items.view(-1, spec.k)
+                    self._keep(d, r, slice(lo, hi), c, rows.view(-1, spec.k), items.view(-1, spec.k))
+                return
+            fixed = top_m(w, spec.k, avail) if spec.deterministic else None  # (B, k) every round
+            for r in range(spec.rounds):
+                if fixed is not None:
+                    idx = fixed
+                elif spec.replacement:
+                    idx = sample_with_replacement(w, spec.k, gen, avail)  # (B, k)
+                else:
+                    idx = sample_without_replacement(w, spec.k, gen, avail)  # (B, k)
+                if spec.order is not None:
+                    key = c.ranks("t" if spec.order == "teacher" else "s").gather(1, idx)  # (B, k)
+                    idx = idx.gather(1, key.argsort(dim=1, stable=True))  # (B, k) best first
+                d.index[r, s:e] = idx
+                self._keep(d, r, slice(s, e), c, None, idx)
+        except ValueError as exc:
+            raise ValueError(f"spec {name!r}, {c.side} rows {s}..{e - 1}: {exc}") from None
+
+    @staticmethod
+    def _keep(d: Draws, r: int, sl: slice, c: RankChunk, rows: torch.Tensor | None,
+              idx: torch.Tensor) -> None:
+        for buf, rank in ((d.rank_t, c.rank_t), (d.rank_s, c.rank_s)):
+            if buf is None or rank is None:
+                continue
+            buf[r, sl] = rank.gather(1, idx) if rows is None else rank[rows, idx]
+
+
+def unobserved_ranks(
+    model: ScoreSource,
+    train: Any,
+    users: Any = None,
+    side: str = "user",
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Exact ranks, int32 (len(users), m): 1 = top among the row's unobserved entries, 0 for
+    observed ones; ties go to the lower index (see :mod:`recdistill.ranking.order`).
+
+    model: a Recommender, a callable ``users -> (B, n_items)`` scores, or a (n_users, n_items)
+        score tensor. train: scipy sparse (n_users, n_items) or a ``Dataset``.
+    users: the rows to rank (user ids; item ids with ``side="item"``, then the items' users are
+        ranked); None = all. Computed in memory-bounded chunks on ``device``.
+    """
+    return RankEngine(train, device, chunk_size).ranks(model, side, users)

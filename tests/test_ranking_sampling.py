@@ -1,0 +1,222 @@
+"""Draws against their weights (chi-square, fixed seeds), fallbacks, and the engine's refresh."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.stats import chisquare
+
+from recdistill.ranking import (
+    DrawSpec,
+    RankEngine,
+    make_weight,
+    sample_with_replacement,
+    sample_without_replacement,
+    top_m,
+    unobserved_ranks,
+)
+
+P_MIN = 1e-3  # fixed seeds: these p-values are deterministic
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def check_counts(counts: np.ndarray, probs: np.ndarray) -> None:
+    """Zero-probability cells never hit; chi-square of the rest against ``probs``."""
+    assert counts[probs == 0].sum() == 0
+    keep = probs > 0
+    res = chisquare(counts[keep], counts.sum() * probs[keep] / probs[keep].sum())
+    assert res.pvalue > P_MIN, res
+
+
+WEIGHTS = torch.tensor([[0.0, 1.0, 2.0, 0.5, 0.0, 3.0, 0.25, 1.0],
+                        [5.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0],
+                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # last: all zero -> uniform
+AVAIL = torch.tensor([[True, True, True, True, True, False, True, True],
+                      [True, True, True, True, True, True, True, True],
+                      [False, True, True, False, True, True, True, True]])
+
+
+def expected_probs() -> np.ndarray:
+    w = torch.where(AVAIL, WEIGHTS, 0.0).double().numpy()
+    w[2] = AVAIL[2].double().numpy()
+    return w / w.sum(1, keepdims=True)
+
+
+def test_with_replacement_matches_weights() -> None:
+    idx = sample_with_replacement(WEIGHTS, 20000, gen(1), AVAIL)  # (3, 20000)
+    assert idx.shape == (3, 20000) and idx.dtype == torch.int64
+    p = expected_probs()
+    for r in range(3):
+        check_counts(np.bincount(idx[r].numpy(), minlength=8), p[r])
+
+
+def test_with_replacement_ragged_counts() -> None:
+    counts = torch.tensor([3000, 0, 9000])
+    idx = sample_with_replacement(WEIGHTS, counts, gen(2), AVAIL)  # (12000,)
+    assert idx.shape == (12000,)
+    p = expected_probs()
+    check_counts(np.bincount(idx[:3000].numpy(), minlength=8), p[0])
+    check_counts(np.bincount(idx[3000:].numpy(), minlength=8), p[2])
+
+
+def plackett_luce_pairs(w: np.ndarray) -> dict[tuple[int, int], float]:
+    p = w / w.sum()
+    return {(i, j): p[i] * p[j] / (1 - p[i]) for i, j in itertools.permutations(range(len(w)), 2)
+            if p[i] > 0 and p[j] > 0}
+
+
+def test_without_replacement_is_plackett_luce() -> None:
+    w = torch.tensor([0.5, 3.0, 0.0, 1.0, 2.0, 0.25])
+    n = 30000
+    idx = sample_without_replacement(w.expand(n, -1).contiguous(), 2, gen(3))  # (n, 2)
+    assert (idx[:, 0] != idx[:, 1]).all() and not (idx == 2).any()
+    pairs = plackett_luce_pairs(w.double().numpy())
+    keys = list(pairs)
+    pos = {k: i for i, k in enumerate(keys)}
+    counts = np.bincount([pos[(a, b)] for a, b in idx.tolist()], minlength=len(keys))
+    check_counts(counts, np.array([pairs[k] for k in keys]))
+
+
+def test_without_replacement_fallbacks() -> None:
+    """Fewer positive weights than k: all positives first, then uniform among the other
+    available entries; unavailable never drawn; a row with fewer than k available: error."""
+    w = torch.tensor([[0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0]]).expand(9000, -1).contiguous()
+    avail = torch.tensor([[True, True, True, False, True, True, True]]).expand(9000, -1)
+    idx = sample_without_replacement(w, 3, gen(4), avail)  # (9000, 3)
+    assert (idx[:, 0] == 1).all()
+    rest = np.bincount(idx[:, 1:].reshape(-1).numpy(), minlength=7)
+    check_counts(rest, np.array([1, 0, 1, 0, 1, 1, 1], dtype=float))
+    with pytest.raises(ValueError, match="fewer than k=7"):
+        sample_without_replacement(w[:2], 7, gen(), avail[:2])
+
+
+def test_top_m_ties_to_lower_index() -> None:
+    rng = np.random.default_rng(0)
+    w = torch.from_numpy(rng.integers(0, 3, size=(20, 15)).astype(np.float32))
+    avail = torch.from_numpy(rng.random((20, 15)) > 0.2)
+    got = top_m(w, 4, avail)
+    for r in range(20):
+        cand = sorted((j for j in range(15) if avail[r, j]), key=lambda j: (-float(w[r, j]), j))
+        assert got[r].tolist() == cand[:4]
+
+
+def test_bad_weights_and_empty_rows() -> None:
+    with pytest.raises(ValueError, match=r"weights\[0, 1\]"):
+        sample_with_replacement(torch.tensor([[1.0, -1.0]]), 2, gen())
+    with pytest.raises(ValueError, match="finite"):
+        sample_without_replacement(torch.tensor([[1.0, float("inf")]]), 1, gen())
+    with pytest.raises(ValueError, match="no available"):
+        sample_with_replacement(torch.ones(2, 3), 2, gen(), torch.tensor([[True] * 3, [False] * 3]))
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+def problem(n: int = 40, m: int = 60, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, sp.csr_matrix]:
+    rng = np.random.default_rng(seed)
+    t = torch.from_numpy(rng.normal(size=(n, m)).astype(np.float32))
+    s = torch.from_numpy((t.numpy() + rng.normal(size=(n, m))).astype(np.float32))
+    train = sp.random(n, m, density=0.15, random_state=seed, format="csr")
+    return t, s, train
+
+
+def specs() -> dict[str, DrawSpec]:
+    return {
+        "t2s": DrawSpec(make_weight("bd_t2s", eps=1e-2), k=3, replacement=True, per_interaction=True,
+                        rounds=2),
+        "s2t": DrawSpec(make_weight("bd_s2t", eps=1e-2), k=4, replacement=True),
+        "under": DrawSpec(make_weight("dcd_under", mu=1e-2), k=5, order="teacher"),
+        "over": DrawSpec(make_weight("dcd_over", mu=1e-2), k=5, deterministic=True, rounds=2),
+    }
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_refresh_layout_ranks_and_no_observed(side: str) -> None:
+    t, s, train = problem()
+    eng = RankEngine(train, chunk_size=7)
+    out = eng.refresh(t, s, side, specs(), top_n=10, generator=5)
+    rt = unobserved_ranks(t, train, side=side)
+    rs = unobserved_ranks(s, train, side=side)
+    sm = eng.side(side)
+    n_rows = sm.n_rows
+    row_of_nz = np.repeat(np.arange(n_rows), np.diff(sm.csr.indptr))
+    for name, d in out.draws.items():
+        spec = specs()[name]
+        assert d.index.dtype == torch.int32
+        assert d.index.shape == (spec.rounds, sm.nnz if spec.per_interaction else n_rows, spec.k)
+        rows = torch.from_numpy(row_of_nz if spec.per_interaction else np.arange(n_rows)).long()
+        for r in range(spec.rounds):
+            idx = d.index[r].long()
+            assert torch.equal(d.rank_t[r], rt[rows[:, None], idx])
+            assert torch.equal(d.rank_s[r], rs[rows[:, None], idx])
+            assert (d.rank_t[r] > 0).all()  # never an observed entry
+    under = out.draws["under"]
+    assert (under.rank_t[0].diff(dim=1) > 0).all()  # teacher order, distinct
+    assert torch.equal(out.draws["over"].index[0], out.draws["over"].index[1])
+    # top-N lists and the other model's ranks of them
+    assert (torch.gather(rt, 1, out.top_t.long()) == torch.arange(1, 11)).all()
+    assert torch.equal(out.top_t_rank_s, torch.gather(rs, 1, out.top_t.long()))
+    assert torch.equal(out.top_s_rank_t, torch.gather(rt, 1, out.top_s.long()))
+
+
+def test_refresh_deterministic_per_seed() -> None:
+    t, s, train = problem(seed=1)
+    a = RankEngine(train, chunk_size=9).refresh(t, s, "user", specs(), generator=11)
+    b = RankEngine(train, chunk_size=9).refresh(t, s, "user", specs(), generator=gen(11))
+    c = RankEngine(train, chunk_size=9).refresh(t, s, "user", specs(), generator=12)
+    for name in specs():
+        assert torch.equal(a.draws[name].index, b.draws[name].index)
+    assert not torch.equal(a.draws["t2s"].index, c.draws["t2s"].index)
+
+
+def test_per_interaction_distribution() -> None:
+    """BD Eq. 4 draws of one user, pooled over its interactions and rounds, follow the weights."""
+    n, m = 3, 12
+    rng = np.random.default_rng(3)
+    t = torch.from_numpy(rng.normal(size=(n, m)).astype(np.float32))
+    s = -t  # opposite lists: large discrepancies
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+                                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                                    [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.float32))
+    wf = make_weight("bd_t2s", eps=0.1)
+    spec = DrawSpec(wf, k=50, replacement=True, per_interaction=True, rounds=40)
+    out = RankEngine(train).refresh(t, s, "user", {"d": spec}, generator=7)
+    rt, rs = unobserved_ranks(t, train), unobserved_ranks(s, train)
+    rt64, rs64 = rt.double().numpy(), rs.double().numpy()
+    w = np.where(rt64 > 0, np.tanh(np.maximum((rs64 - rt64) * 0.1, 0)), 0)  # Eq. 4 in float64
+    idx = out.draws["d"].index  # (40, 5, 50)
+    user0 = idx[:, :3].reshape(-1).numpy()  # user 0 has interactions 0..2 in CSR order
+    check_counts(np.bincount(user0, minlength=m), w[0] / w[0].sum())
+
+
+def test_refresh_errors() -> None:
+    t, s, train = problem()
+    eng = RankEngine(train)
+    with pytest.raises(ValueError, match="generator"):
+        eng.refresh(t, s, "user", specs())
+    with pytest.raises(ValueError, match="per_interaction=True needs replacement"):
+        DrawSpec(make_weight("uniform"), k=2, per_interaction=True)
+    with pytest.raises(ValueError, match="k=0"):
+        DrawSpec(make_weight("uniform"), k=0)
+    neg = DrawSpec(lambda c: -c.rank_t.float(), k=2)
+    with pytest.raises(ValueError, match="spec 'neg', user rows"):
+        eng.refresh(t, s, "user", {"neg": neg}, generator=0)
+    with pytest.raises(ValueError, match="fewer than k=60"):
+        eng.refresh(t, s, "user", {"big": DrawSpec(make_weight("uniform"), k=60)}, generator=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_refresh_ranks_match_cpu() -> None:
+    t, s, train = problem(n=200, m=300)
+    sp_ = {"u": DrawSpec(make_weight("dcd_under"), k=5, keep_ranks=True, order="teacher")}
+    a = RankEngine(train).refresh(t, s, "item", sp_, top_n=20, generator=0)
+    b = RankEngine(train, device="cuda").refresh(t.cuda(), s.cuda(), "item", sp_, top_n=20,
+                                                 generator=torch.Generator("cuda").manual_seed(0))
+    assert torch.equal(a.top_t, b.top_t.cpu()) and torch.equal(a.top_t_rank_s, b.top_t_rank_s.cpu())
+    assert (b.draws["u"].rank_t > 0).all()

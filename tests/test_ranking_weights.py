@@ -1,0 +1,101 @@
+"""Each weight function against its formula, written out per entry in float64."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recdistill.ranking import WEIGHTS, RankChunk, make_weight, product
+
+
+def random_chunk(b: int = 6, m: int = 50, seed: int = 0) -> RankChunk:
+    """Two random rank permutations per row over the unobserved entries (0 = observed)."""
+    rng = np.random.default_rng(seed)
+    rt = np.zeros((b, m), dtype=np.int32)
+    rs = np.zeros((b, m), dtype=np.int32)
+    for u in range(b):
+        unobs = np.flatnonzero(rng.random(m) > 0.3)
+        rt[u, unobs] = rng.permutation(len(unobs)) + 1
+        rs[u, unobs] = rng.permutation(len(unobs)) + 1
+    return RankChunk(torch.arange(b), torch.from_numpy(rt), torch.from_numpy(rs))
+
+
+def per_entry(c: RankChunk, f) -> np.ndarray:
+    rt, rs = c.rank_t.numpy(), c.rank_s.numpy()
+    out = np.zeros(rt.shape)
+    for u in range(rt.shape[0]):
+        for i in range(rt.shape[1]):
+            if rt[u, i] > 0:
+                out[u, i] = f(float(rt[u, i]), float(rs[u, i]))
+    return out
+
+
+def row_normalised(w: np.ndarray) -> np.ndarray:
+    return w / w.sum(axis=1, keepdims=True)
+
+
+TANH = {  # name, params, formula(rank_T, rank_S)
+    "bd_t2s": ({"eps": 1e-2}, lambda t, s: math.tanh(max((s - t) * 1e-2, 0.0))),
+    "bd_s2t_swapped": ({"eps": 1e-2}, lambda t, s: math.tanh(max((t - s) * 1e-2, 0.0))),
+    "dcd_under": ({"mu": 3e-2}, lambda t, s: math.tanh(max(3e-2 * (s - t), 0.0))),
+    "dcd_over": ({"mu": 3e-2}, lambda t, s: math.tanh(max(3e-2 * (t - s), 0.0))),
+    "top_n": ({"n": 7}, lambda t, s: 1.0 if t <= 7 else 0.0),
+    "uniform": ({}, lambda t, s: 1.0),
+}
+EXP = {  # compared after row normalisation (only ratios matter)
+    "bd_s2t": ({"eps": 5e-2}, lambda t, s: math.exp((t - s) * 5e-2)),
+    "bd_t2s_swapped": ({"eps": 5e-2}, lambda t, s: math.exp((s - t) * 5e-2)),
+    "rank_aware": ({"temperature": 4.0}, lambda t, s: math.exp(-t / 4.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TANH))
+def test_absolute_weights(name: str) -> None:
+    params, f = TANH[name]
+    c = random_chunk()
+    got = make_weight(name, **params)(c)
+    assert got.dtype == torch.float32 and got.shape == c.rank_t.shape
+    np.testing.assert_allclose(got.double().numpy(), per_entry(c, f), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(EXP))
+def test_relative_weights(name: str) -> None:
+    params, f = EXP[name]
+    c = random_chunk()
+    got = make_weight(name, **params)(c).double().numpy()
+    assert (got[c.rank_t.numpy() == 0] == 0).all()
+    np.testing.assert_allclose(row_normalised(got), row_normalised(per_entry(c, f)), rtol=1e-4, atol=1e-9)
+
+
+def test_exp_does_not_overflow() -> None:
+    """BD Eq. 5 with a large ε: exp(50000) overflows float32 and float64; max-subtraction does not."""
+    c = random_chunk(m=3000, seed=1)
+    w = make_weight("bd_s2t", eps=100.0)(c)
+    assert torch.isfinite(w).all() and (w.amax(1) == 1).all()
+
+
+def test_by_student_invert_and_product() -> None:
+    c = random_chunk(seed=2)
+    got = make_weight("top_n", n=5, by="s")(c).numpy()
+    np.testing.assert_allclose(got, per_entry(c, lambda t, s: s <= 5))
+    got = make_weight("top_n", n=5, invert=True)(c).numpy()
+    np.testing.assert_allclose(got, per_entry(c, lambda t, s: t > 5))
+    f = product(make_weight("rank_aware", temperature=10.0), make_weight("top_n", n=9))
+    want = per_entry(c, lambda t, s: math.exp(-(t - 1) / 10.0) * (t <= 9))
+    np.testing.assert_allclose(f(c).numpy(), want, rtol=1e-6)
+
+
+def test_registry_and_errors() -> None:
+    assert {"bd_t2s", "bd_s2t", "dcd_under", "dcd_over", "rank_aware", "top_n", "uniform"} <= set(WEIGHTS)
+    with pytest.raises(KeyError, match="unknown weight function 'bd_t2'"):
+        make_weight("bd_t2")
+    with pytest.raises(ValueError, match="eps"):
+        make_weight("bd_t2s", eps=0.0)
+    with pytest.raises(ValueError, match="n="):
+        make_weight("top_n", n=0)
+    c = RankChunk(torch.arange(2), torch.ones(2, 3, dtype=torch.int32))
+    with pytest.raises(ValueError, match="student"):
+        make_weight("dcd_over")(c)
