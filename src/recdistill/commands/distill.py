@@ -1,9 +1,74 @@
-"""`recdistill distill ...` subcommands."""
+"""`recdistill distill`: train a student with a registered distiller (parse, then call the API).
+
+Methods come from ``recdistill.distill.DISTILLERS``; each class's ``run(config, **kwargs)`` does
+the work, so a new method needs no change here. Hyperparameters: ``--set distill.params.KEY=V``
+(validated by the method's own dataclass; unknown keys are errors).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from recdistill.config import add_training_flags, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands (filled in by the issue that owns them)."""
+    p = sub.add_parser(
+        "distill",
+        help="train a student from a teacher (RD, CD, RRD, IR-RRD, BD ...)",
+        description="Train a student with a distillation method. Example: recdistill distill "
+        "--method rrd --teacher runs/bpr-t --dataset citeulike-dcd --out runs/rrd "
+        "--set distill.params.lambda_rrd=1e-3",
+    )
+    p.add_argument("--method", help="distiller name (see --list-methods)")
+    p.add_argument(
+        "--teacher",
+        help="teacher: a `recdistill train` run directory, or a score (.npy/.npz/.tsv) or "
+        "ranked-list file (formats: recdistill.distill.teacher)",
+    )
+    p.add_argument("--student", help="pre-trained student run directory (methods that use one, e.g. bd)")
+    p.add_argument("--cache-dir", help="cache of the teacher's top-N lists (default: <teacher run>/cache)")
+    p.add_argument("--list-methods", action="store_true", help="print the registered methods and exit")
+    add_training_flags(p)
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from recdistill.distill import load_distillers
+
+    registry = load_distillers()
+    if args.list_methods:
+        for name in registry.names():
+            cls = registry.get(name)
+            print(f"{name:12s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    cfg = config_from_args(args)
+    method = args.method or cfg.distill.method
+    if not method:
+        raise ValueError(f"--method is required; known: {', '.join(registry.names())}")
+    cls = registry.get(method)
+    distill = dataclasses.replace(cfg.distill, method=method, teacher=args.teacher or cfg.distill.teacher)
+    model = cfg.model
+    if args.size is None and args.dim is None and model.size == "teacher" and model.dim is None:
+        model = dataclasses.replace(model, size="student")  # distill trains a student by default
+    cfg = dataclasses.replace(cfg, distill=distill, model=model)
+    if not args.out:
+        raise ValueError("--out is required: the run directory to write")
+    _, _, metrics = cls.run(
+        cfg,
+        out_dir=args.out,
+        teacher=distill.teacher,
+        student=args.student,
+        resume=args.resume,
+        cache_dir=args.cache_dir,
+    )
+    proto = cfg.resolved_protocol()
+    for name, m in metrics.get("models", {}).items():
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in m["test"][proto].items() if "@" in k)
+        print(
+            f"{method} {name} ({m['n_parameters']:,} parameters), best epoch {m['best_epoch']}, "
+            f"{proto} protocol, test: {scores}"
+        )
+    print(f"wrote {args.out}/")
+    return 0

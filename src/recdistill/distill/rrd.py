@@ -1,0 +1,228 @@
+"""RRD and IR-RRD: relaxed ranking distillation from a frozen teacher.
+
+RRD (Kang et al., CIKM 2020; DCD paper 000, Eqs. 1-2): from the teacher's top-N list of each
+user (N = 500), draw K = 40 "interesting" items with ``p ∝ exp(-r/T)`` (r = position in the list,
+1 = best; T = 10) without replacement and keep them in teacher order; draw L = 40
+"uninteresting" items uniformly from the rest of ``I_u^-`` (unobserved items not in the top-N).
+Loss: the relaxed permutation loss (``recdistill.losses.rrd_loss``). Drawn again every epoch.
+
+IR-RRD (item-side RRD, Kang et al., Information Sciences 2021): the same on the item side — for
+each item, the teacher's top-N users among those who did not observe it, K interesting users
+drawn with ``exp(-r/T)``, L uninteresting users uniformly from the rest of ``U_i^-``.
+
+Which rows a batch distils (a choice the papers leave open; documented here):
+
+- user side: the distinct users of the batch (as the official RRD code, ``batch_user.unique()``);
+- item side: the distinct positive items of an interaction batch (the items the batch trains);
+  for user batches (CDAE, no ``pos``) as many items as rows, drawn uniformly.
+
+Scale: the official code sums the base (BPR) loss and the RRD loss over the batch and uses
+``λ_RRD = 1e-3``. Our base losses are means over the batch's rows, so ``L_RRD`` here is the
+sum over the batch's distinct users divided by the number of rows — the official ratio of the
+two terms, hence the official λ. Likewise for ``L_IR``.
+
+Registered names: ``rrd`` (user side), ``ir-rrd`` (item side), ``rrd+ir-rrd`` (both: DCD's
+"w/o Correction" ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from recdistill.data.dataset import Dataset
+from recdistill.distill import DISTILLERS
+from recdistill.distill.base import (
+    FrozenTeacherDistiller,
+    PairSet,
+    draw_uniform_excluding,
+    draw_without_replacement,
+)
+from recdistill.losses import rrd_loss
+from recdistill.models.base import Batch, Recommender
+
+
+@dataclass(frozen=True)
+class RRDConfig:
+    """RRD / IR-RRD hyperparameters (official RRD defaults; DCD Sec. 3.1 tunes them in the
+    ranges of the RRD paper).
+
+    user_side, item_side: which losses to use (RRD, IR-RRD, or both).
+    n_top: N, length of the teacher's user-side top-N list (500).
+    n_interesting: K, interesting items drawn per user (40).
+    n_uninteresting: L, uninteresting items drawn per user (40).
+    temperature: T of ``p ∝ exp(-r/T)`` (10).
+    lambda_rrd: λ_RRD (1e-3, with the official summed scale, see the module docstring).
+    item_n_top, item_n_interesting, item_n_uninteresting, item_temperature, lambda_ir: the
+        same for the item side (rows are items, targets users).
+    chunk: users per chunk when the teacher's top-N lists are computed.
+    cache_dir: where the teacher's top-N lists are cached (None: not cached).
+    """
+
+    user_side: bool = True
+    item_side: bool = False
+    n_top: int = 500
+    n_interesting: int = 40
+    n_uninteresting: int = 40
+    temperature: float = 10.0
+    lambda_rrd: float = 1e-3
+    item_n_top: int = 500
+    item_n_interesting: int = 40
+    item_n_uninteresting: int = 40
+    item_temperature: float = 10.0
+    lambda_ir: float = 1e-3
+    chunk: int = 1024
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("n_top", "n_interesting", "n_uninteresting", "item_n_top", "item_n_interesting"):
+            if getattr(self, key) < 1:
+                raise ValueError(
+                    f"distill.params.{key}: expected a positive integer, got {getattr(self, key)}"
+                )
+        if self.n_interesting > self.n_top or self.item_n_interesting > self.item_n_top:
+            raise ValueError("distill.params: n_interesting must not exceed n_top (per side)")
+        if not (self.temperature > 0 and self.item_temperature > 0):
+            raise ValueError("distill.params: temperatures must be > 0")
+        if not (self.user_side or self.item_side):
+            raise ValueError("distill.params: at least one of user_side, item_side must be true")
+
+
+class _Side:
+    """One side's per-epoch targets: rows (users or items) -> K interesting, L uninteresting."""
+
+    def __init__(self, topn: np.ndarray, n_cols: int, observed: tuple[np.ndarray, np.ndarray]) -> None:
+        self.topn = torch.from_numpy(topn.astype(np.int64))  # (R, N), -1 = padding
+        self.n_rows, self.n_top = self.topn.shape
+        self.n_cols = n_cols
+        r = torch.arange(self.n_rows)[:, None].expand_as(self.topn)  # (R, N)
+        in_top = self.topn >= 0
+        rows = torch.cat([torch.from_numpy(observed[0]), r[in_top]])
+        cols = torch.cat([torch.from_numpy(observed[1]), self.topn[in_top]])
+        self.exclude = PairSet(rows, cols, n_cols)  # observed pairs and the top-N lists
+        self.interesting = self.uninteresting = None
+        self.i_valid = self.u_valid = None
+
+    def resample(self, k: int, l: int, temperature: float, generator: torch.Generator) -> None:
+        pos_w = torch.exp(-torch.arange(1, self.n_top + 1, dtype=torch.float64) / temperature)  # (N,)
+        w = torch.where(self.topn >= 0, pos_w, 0.0)  # (R, N)
+        pos, self.i_valid = draw_without_replacement(w, k, generator)  # (R, K)
+        self.interesting = torch.gather(self.topn, 1, pos).clamp_min(0)  # (R, K) teacher order
+        rows = torch.arange(self.n_rows)
+        self.uninteresting, self.u_valid = draw_uniform_excluding(
+            rows, self.n_cols, l, self.exclude, generator
+        )
+
+
+def _student_pair_scores(student: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Logits for arbitrary (user, item) pairs of equal shape (R, k) -> (R, k)."""
+    R, k = users.shape
+    return student.score(users.reshape(-1), items.reshape(-1, 1)).reshape(R, k)
+
+
+@DISTILLERS.register("rrd")
+class RRD(FrozenTeacherDistiller):
+    """``L = L_base + λ_RRD·L_RRD`` (+ ``λ_IR·L_IR`` with the item side)."""
+
+    name = "rrd"
+    Config = RRDConfig
+    needs = "lists"
+
+    def __init__(
+        self,
+        student: Recommender,
+        teacher: Any,
+        dataset: Dataset,
+        config: RRDConfig,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(student, teacher, dataset, config, device, seed)
+        if config.item_side and not teacher.has_scores:
+            raise ValueError(
+                f"IR-RRD needs item-side lists, which need teacher scores; teacher {teacher.source!r} "
+                "gives ranked lists only"
+            )
+        c = config
+        users = np.repeat(np.arange(dataset.n_users), np.diff(dataset.train.indptr))
+        items = dataset.train.indices.astype(np.int64)
+        self.user = self.item = None
+        if c.user_side:
+            topn = teacher.topn(dataset, c.n_top, "user", c.cache_dir, c.chunk, self.device)
+            self.user = _Side(topn, dataset.n_items, (users, items))
+        if c.item_side:
+            topn = teacher.topn(dataset, c.item_n_top, "item", c.cache_dir, c.chunk, self.device)
+            self.item = _Side(topn, dataset.n_users, (items, users))
+
+    def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
+        lams: dict[str, float] = {}
+        if self.config.user_side:
+            lams["RRD"] = self.config.lambda_rrd
+        if self.config.item_side:
+            lams["IR"] = self.config.lambda_ir
+        return 1.0, lams
+
+    def on_epoch_start(self, epoch: int) -> None:
+        super().on_epoch_start(epoch)
+        c = self.config
+        if self.user is not None:
+            self.user.resample(c.n_interesting, c.n_uninteresting, c.temperature, self.generator)
+        if self.item is not None:
+            self.item.resample(
+                c.item_n_interesting, c.item_n_uninteresting, c.item_temperature, self.generator
+            )
+
+    def _targets(self, side: _Side, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        r = rows.cpu()
+        return tuple(
+            t[r].to(self.device) for t in (side.interesting, side.uninteresting, side.i_valid, side.u_valid)
+        )
+
+    def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        if self.epoch != epoch:  # called without on_epoch_start (e.g. a single loss call)
+            self.on_epoch_start(epoch)
+        student = self.student
+        n_rows = batch.users.numel()
+        terms: dict[str, torch.Tensor] = {}
+        if self.user is not None:
+            users = torch.unique(batch.users)  # (U,)
+            inter, unint, iv, uv = self._targets(self.user, users)  # (U, K), (U, L)
+            s_i = student.score(users, inter)  # (U, K)
+            s_u = student.score(users, unint)  # (U, L)
+            terms["RRD"] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
+        if self.item is not None:
+            if batch.pos is not None:
+                items = torch.unique(batch.pos)  # (I,)
+            else:
+                items = torch.randint(self.dataset.n_items, (n_rows,), generator=self.generator).to(
+                    self.device
+                )
+            inter, unint, iv, uv = self._targets(self.item, items)  # (I, K) users, (I, L) users
+            it_k = items[:, None].expand_as(inter)  # (I, K)
+            it_l = items[:, None].expand_as(unint)  # (I, L)
+            s_i = _student_pair_scores(student, inter, it_k)  # (I, K)
+            s_u = _student_pair_scores(student, unint, it_l)  # (I, L)
+            terms["IR"] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
+        return terms
+
+
+@DISTILLERS.register("ir-rrd")
+class IRRRD(RRD):
+    """Item-side RRD only: ``L = L_base + λ_IR·L_IR``."""
+
+    name = "ir-rrd"
+    needs = "scores"
+    config_defaults = {"user_side": False, "item_side": True}
+
+
+@DISTILLERS.register("rrd+ir-rrd")
+class RRDIR(RRD):
+    """RRD and IR-RRD together (DCD Table 3, "w/o Correction"):
+    ``L = L_base + λ_RRD·L_RRD + λ_IR·L_IR``."""
+
+    name = "rrd+ir-rrd"
+    needs = "scores"
+    config_defaults = {"user_side": True, "item_side": True}
