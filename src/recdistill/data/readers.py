@@ -96,7 +96,8 @@ def _check_field_counts(
 
 
 def _parse_checker(sep: str, kinds: Sequence[str]):
-    """Line check for the slow scan: each field must parse as its kind ('int', 'float', 'str')."""
+    """Line check for the slow scan: each field must parse as its kind ('int', 'float'; 'str' and
+    'auto' accept anything)."""
 
     def check(line: str) -> str | None:
         parts = line.rstrip("\r\n").split(sep)
@@ -129,7 +130,7 @@ def _read_typed(
     """pandas parse of a field-count-checked file with per-column kinds; locates bad values."""
     dtype_of = {"int": np.int64, "float": np.float64, "str": str}
     cols = list(range(len(names))) if usecols is None else usecols
-    dtypes = {names[c]: dtype_of[kinds[c]] for c in cols}
+    dtypes = {names[c]: dtype_of[kinds[c]] for c in cols if kinds[c] != "auto"}  # 'auto': int64 or str
     try:
         return pd.read_csv(
             io.BytesIO(data),
@@ -268,6 +269,8 @@ def _require_values(
     """Empty user/item fields are malformed lines."""
     for c in cols:
         col = df[c]
+        if pd.api.types.is_numeric_dtype(col) and not col.isna().any():
+            continue
         empty = col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
         if empty.any():
             line = int(np.argmax(empty)) + 1 + header_lines
@@ -347,7 +350,7 @@ def read_recbole_inter(
     _check_field_counts(path, data, "\t", [len(names)], skip_lines=1)
     wanted = [user_col, item_col] + ([time_col] if time_col else [])
     idx = [names.index(c) for c in wanted]
-    kinds = ["float" if t == "float" else "str" for t in types]
+    kinds = ["float" if t == "float" else "auto" for t in types]
     df = _read_typed(path, data, sep="\t", names=names, kinds=kinds, usecols=idx, skip_lines=1)
     _require_values(path, df, [user_col, item_col], 1, data)
     t = _as_time(path, df[time_col], 1, data) if time_col else None
@@ -409,7 +412,7 @@ def read_table(
     _check_field_counts(path, data, sep, [len(cols)], skip_lines=1)
     wanted = [u, i] + ([t] if t else [])
     idx = [cols.index(c) for c in wanted]
-    df = _read_typed(path, data, sep=sep, names=cols, kinds=["str"] * len(cols), usecols=idx, skip_lines=1)
+    df = _read_typed(path, data, sep=sep, names=cols, kinds=["auto"] * len(cols), usecols=idx, skip_lines=1)
     _require_values(path, df, [u, i], 1, data)
     times = _as_time(path, df[t], 1, data) if t else None
     return Interactions(_as_ids(df[u]), _as_ids(df[i]), times, None, [str(path)], "table")
