@@ -295,7 +295,10 @@ def test_cli_stats(tmp_path: Path, cache_dir: Path, capsys, monkeypatch) -> None
     out = capsys.readouterr().out
     assert "users" in out and "interactions" in out
     assert main(["data", "stats", "nope"]) == 2
-    assert "known: amazon-cds, citeulike, citeulike-bd, citeulike-dcd, ml-100k" in capsys.readouterr().err
+    assert (
+        "known: amazon-cds, citeulike, citeulike-bd, citeulike-dcd, foursquare-tky, ml-100k, yelp"
+        in capsys.readouterr().err
+    )
 
 
 # ---------------------------------------------------------------- the real data

@@ -95,6 +95,17 @@ def test_citeulike_users_malformed(tmp_path: Path, text: str, line: int, shown: 
     check_error(exc, path, line, shown)
 
 
+@pytest.mark.parametrize("comp", COMPRESSIONS)
+def test_adjacency_lists(tmp_path: Path, comp: str) -> None:
+    log = read_interactions(write(tmp_path, "train.txt", "0 5 6\n7\n3 5\n", comp))
+    assert log.fmt == "adjacency"
+    assert list(zip(log.users.tolist(), log.items.tolist())) == [(0, 5), (0, 6), (3, 5)]
+    path = write(tmp_path, "x.adj", "0 5 6\n1 2 b\n")
+    with pytest.raises(DataFormatError, match="not an integer: 'b'") as exc:
+        read_interactions(path)
+    check_error(exc, path, 2, "1 2 b")
+
+
 # ---------------------------------------------------------------- MovieLens u.data
 
 UDATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"

@@ -83,6 +83,29 @@ _add(
     )
 )
 
+_add(
+    DatasetSpec(
+        "foursquare-tky",
+        "foursquare/dataset_TSMC2014_TKY.txt",
+        "log",
+        "Foursquare Tokyo (TSMC2014), LOO by time; BD keeps users with > 5 check-ins (here: distinct "
+        "venues). Not in shared/data (README section 3)",
+        format="tsmc2014",
+        defaults={"min_user_interactions": 6},
+    )
+)
+_add(
+    DatasetSpec(
+        "yelp",
+        "yelp/yelp.rating",
+        "log",
+        "Yelp (sigir16-eals yelp.rating), LOO by time; BD's notebook keeps users with > 10 ratings. "
+        "Not in shared/data (README section 4)",
+        format="ncf-rating",
+        defaults={"min_user_interactions": 11},
+    )
+)
+
 LOG_OPTIONS = {
     "seed": 0,
     "min_user_interactions": 1,

@@ -158,13 +158,12 @@ def _read_typed(
 # --------------------------------------------------------------------------- readers
 
 
-def read_citeulike_users(path: str | os.PathLike) -> Interactions:
-    """CiteULike-t ``users.dat``: line k is user k; ``count item item ...``.
+def _token_lines(path: Path, expected: str) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Whitespace-separated integer tokens of a file of non-empty lines, vectorised over bytes.
 
-    The leading count is *not* an item (BD's notebook took it as one; see data README);
-    it must equal the number of ids that follow.
+    Returns ``(data, tokens, per_line)``: the raw bytes, all tokens (int64) in file order and
+    the number of tokens on each line. ``expected`` describes a line for error messages.
     """
-    path = Path(path)
     data = read_bytes(path)
     buf = np.frombuffer(data, dtype=np.uint8)
     if len(buf) == 0:
@@ -177,7 +176,7 @@ def read_citeulike_users(path: str | os.PathLike) -> Interactions:
     per_line = np.bincount(tok_line, minlength=n_lines)  # (n_lines,) tokens per line
     if (per_line == 0).any():
         i = int(np.argmax(per_line == 0))
-        raise DataFormatError(path, i + 1, _line_text(data, i + 1), "empty line: expected 'count item ...'")
+        raise DataFormatError(path, i + 1, _line_text(data, i + 1), f"empty line: expected {expected!r}")
     try:
         tokens = np.array(data.split()).astype(np.int64)  # (n_tokens,)
     except ValueError:
@@ -187,7 +186,34 @@ def read_citeulike_users(path: str | os.PathLike) -> Interactions:
             return f"not an integer: {bad[0]!r}" if bad else None
 
         err = first_bad_line(path, _decode(data, path, "utf-8").split("\n"), check)
-        raise err if err is not None else DataFormatError(path, None, None, "unparsable tokens") from None
+        raise (err or DataFormatError(path, None, None, "unparsable tokens")) from None
+    return data, tokens, per_line
+
+
+def _lines_to_pairs(
+    path: Path, data: bytes, tokens: np.ndarray, per_line: np.ndarray, users: np.ndarray, n_head: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the ``n_head`` leading tokens of each line; pair the rest with the line's user."""
+    first = np.concatenate([[0], np.cumsum(per_line)[:-1]])  # (n_lines,) index of each line's first token
+    is_item = np.ones(len(tokens), dtype=bool)
+    for h in range(n_head):
+        is_item[first + h] = False
+    line_of = np.repeat(np.arange(len(per_line)), per_line - n_head)  # (n_pairs,)
+    items = tokens[is_item]
+    if (items < 0).any():
+        j = int(line_of[np.argmax(items < 0)])
+        raise DataFormatError(path, j + 1, _line_text(data, j + 1), "negative item id")
+    return users[line_of], items
+
+
+def read_citeulike_users(path: str | os.PathLike) -> Interactions:
+    """CiteULike-t ``users.dat``: line k is user k; ``count item item ...``.
+
+    The leading count is *not* an item (BD's notebook took it as one; see data README);
+    it must equal the number of ids that follow.
+    """
+    path = Path(path)
+    data, tokens, per_line = _token_lines(path, "count item ...")
     first = np.concatenate([[0], np.cumsum(per_line)[:-1]])  # (n_lines,) index of each count token
     counts = tokens[first]
     mismatch = counts != per_line - 1
@@ -196,16 +222,18 @@ def read_citeulike_users(path: str | os.PathLike) -> Interactions:
         raise DataFormatError(
             path, i + 1, _line_text(data, i + 1), f"count field {counts[i]} != {per_line[i] - 1} item ids"
         )
-    is_item = np.ones(len(tokens), dtype=bool)
-    is_item[first] = False
-    users = np.repeat(np.arange(n_lines, dtype=np.int64), per_line - 1)
-    items = tokens[is_item]
-    if (items < 0).any():
-        j = int(np.argmax(items < 0))
-        raise DataFormatError(
-            path, int(users[j]) + 1, _line_text(data, int(users[j]) + 1), "negative item id"
-        )
+    users, items = _lines_to_pairs(path, data, tokens, per_line, np.arange(len(per_line), dtype=np.int64), 1)
     return Interactions(users, items, None, None, [str(path)], "citeulike-users")
+
+
+def read_adjacency(path: str | os.PathLike) -> Interactions:
+    """Adjacency lists (LightGCN's ``train.txt``/``test.txt``): ``user item item ...`` per line,
+    whitespace-separated integers; a line with only a user id has no interactions."""
+    path = Path(path)
+    data, tokens, per_line = _token_lines(path, "user item ...")
+    first = np.concatenate([[0], np.cumsum(per_line)[:-1]])  # (n_lines,)
+    users, items = _lines_to_pairs(path, data, tokens, per_line, tokens[first], 1)
+    return Interactions(users, items, None, None, [str(path)], "adjacency")
 
 
 def read_movielens(path: str | os.PathLike) -> Interactions:
@@ -419,6 +447,7 @@ def read_table(
 
 
 READERS = {
+    "adjacency": read_adjacency,
     "citeulike-users": read_citeulike_users,
     "movielens": read_movielens,
     "ncf-rating": read_ncf_rating,
@@ -430,7 +459,8 @@ READERS = {
 
 def sniff_format(path: str | os.PathLike) -> str:
     """Reader name for ``path`` from its name: ``.inter``, ``.rating``, ``u.data``, ``users.dat``,
-    ``*TSMC2014*``, ``.parquet``, else a CSV/TSV table with a header."""
+    ``*TSMC2014*``, ``train.txt``/``test.txt``/``.adj`` (adjacency lists), else a table (CSV/TSV
+    with a header, or Parquet)."""
     base = strip_compression(Path(path).name)
     low = base.lower()
     if low.endswith(".inter"):
@@ -443,6 +473,8 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "citeulike-users"
     if "tsmc2014" in low:
         return "tsmc2014"
+    if low in ("train.txt", "test.txt") or low.endswith(".adj"):
+        return "adjacency"
     return "table"
 
 
