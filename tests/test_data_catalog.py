@@ -193,6 +193,14 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path, cache_dir: Path) -> None:
     assert "cache" in load_dataset(path, cache_dir=cache_dir, n_candidates=2).info
 
 
+def test_unwritable_cache_warns(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.warns(UserWarning, match="could not write the dataset cache"):
+        ds = load_dataset(write_udata(tmp_path), cache_dir=blocker, n_candidates=2)
+    assert ds.n_users == 8
+
+
 def test_cache_dir_from_env(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RECDISTILL_CACHE", str(tmp_path / "envcache"))
     load_dataset(write_udata(tmp_path), n_candidates=2)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,10 @@ def load_dataset(
         log = read_interactions(path, format=fmt, **read_opts)
         ds = from_log(log, name=name, info=base_info, **settings)
     if use_cache:
-        save_dataset(ds, cpath)
+        try:
+            save_dataset(ds, cpath)
+        except OSError as exc:
+            warnings.warn(f"could not write the dataset cache {cpath}: {exc}", stacklevel=2)
     return ds
 
 

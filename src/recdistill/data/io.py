@@ -42,6 +42,15 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return raw
 
 
+def first_line(path: str | os.PathLike, limit: int = 1 << 16) -> str:
+    """The first line of ``path`` (decompressing only what is needed), without its line end."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    opener = gzip.open if magic.startswith(GZIP_MAGIC) else lzma.open if magic.startswith(XZ_MAGIC) else open
+    with opener(path, "rb") as f:
+        return f.readline(limit).decode("utf-8", "replace").rstrip("\r\n")
+
+
 def strip_compression(name: str) -> str:
     """``'u.data.gz' -> 'u.data'``."""
     for suf in COMPRESSED_SUFFIXES:

@@ -9,7 +9,7 @@ counted; candidates are still sampled with the seed from items the user never in
 
 from __future__ import annotations
 
-import io
+import lzma
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recdistill.data.dataset import N_CANDIDATES, Dataset
-from recdistill.data.io import DataFormatError, read_bytes
+from recdistill.data.io import DataFormatError, first_line, read_bytes
 from recdistill.data.readers import _check_field_counts, _line_text, _read_typed
 from recdistill.data.split import positives_csr, sample_candidates
 
@@ -144,10 +144,9 @@ def load_published_split(
 
 
 def is_split_table(path: str | os.PathLike) -> bool:
-    """True when a CSV/TSV header names ``user``, ``item`` and ``split`` (a published split)."""
+    """True when a TSV header names ``user``, ``item`` and ``split`` (a published split)."""
     try:
-        head = read_bytes(path)[:4096]
-    except (OSError, ValueError):
+        first = first_line(path)
+    except (OSError, EOFError, lzma.LZMAError):
         return False
-    first = io.BytesIO(head).readline().decode("utf-8", "replace").rstrip("\r\n").split("\t")
-    return {"user", "item", "split"} <= set(first)
+    return {"user", "item", "split"} <= set(first.split("\t"))

@@ -100,12 +100,23 @@ def sample_candidates(
     rng = rng_for(seed, CANDIDATE_STREAM)
     need = _needed_draws(n_items, n_neg, k)  # (n_users,)
     remaining = np.arange(n_users)
-    for factor in (1.25, 3.0):
+    exact: list[np.ndarray] = []
+    for round_ in range(2):
         if len(remaining) == 0:
             break
-        width = int(np.ceil(np.quantile(need[remaining], 0.9) * factor)) + 16
-        if factor > 1.25:
-            width = int(np.ceil(need[remaining].max() * factor)) + 64
+        if round_ == 0:
+            width = int(np.ceil(np.quantile(need[remaining], 0.9) * 1.25)) + 16
+        else:  # the few rows left: wide enough for nearly all of them; the rest go exact
+            wide = need[remaining] * 3 + 64 >= n_items
+            exact.append(remaining[wide])
+            remaining = remaining[~wide]
+            if len(remaining) == 0:
+                break
+            width = int(np.ceil(need[remaining].max() * 3)) + 64
+        if width >= n_items:  # drawing more than n_items per row: exact keys are cheaper
+            exact.append(remaining)
+            remaining = remaining[:0]
+            break
         step = max(1, _CHUNK_DRAWS // width)
         left = []
         for s in range(0, len(remaining), step):
@@ -113,6 +124,7 @@ def sample_candidates(
             done = _draw_chunk(rows, width, k, n_items, pos_keys, rng, out)
             left.append(rows[~done])
         remaining = np.concatenate(left)
+    remaining = np.sort(np.concatenate([*exact, remaining]))
     if len(remaining):
         _exact_rows(remaining, positives, k, rng, out)
     return out
