@@ -206,15 +206,27 @@ def test_candidates_exclude_positives_and_are_unique(n_items: int, k: int, densi
     assert not np.array_equal(cand, sample_candidates(pos, k, seed=4))
 
 
-def test_candidates_are_uniform() -> None:
-    # Users who all saw items 0..4 of 12: each of the 7 others is among 3 candidates w.p. 3/7.
+@pytest.mark.parametrize("n_items, n_pos, k, path", [(12, 5, 3, "exact"), (200, 50, 20, "oversample")])
+def test_candidates_are_uniform(n_items: int, n_pos: int, k: int, path: str, monkeypatch) -> None:
+    import recdistill.data.split as split
+
+    # Users who all saw items 0..n_pos-1: each other item is a candidate w.p. k / (n_items - n_pos).
+    def forbidden(*a, **kw):
+        raise AssertionError("wrong sampling path")
+
+    monkeypatch.setattr(split, "_exact_rows" if path == "oversample" else "_draw_chunk", forbidden)
     n = 3000
-    pos = sp.csr_matrix(
-        (np.ones(5 * n, dtype=bool), (np.repeat(np.arange(n), 5), np.tile(np.arange(5), n))), shape=(n, 12)
-    )
-    cand = sample_candidates(pos, 3, seed=0)
-    freq = np.bincount(cand.ravel(), minlength=12) / n
-    assert np.all(freq[:5] == 0) and np.all(np.abs(freq[5:] - 3 / 7) < 0.04), freq
+    rows, cols = np.repeat(np.arange(n), n_pos), np.tile(np.arange(n_pos), n)
+    pos = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(n, n_items))
+    cand = split.sample_candidates(pos, k, seed=0)
+    freq = np.bincount(cand.ravel(), minlength=n_items) / n
+    p = k / (n_items - n_pos)
+    sd = np.sqrt(p * (1 - p) / n)
+    assert np.all(freq[:n_pos] == 0) and np.all(np.abs(freq[n_pos:] - p) < 4.5 * sd), freq
+    # Sum of squared z-scores over the m negatives: expectation m (each count ~ Binomial(n, p)).
+    m = n_items - n_pos
+    chi2 = (((freq[n_pos:] - p) * n) ** 2 / (n * p * (1 - p))).sum()
+    assert abs(chi2 - m) < 6 * np.sqrt(2 * m), (chi2, m)
 
 
 def test_candidates_exact_fallback_path(monkeypatch: pytest.MonkeyPatch) -> None:
