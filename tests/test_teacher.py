@@ -183,3 +183,21 @@ def test_dense_validation_errors(ds, tmp_path: Path) -> None:
         load_teacher(tmp_path / "n.npz", ds)
     with pytest.raises(FileNotFoundError, match="teacher not found"):
         load_teacher(tmp_path / "nope.npy", ds)
+
+
+def test_teacher_from_a_trained_run(ds, tmp_path: Path) -> None:
+    from recdistill.config import make_config
+    from recdistill.train import train_run
+
+    cfg = make_config(
+        overrides={
+            "data": {"name": "toy"},
+            "model": {"name": "bpr", "size": None, "dim": 3},
+            "train": {"epochs": 1, "progress": False, "ks": [5], "monitor": "H@5"},
+        }
+    )
+    trainer, _ = train_run(cfg, tmp_path / "run", dataset=ds)
+    t = load_teacher(tmp_path / "run", ds)
+    assert isinstance(t, ModelTeacher) and t.source == str(tmp_path / "run")
+    users = torch.arange(ds.n_users)
+    torch.testing.assert_close(t.score_all(users), trainer.models["model"].score_all(users).detach())

@@ -31,7 +31,6 @@ files are written atomically (temp file + ``os.replace``).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -401,7 +400,7 @@ def _load_scores_tsv(path: Path, dataset: Dataset) -> ScoreTeacher:
         lambda r: f"({df['user'].iloc[r]}, {df['item'].iloc[r]})",
     )
     scores = torch.full((dataset.n_users, dataset.n_items), float("-inf"))
-    scores[torch.from_numpy(u), torch.from_numpy(i)] = torch.tensor(s, dtype=torch.float32)
+    scores[torch.as_tensor(np.array(u)), torch.as_tensor(np.array(i))] = torch.tensor(s, dtype=torch.float32)
     return ScoreTeacher(scores, str(path))
 
 
@@ -469,28 +468,11 @@ def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
 
 
 def load_run_model(run_dir: Path, dataset: Dataset, device: torch.device | str = "cpu") -> Recommender:
-    """Rebuild the trained model of a ``recdistill train`` run directory.
+    """The trained model of a ``recdistill train`` run directory (its primary model), via
+    :func:`recdistill.train.load_run`."""
+    from recdistill.train import load_run
 
-    ADAPTER (issue #3's run format): uses ``recdistill.train.load_run_model`` when it exists,
-    else reads ``model.json`` (``{"model": name, "kwargs": init_kwargs}``) and ``model.pt``.
-    """
-    try:
-        from recdistill.train import load_model as _load  # type: ignore[attr-defined]
-    except ImportError:
-        _load = None
-    if _load is not None:
-        return _load(run_dir, dataset, device=device)
-    from recdistill.models import model_from_spec
-
-    spec_path, weights = run_dir / "model.json", run_dir / "model.pt"
-    for p in (spec_path, weights):
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"teacher run {run_dir}: missing {p.name} (is it a `recdistill train` run?)"
-            )
-    model = model_from_spec(json.loads(spec_path.read_text()), dataset)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return model.to(device)
+    return load_run(run_dir, dataset=dataset, device=device).model
 
 
 def load_teacher(
