@@ -72,3 +72,14 @@ def test_registry_lists_methods() -> None:
     assert reg is DISTILLERS
     with pytest.raises(KeyError, match="unknown distiller 'rdd'; known: "):
         reg.get("rdd")
+
+
+def test_cli_lists_methods_and_rejects_unknown(capsys, tmp_path) -> None:
+    from recdistill.cli import main
+
+    assert main(["distill", "--list-methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("rd", "cd", "rrd", "ir-rrd", "rrd+ir-rrd"):
+        assert f"\n{name} " in "\n" + out
+    assert main(["distill", "--method", "rdd", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown distiller 'rdd'; known: " in capsys.readouterr().err
