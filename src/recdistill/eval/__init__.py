@@ -2,7 +2,7 @@
 
 from recdistill.eval.evaluator import DEFAULT_KS, evaluate, evaluate_model
 from recdistill.eval.metrics import METRICS, metrics_from_ranks
-from recdistill.eval.ranks import PROTOCOLS, SPLITS, TIES, heldout_ranks
+from recdistill.eval.ranks import PROTOCOLS, SPLITS, TIES, default_batch_size, heldout_ranks
 
 __all__ = [
     "DEFAULT_KS",
@@ -10,6 +10,7 @@ __all__ = [
     "PROTOCOLS",
     "SPLITS",
     "TIES",
+    "default_batch_size",
     "evaluate",
     "evaluate_model",
     "heldout_ranks",

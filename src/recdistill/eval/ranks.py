@@ -118,7 +118,8 @@ def _mask_csr(dataset: Dataset, users: np.ndarray, other: np.ndarray) -> sp.csr_
     return mask
 
 
-def _default_batch_size(n_items: int, protocol: str, items_fn: bool) -> int:
+def default_batch_size(n_items: int, protocol: str = "full", items_fn: bool = False) -> int:
+    """Users per chunk: about 2**23 scores per chunk, or 2**18 pairs per ``score_items_fn`` call."""
     if protocol == "sampled" and items_fn:
         return max(1, _PAIRS_PER_CHUNK // 500)
     return max(1, _SCORES_PER_CHUNK // max(n_items, 1))
@@ -189,7 +190,7 @@ def heldout_ranks(
     if score_items_fn is not None and protocol != "sampled":
         raise ValueError("score_items_fn is only used by protocol='sampled'")
     if batch_size is None:
-        batch_size = _default_batch_size(dataset.n_items, protocol, score_items_fn is not None)
+        batch_size = default_batch_size(dataset.n_items, protocol, score_items_fn is not None)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     target = np.asarray(dataset.heldout(split), dtype=np.int64)  # (n_users,)
@@ -248,6 +249,14 @@ class _FullRanker:
         )  # (nnz,) row of each mask entry in [0, n_sel)
         self._target = torch.from_numpy(target[users])  # (n_sel,)
         self._device: torch.device | None = None
+        self._buf: torch.Tensor | None = None  # reused (B, n_items) 0/1 comparison results
+
+    def _cmp_buffer(self, b: int, device: torch.device) -> torch.Tensor:
+        # float32 holds exact integer counts up to 2**24 items; float64 beyond
+        dtype = torch.float32 if self.n_items < 2**24 else torch.float64
+        if self._buf is None or self._buf.shape[0] < b or self._buf.device != device:
+            self._buf = torch.empty(b, self.n_items, dtype=dtype, device=device)
+        return self._buf[:b]  # (B, n_items), contiguous
 
     def _to(self, device: torch.device) -> None:
         if self._device != device:
@@ -278,8 +287,11 @@ class _FullRanker:
         masked = scores.view(-1).index_select(0, flat)  # (nnz_c,) scores of excluded items
         s_rep = s_t.view(-1).index_select(0, rows)  # (nnz_c,)
 
-        def count(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-            total = op(scores, s_t).sum(1)  # (B,) over all items
+        buf = self._cmp_buffer(b, scores.device)  # (B, n_items)
+
+        def count(op: Callable[..., torch.Tensor]) -> torch.Tensor:
+            # comparing into a float buffer then summing is ~5x faster on CPU than summing bools
+            total = op(scores, s_t, out=buf).sum(1).long()  # (B,) over all items
             excluded = torch.zeros_like(total).index_add_(0, rows, op(masked, s_rep).long())  # (B,)
             return total - excluded
 
