@@ -78,6 +78,12 @@ def test_time_ties_keep_file_order() -> None:
     assert raw_split(ds)[1:] == ({0: 3}, {0: 4})
 
 
+def test_datetime64_timestamps() -> None:
+    t = np.array(["2020-01-03", "2020-01-01", "2020-01-02"], dtype="datetime64[D]")
+    ds = from_interactions([0, 0, 0], [7, 8, 9], t, n_candidates=0)
+    assert raw_split(ds) == ({(0, 8)}, {0: 9}, {0: 7})
+
+
 def test_users_without_training_item_are_dropped_and_counted() -> None:
     users = [0, 0, 0, 1, 1, 2]
     items = [0, 1, 2, 0, 1, 3]

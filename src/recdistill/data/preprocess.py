@@ -73,13 +73,17 @@ def from_interactions(
     leave-one-out (last by time = test, the one before = valid; random with ``seed`` when there
     are no timestamps); users left with < 1 training item are dropped (``info['users_dropped']
     ['no_train_item']``); ids are remapped to 0..n-1 in sorted raw-id order; ``n_candidates``
-    items per user are drawn from those it never interacted with.
+    items per user are drawn from those it never interacted with (a user with fewer such items
+    is an error, not capped). Time ties keep file order; ``timestamps`` may be numbers or
+    datetime64.
     """
     u_raw = np.asarray(users)
     i_raw = np.asarray(items)
     if u_raw.ndim != 1 or i_raw.shape != u_raw.shape:
         raise ValueError(f"users and items must be 1-d of equal length, got {u_raw.shape} and {i_raw.shape}")
     t = None if timestamps is None else np.asarray(timestamps)
+    if t is not None and t.dtype.kind == "M":  # datetime64 -> int64 seconds
+        t = t.astype("datetime64[s]").astype(np.int64)
     if t is not None:
         if t.shape != u_raw.shape:
             raise ValueError(f"timestamps must have shape {u_raw.shape}, got {t.shape}")
