@@ -67,7 +67,7 @@ class CDAE(Recommender):
             torch.cumsum(deg, 0) - deg, deg
         )  # (nnz_B,) position within the user's row
         cols = self.indices[start[row] + offset]  # (nnz_B,)
-        y = torch.zeros(users.numel(), self.n_items, device=users.device)  # (B, n_items)
+        y = torch.zeros(users.numel(), self.n_items, device=users.device, dtype=self.enc1.weight.dtype)
         y[row, cols] = 1.0
         return y
 

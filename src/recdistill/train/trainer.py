@@ -201,7 +201,7 @@ class Trainer:
                    unit="batch")
         for batch in bar:
             batch = batch.to(self.device)
-            for name, model in self.models.items():
+            for name in self.models:
                 loss, parts = self.objective.loss(name, batch, epoch)
                 opt = self.optimizers[name]
                 opt.zero_grad(set_to_none=True)
@@ -257,7 +257,9 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if sorted(state["models"]) != sorted(self.models):
-            raise ValueError(f"checkpoint has models {sorted(state['models'])}, run has {sorted(self.models)}")
+            raise ValueError(
+                f"checkpoint has models {sorted(state['models'])}, run has {sorted(self.models)}"
+            )
         for n, m in self.models.items():
             m.load_state_dict(state["models"][n])
             self.optimizers[n].load_state_dict(state["optimizers"][n])
@@ -290,7 +292,8 @@ class Trainer:
         path = self.out_dir / "log.jsonl" if self.out_dir else None
         if path is None or not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(ln + "\n" for ln in keep))
         tmp.replace(path)

@@ -1,0 +1,122 @@
+"""``recdistill demo``: train a teacher and a student on a real dataset, print them side by side.
+
+The rows are a list of :class:`DemoRun` specs (``DEMO_RUNS``); a later method adds its row by
+appending a spec whose ``runner`` trains it (it receives the config, its run folder and the
+folders of the rows before it, e.g. the teacher's)::
+
+    DEMO_RUNS.append(DemoRun("BD student", "bd", {...}, runner=my_bd_runner))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recdistill.config import Config, make_config
+from recdistill.data.dataset import Dataset
+from recdistill.train.run import load_dataset_for, train_run
+
+#: runner(config, out_dir, earlier rows' run dirs by name, dataset) -> metrics.json content
+Runner = Callable[[Config, Path, dict[str, Path], Dataset], dict[str, Any]]
+
+
+def train_runner(config: Config, out_dir: Path, runs: dict[str, Path], dataset: Dataset) -> dict[str, Any]:
+    """Train ``config.model`` alone with its base loss (the Teacher and Student rows)."""
+    return train_run(config, out_dir, dataset=dataset)[1]
+
+
+@dataclass
+class DemoRun:
+    """One row: a label, a run folder name, config overrides (nested dict) and its runner.
+    ``model``: which saved model of the run the row shows (``metrics["models"][model]``)."""
+
+    label: str
+    name: str
+    config: dict[str, Any]
+    runner: Runner = train_runner
+    model: str = "model"
+    needs: list[str] = field(default_factory=list)
+
+
+#: The demo's dataset and base settings (BD's CiteULike split, full ranking, BPR).
+DEMO_BASE: dict[str, Any] = {
+    "data": {"name": "citeulike-bd"},
+    "model": {"name": "bpr"},
+    "train": {"epochs": 60, "batch_size": 1024, "lr": 1e-3, "weight_decay": 1e-5, "patience": 5,
+              "eval_every": 2, "ks": [10, 20, 50, 100], "monitor": "H@50"},
+}
+
+DEMO_RUNS: list[DemoRun] = [
+    DemoRun("Teacher (BPR-50)", "teacher", {"model": {"size": "teacher"}}),
+    DemoRun("Student (BPR-5)", "student", {"model": {"size": "student"},
+                                             "train": {"lr": 5e-3, "weight_decay": 0.0}}),
+]
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run_demo(
+    out: Path,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    max_epochs: int | None = None,
+    fresh: bool = False,
+    runs: list[DemoRun] | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Train every row of ``runs`` (default ``DEMO_RUNS``) into ``out/<name>`` and print a table
+    of their test metrics (full ranking). A row whose ``metrics.json`` exists is reused unless
+    ``fresh``. Returns ``[(label, metrics of the row's model), ...]``."""
+    runs = DEMO_RUNS if runs is None else runs
+    common: dict[str, Any] = {"train": {"device": device, "seed": seed}}
+    if data_dir:
+        common["data"] = {"data_dir": str(data_dir)}
+    dataset = None
+    rows: list[tuple[str, dict[str, Any]]] = []
+    dirs: dict[str, Path] = {}
+    for spec in runs:
+        cfg_dict = _merge(_merge(DEMO_BASE, spec.config), common)
+        if max_epochs is not None:
+            cfg_dict["train"]["epochs"] = min(max_epochs, cfg_dict["train"].get("epochs", max_epochs))
+        cfg = make_config(overrides=cfg_dict)
+        run_dir = out / spec.name
+        mpath = run_dir / "metrics.json"
+        if mpath.exists() and not fresh:
+            metrics = json.loads(mpath.read_text())
+            print_fn(f"[{spec.label}] reusing {run_dir}")
+        else:
+            if dataset is None:
+                dataset = load_dataset_for(cfg)
+                print_fn(f"dataset {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} "
+                         f"items, {dataset.n_train:,} training interactions")
+            t0 = time.perf_counter()
+            print_fn(f"[{spec.label}] training ...")
+            metrics = spec.runner(cfg, run_dir, dirs, dataset)
+            print_fn(f"[{spec.label}] done in {time.perf_counter() - t0:.0f} s")
+        dirs[spec.name] = run_dir
+        rows.append((spec.label, metrics["models"][spec.model]))
+    print_fn("")
+    print_fn(format_table(rows))
+    return rows
+
+
+def format_table(rows: list[tuple[str, dict[str, Any]]], protocol: str = "full") -> str:
+    """A markdown table of the rows' test metrics under ``protocol``."""
+    keys = [k for k in rows[0][1]["test"][protocol] if "@" in k and not k.startswith("M@")]
+    head = "| model | #params | " + " | ".join(keys) + " |"
+    sep = "|---|---:|" + "---:|" * len(keys)
+    lines = [f"Test split, {protocol} ranking", "", head, sep]
+    for label, m in rows:
+        vals = " | ".join(f"{m['test'][protocol][k]:.4f}" for k in keys)
+        lines.append(f"| {label} | {m['n_parameters'] / 1e6:.2f}M | {vals} |")
+    return "\n".join(lines)

@@ -1,0 +1,236 @@
+"""Contract tests every model runs (shapes, score consistency, loss, training), plus each model's
+loss against a slow float64 reference and the BD size presets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recdistill.config import make_config
+from recdistill.data.dataset import Dataset
+from recdistill.models import BPR, CDAE, MODELS, Batch, NeuMF, build_model, resolve_dim
+from recdistill.models.sampling import NegativeSampler
+from recdistill.train import BaseObjective, Trainer
+
+MODEL_NAMES = ["bpr", "neumf", "cdae"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def checkerboard(n_users: int = 40, n_items: int = 40, seed: int = 0) -> Dataset:
+    """User u likes the items of u's parity; two liked items per user are held back (valid,
+    test), so a model that learnt the structure ranks the test item first or second."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    valid = np.empty(n_users, np.int64)
+    test = np.empty(n_users, np.int64)
+    cands = np.empty((n_users, 10), np.int32)
+    for u in range(n_users):  # tiny fixture
+        liked = np.arange(u % 2, n_items, 2)
+        held = rng.choice(liked, 2, replace=False)
+        valid[u], test[u] = held
+        keep = np.setdiff1d(liked, held)
+        rows += [u] * keep.size
+        cols += keep.tolist()
+        cands[u] = rng.choice(np.arange(1 - u % 2, n_items, 2), 10, replace=False)
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    return Dataset("checkerboard", n_users, n_items, train, valid, test, cands,
+                   np.arange(n_users), np.arange(n_items))
+
+
+def make(name: str, ds: Dataset, dim: int = 8, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, ds, dim=dim, **kw)
+
+
+def a_batch(model, ds: Dataset, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    sampler = NegativeSampler(ds.train)
+    if model.batch_unit == "user":
+        users = torch.arange(6)
+        deg = torch.from_numpy(np.diff(ds.train.indptr))[users]
+        neg_row = torch.repeat_interleave(torch.arange(6), deg * 5)
+        neg = sampler.sample(users[neg_row], 1, g).squeeze(1)
+        return Batch(users, None, neg, users, neg_row)
+    coo = ds.train.tocoo()
+    idx = torch.arange(0, 12)
+    users = torch.from_numpy(coo.row[:12].astype(np.int64))
+    pos = torch.from_numpy(coo.col[:12].astype(np.int64))
+    return Batch(users, pos, sampler.sample(users, 3, g), idx)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shapes_and_score_matches_score_all(name, toy_dataset):
+    model = make(name, toy_dataset).eval()
+    users = torch.tensor([0, 3, 7, 29])
+    full = model.score_all(users)
+    assert full.shape == (4, toy_dataset.n_items)
+    items = torch.randint(toy_dataset.n_items, (4, 5), generator=torch.Generator().manual_seed(1))
+    part = model.score(users, items)
+    assert part.shape == (4, 5)
+    torch.testing.assert_close(part, full.gather(1, items), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_base_loss_is_finite_scalar_with_gradients(name, toy_dataset):
+    model = make(name, toy_dataset).train()
+    loss = model.base_loss(a_batch(model, toy_dataset))
+    assert loss.ndim == 0 and math.isfinite(loss.item())
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_registry_and_rebuild_kwargs(name, toy_dataset):
+    model = make(name, toy_dataset)
+    assert MODELS.get(name) is type(model) and model.name == name
+    assert model.init_kwargs["dim"] == 8
+    assert model.n_parameters == sum(p.numel() for p in model.parameters())
+
+
+def _cfg(**train):
+    sets = [f"train.{k}={v}" for k, v in train.items()]
+    return make_config(sets=sets + ["train.progress=false", "train.ks=[1,2,5]", "train.monitor=H@2"])
+
+
+LRS = {"bpr": 0.05, "neumf": 0.02, "cdae": 0.02}
+BATCH = {"bpr": 64, "neumf": 64, "cdae": 4}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_epoch_runs_and_loss_decreases(name, toy_dataset):
+    model = make(name, toy_dataset)
+    cfg = _cfg(epochs=8, batch_size=32, lr=LRS[name])
+    tr = Trainer({"m": model}, BaseObjective({"m": model}), toy_dataset, cfg)
+    first = tr.train_epoch(0)["m"]["loss"]
+    for e in range(1, 8):
+        last = tr.train_epoch(e)["m"]["loss"]
+    assert math.isfinite(first) and last < first
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_checkerboard_heldout_item_ranks_near_top(name):
+    ds = checkerboard()
+    model = make(name, ds, dim=8)
+    cfg = _cfg(epochs=40, batch_size=BATCH[name], lr=LRS[name], eval_every=40, patience=100)
+    tr = Trainer({"m": model}, BaseObjective({"m": model}), ds, cfg)
+    tr.fit()
+    # Full protocol: the test item competes with the 20 items of the other parity only (the valid
+    # item is excluded), so a model that learnt the structure puts it first.
+    full = tr.evaluate(model, "test", "full")
+    assert full["H@1"] >= 0.9, full
+    assert tr.evaluate(model, "test", "sampled")["H@1"] >= 0.9
+
+
+# ------------------------------------------------------------------ losses vs float64 references
+def _double(model):
+    return model.double()
+
+
+def test_bpr_loss_matches_reference(toy_dataset):
+    model = _double(make("bpr", toy_dataset))
+    b = a_batch(model, toy_dataset)
+    ref = 0.0
+    P, Q = model.user_emb.weight.detach(), model.item_emb.weight.detach()
+    for r in range(b.users.numel()):
+        u, i = int(b.users[r]), int(b.pos[r])
+        for j in b.neg[r].tolist():
+            x = float(P[u] @ Q[i] - P[u] @ Q[j])
+            ref += -math.log(1.0 / (1.0 + math.exp(-x)))
+    ref /= b.neg.numel()
+    assert model.base_loss(b).item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_neumf_matches_plain_forward_and_chunking(toy_dataset):
+    model = _double(make("neumf", toy_dataset, dim=6)).eval()
+    users = torch.arange(toy_dataset.n_users)
+    items = torch.arange(toy_dataset.n_items)
+    # obvious path: the concatenated MLP input for every (u, i) pair
+    pu, qi = model.user_mlp(users), model.item_mlp(items)
+    x = torch.cat([pu[:, None, :].expand(-1, len(items), -1), qi[None].expand(len(users), -1, -1)], -1)
+    gmf = model.user_gmf(users)[:, None, :] * model.item_gmf(items)[None]
+    ref = model.predict(torch.cat([gmf, model.mlp(x)], -1)).squeeze(-1)
+    torch.testing.assert_close(model.score_all(users), ref)
+    model.max_elements = 6 * toy_dataset.n_items * 7  # force chunks of 7 users
+    torch.testing.assert_close(model.score_all(users), ref)
+    # the loss: mean BCE over (pos: 1, negs: 0)
+    b = a_batch(model, toy_dataset)
+    z = model.score(b.users, torch.cat([b.pos[:, None], b.neg], 1)).detach()
+    p = torch.sigmoid(z)
+    manual = -(torch.log(p[:, 0]).sum() + torch.log(1 - p[:, 1:]).sum()) / z.numel()
+    assert model.base_loss(b).item() == pytest.approx(manual.item(), rel=1e-10)
+
+
+def test_cdae_rows_dropout_and_loss_reference(toy_dataset):
+    model = _double(make("cdae", toy_dataset, dim=6))
+    users = torch.tensor([4, 0, 9])
+    dense = torch.from_numpy(toy_dataset.train.toarray()).double()
+    torch.testing.assert_close(model.rows(users).double(), dense[users])
+    model.eval()
+    torch.testing.assert_close(model.score_all(users), model.score_all(users))  # no dropout
+    model.train()
+    torch.manual_seed(3)
+    a = model.score_all(users)
+    torch.manual_seed(4)
+    assert not torch.equal(a, model.score_all(users))  # dropout in train mode
+    b = a_batch(model, toy_dataset)
+    torch.manual_seed(5)
+    loss = model.base_loss(b).item()
+    torch.manual_seed(5)
+    z = model.forward_rows(b.users, model.rows(b.users).double()).detach()  # same dropout mask
+    ref = 0.0
+    for r, u in enumerate(b.users.tolist()):  # observed items (label 1), each sampled negative
+        for i in toy_dataset.train[u].indices:
+            ref += math.log1p(math.exp(-float(z[r, i])))
+        for j in b.neg[b.neg_row == r].tolist():
+            ref += math.log1p(math.exp(float(z[r, j])))
+    assert loss == pytest.approx(ref / b.users.numel(), rel=1e-8)
+
+
+# ------------------------------------------------------------------ presets and errors
+BD_CITEULIKE = {"bpr": (1.52e6, 0.15e6), "neumf": (3.05e6, 0.30e6), "cdae": (2.80e6, 0.30e6)}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_bd_presets_match_table3_parameter_counts(name):
+    ds = Dataset("citeulike-bd", 5219, 25187, sp.csr_matrix((5219, 25187), dtype=np.float32),
+                 np.zeros(5219, np.int64), np.zeros(5219, np.int64), np.zeros((5219, 1), np.int32),
+                 np.arange(5219), np.arange(25187))
+    t = build_model(name, ds, size="teacher").n_parameters
+    s = build_model(name, ds, size="student").n_parameters
+    want_t, want_s = BD_CITEULIKE[name]
+    assert abs(t - want_t) / want_t < 0.01 and abs(s - want_s) / want_s < 0.035, (t, s)
+    assert 8 < t / s < 11
+
+
+def test_dcd_preset_and_explicit_dim():
+    assert resolve_dim("citeulike-dcd", "teacher") == 200
+    assert resolve_dim("citeulike-dcd", "student") == 20
+    assert resolve_dim("citeulike-bd", "teacher") == 50
+    assert resolve_dim("citeulike-bd", "student", dim=7) == 7
+    with pytest.raises(ValueError, match="size"):
+        resolve_dim("citeulike-bd", "huge")
+    with pytest.raises(ValueError, match="positive"):
+        resolve_dim("citeulike-bd", None, 0)
+
+
+def test_build_model_rejects_unknown_kwargs(toy_dataset):
+    with pytest.raises(ValueError, match="no parameter"):
+        build_model("bpr", toy_dataset, dim=4, dropout=0.5)
+    with pytest.raises(KeyError, match="unknown model 'bprr'"):
+        build_model("bprr", toy_dataset, dim=4)
+    assert isinstance(build_model("cdae", toy_dataset, dim=4, dropout=0.2), CDAE)
+    assert isinstance(build_model("neumf", toy_dataset, dim=4), NeuMF)
+    assert isinstance(build_model("bpr", toy_dataset, dim=4), BPR)
