@@ -98,3 +98,13 @@ def test_training_flags():
     assert cfg.train.progress is False
     args = parser.parse_args(["--size", "student"])
     assert config_from_args(args).model.size == "student"
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert files
+    for f in files:
+        cfg = make_config(f)
+        assert cfg.model.name in ("bpr", "neumf", "cdae"), f
