@@ -119,7 +119,9 @@ def test_sampling_weights_match_paper_equations(scheme, learner):
     rt = torch.from_numpy(np.stack([rng.permutation(m) + 1 for _ in range(4)]))
     rs = torch.from_numpy(np.stack([rng.permutation(m) + 1 for _ in range(4)]))
     unobs = torch.ones(4, m, dtype=torch.bool)
-    w = sampling_weights(scheme, learner, rt, rs, cfg, unobs)
+    w = sampling_weights(scheme, learner, rt, rs, cfg, unobs, dtype=torch.float64)
+    w32 = sampling_weights(scheme, learner, rt, rs, cfg, unobs)
+    assert w32.dtype == torch.float32 and torch.allclose(w32.double(), w, rtol=1e-5, atol=1e-7)
     for b in range(4):
         dt = {j: int(rt[b, j]) for j in range(m)}
         ds = {j: int(rs[b, j]) for j in range(m)}

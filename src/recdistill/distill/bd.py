@@ -33,7 +33,7 @@ for ``warmup_epochs``; the official notebook instead starts from fully pre-train
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,15 +144,17 @@ def sampling_weights(
     rank_s: torch.Tensor,
     cfg: BDConfig,
     unobserved: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Unnormalised draw weights for ``learner`` from ranks (B, m) of the teacher and the student.
 
-    Returns float64 (B, m), zero where ``unobserved`` (B, m) bool is False. For the exp functions
-    the maximum over the row's unobserved items is subtracted (same distribution, no overflow).
+    Returns ``dtype`` (B, m), zero where ``unobserved`` (B, m) bool is False. For the exp
+    functions the maximum over the row's unobserved items is subtracted (same distribution, no
+    overflow).
     """
-    rt, rs = rank_t.double(), rank_s.double()  # (B, m)
+    rt, rs = rank_t.to(dtype), rank_s.to(dtype)  # (B, m)
     keep = torch.ones_like(rt, dtype=torch.bool) if unobserved is None else unobserved  # (B, m)
-    return _weights(scheme, learner, rt, rs, cfg, keep) * keep
+    return _weights(scheme, learner, rt, rs, cfg, keep).masked_fill_(~keep, 0.0)
 
 
 def _weights(
@@ -161,12 +163,12 @@ def _weights(
     other = rs if learner == "teacher" else rt  # (B, m) the list the learner follows
 
     def tanh_w(d: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(torch.clamp(d * cfg.eps_t, min=0.0))  # (B, m)
+        return torch.tanh(d.mul_(cfg.eps_t).clamp_(min=0.0))  # (B, m)
 
     def exp_w(d: torch.Tensor) -> torch.Tensor:
-        x = d * cfg.eps_e  # (B, m)
-        top = x.masked_fill(~keep, float("-inf")).max(dim=1, keepdim=True).values  # (B, 1)
-        return torch.exp((x - top).masked_fill(~keep, float("-inf")))  # (B, m)
+        x = d.mul_(cfg.eps_e)  # (B, m)
+        top = x.masked_fill(~keep, float("-inf")).amax(dim=1, keepdim=True)  # (B, 1)
+        return torch.exp(x.sub_(top).masked_fill_(~keep, float("-inf")))  # (B, m)
 
     if scheme == "rank-discrepancy":  # Eq. 4 (student) and Eq. 5 (teacher)
         return exp_w(rt - rs) if learner == "teacher" else tanh_w(rs - rt)
@@ -177,7 +179,7 @@ def _weights(
     if scheme == "rank-aware":
         return torch.exp(-(other - 1) / cfg.rank_aware_t)  # (B, m)
     if scheme == "top-n":
-        return (other <= cfg.top_n).double()  # (B, m)
+        return (other <= cfg.top_n).to(rt.dtype)  # (B, m)
     if scheme == "uniform":
         return torch.ones_like(rt)  # (B, m)
     raise ValueError(f"unknown sampling scheme {scheme!r}; known: {', '.join(SCHEMES)}")
@@ -190,7 +192,7 @@ def draw_ragged(
     one flat cumulative sum (no loop over rows). Returns int64 (counts.sum(),) items, rows in order.
     A row with zero total weight must not be asked for draws."""
     B, m = weights.shape
-    cdf = torch.cumsum(weights.reshape(-1), 0)  # (B*m,) float64
+    cdf = torch.cumsum(weights.reshape(-1), 0, dtype=torch.float64)  # (B*m,)
     ends = cdf[m - 1 :: m]  # (B,) cumulative total at each row's end
     starts = torch.cat([ends.new_zeros(1), ends[:-1]])  # (B,)
     row = torch.repeat_interleave(torch.arange(B, device=weights.device), counts)  # (N,)
@@ -208,16 +210,27 @@ def draw_ragged(
     return items
 
 
-ScoreAll = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _masked_scores(model: Recommender, users_np: np.ndarray, train: sp.csr_matrix, device) -> torch.Tensor:
+def _observed(users_np: np.ndarray, train: sp.csr_matrix, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) int64 of the training entries of ``users_np`` within the block."""
     sub = train[users_np]
     rows = torch.from_numpy(np.repeat(np.arange(len(users_np)), np.diff(sub.indptr))).to(device)
-    cols = torch.from_numpy(sub.indices.astype(np.int64)).to(device)
-    s = model.score_all(torch.from_numpy(users_np).to(device)).float().clone()  # (B, m)
-    s[rows, cols] = float("-inf")
-    return s
+    return rows, torch.from_numpy(sub.indices.astype(np.int64)).to(device)
+
+
+def _ranks(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, pool) -> torch.Tensor:
+    """Exact user-side ranks (B, m) int32 among unobserved items, 0 on observed ones.
+
+    Uses the rank engine's ``rank_rows`` (issue #4; ties to the lower item index) when present,
+    else an argsort here (adapter, same contract)."""
+    try:
+        from recdistill.ranking.order import rank_rows
+    except ImportError:  # adapter until the rank engine lands
+        s = scores.clone()
+        s[rows, cols] = float("-inf")
+        r = full_ranks(s)  # (B, m)
+        r[rows, cols] = 0
+        return r
+    return rank_rows(scores, rows, cols, pool=pool)[0]  # (B, m)
 
 
 @torch.no_grad()
@@ -239,13 +252,15 @@ def draw_bd_samples(
     device = teacher.device
     train = sp.csr_matrix(train)
     train.sort_indices()
-    n_users, m = train.shape
+    n_users = train.shape[0]
     deg_all = np.diff(train.indptr)
     s = cfg.n_samples
     out = {name: torch.empty(train.nnz * s, dtype=torch.int32, device=device) for name in learners}
     modes = (teacher.training, student.training)
     teacher.eval()
     student.eval()
+    n_threads = torch.get_num_threads() if device.type == "cpu" else 1
+    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     try:
         pos = 0
         for start in range(0, n_users, cfg.chunk):
@@ -253,20 +268,24 @@ def draw_bd_samples(
             deg = torch.from_numpy(deg_all[users]).to(device)  # (B,)
             if int(deg.sum()) == 0:
                 continue
-            rank_t = full_ranks(_masked_scores(teacher, users, train, device))  # (B, m) int32
-            rank_s = full_ranks(_masked_scores(student, users, train, device))  # (B, m) int32
-            unobserved = rank_t <= (m - deg)[:, None]  # (B, m): observed items rank last
+            ut = torch.from_numpy(users).to(device)  # (B,)
+            rows, cols = _observed(users, train, device)  # (nnz_B,), (nnz_B,)
+            rank_t = _ranks(teacher.score_all(ut).float(), rows, cols, pool)  # (B, m) int32
+            rank_s = _ranks(student.score_all(ut).float(), rows, cols, pool)  # (B, m) int32
+            unobserved = rank_t > 0  # (B, m)
             n = int(deg.sum()) * s
             for name in learners:
                 w = sampling_weights(cfg.sampling, name, rank_t, rank_s, cfg, unobserved)  # (B, m)
                 empty = w.sum(1) <= 0  # (B,)
                 if bool(empty.any()):  # no discrepant item: uniform over I_u^-
-                    w[empty] = unobserved[empty].double()
+                    w[empty] = unobserved[empty].to(w.dtype)
                 items = draw_ragged(w, deg * s, generator)  # (deg_B * s,)
                 out[name][pos : pos + n] = items.to(torch.int32)
             pos += n
         assert pos == train.nnz * s
     finally:
+        if pool is not None:
+            pool.shutdown()
         teacher.train(modes[0])
         student.train(modes[1])
     return {name: d.view(train.nnz, s) for name, d in out.items()}
