@@ -139,17 +139,20 @@ def _double(model):
     return model.double()
 
 
-def test_bpr_loss_matches_reference(toy_dataset):
-    model = _double(make("bpr", toy_dataset))
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_bpr_loss_matches_reference(toy_dataset, reg):
+    model = _double(make("bpr", toy_dataset, init_std=0.5, reg=reg))
     b = a_batch(model, toy_dataset)
-    ref = 0.0
+    ref, l2 = 0.0, 0.0
     P, Q = model.user_emb.weight.detach(), model.item_emb.weight.detach()
     for r in range(b.users.numel()):
         u, i = int(b.users[r]), int(b.pos[r])
         for j in b.neg[r].tolist():
             x = float(P[u] @ Q[i] - P[u] @ Q[j])
             ref += -math.log(1.0 / (1.0 + math.exp(-x)))
-    ref /= b.neg.numel()
+            l2 += float(Q[j] @ Q[j]) / b.neg.shape[1]
+        l2 += float(P[u] @ P[u] + Q[i] @ Q[i])
+    ref = ref / b.neg.numel() + reg * l2 / b.users.numel()
     assert model.base_loss(b).item() == pytest.approx(ref, rel=1e-10)
 
 
