@@ -57,12 +57,12 @@ def synthetic(name: str, seed: int = 0) -> Dataset:
                    out[:, 2:].astype(np.int32), np.arange(n_users), np.arange(n_items))
 
 
-def load(name: str, use_synthetic: bool) -> Dataset:
+def load(name: str, use_synthetic: bool, data_dir: str | None) -> Dataset:
     if use_synthetic:
         return synthetic(name)
     from recdistill.data import load_dataset  # the loader of issue #2 (data half)
 
-    return load_dataset(name)
+    return load_dataset(name, data_dir)
 
 
 def bench(ds: Dataset, dim: int, repeat: int, seed: int) -> dict[str, float]:
@@ -107,6 +107,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--data-dir", default=None, help="raw data (default: RECDISTILL_DATA or the loader's)")
     p.add_argument("--synthetic", action="store_true", help="random data of the same sizes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -114,7 +115,7 @@ def main() -> None:
           f"repeat={args.repeat} (min reported), device=cpu")
     ratio = float("nan")
     for name in args.datasets:
-        ds = load(name, args.synthetic)
+        ds = load(name, args.synthetic, args.data_dir)
         r = bench(ds, args.dim, args.repeat, args.seed)
         ratio = r["eval"] / r["matmul"]
         print(f"{name}{' (synthetic)' if args.synthetic else ''}: users={ds.n_users} items={ds.n_items} "
