@@ -195,3 +195,15 @@ def test_cli_train_evaluate_profile(toy_dataset, tmp_path, monkeypatch, capsys):
     assert "parameters" in capsys.readouterr().out
     assert main(["train", "--set", "train.lrr=1", "--out", str(out)]) == 2
     assert "unknown config key 'train.lrr'" in capsys.readouterr().err
+
+
+def test_resume_with_sparse_checkpoints(toy_dataset, tmp_path):
+    c = cfg(epochs=5, eval_every=1, patience=50, checkpoint_every=2)
+    _, full = train_run(c, tmp_path / "full", dataset=toy_dataset)
+    train_run(c, tmp_path / "cut", dataset=toy_dataset, stop_after=3)  # checkpoint at epoch 2 only
+    state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 2
+    _, resumed = train_run(c, tmp_path / "cut", dataset=toy_dataset, resume=True)
+    assert resumed["models"] == full["models"]
+    log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5]

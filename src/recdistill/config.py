@@ -59,6 +59,7 @@ class TrainConfig:
     after this many validations without improving ``monitor`` (a metric name like "H@50", on
     ``eval_protocol``; "auto": sampled and H@5 for ``*-dcd`` datasets, else full and H@50).
     ks: cut-offs reported. seed: fixes initialisation, sampling and batch order.
+    checkpoint_every: write ``checkpoint.pt`` every N epochs (and at the end).
     """
 
     epochs: int = 200
@@ -75,6 +76,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     eval_batch_size: int = 512
+    checkpoint_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ def make_config(
     cfg = parse_dataclass(Config, merged)
     if cfg.train.eval_protocol not in ("auto", "full", "sampled"):
         raise ValueError(f"train.eval_protocol: expected auto|full|sampled, got {cfg.train.eval_protocol!r}")
-    for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_every", "eval_batch_size", "checkpoint_every"):
         if getattr(cfg.train, key) < 1:
             raise ValueError(f"train.{key}: expected a positive integer, got {getattr(cfg.train, key)}")
     return cfg

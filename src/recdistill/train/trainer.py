@@ -29,10 +29,11 @@ Contract (what a distiller codes against)
 - Randomness: ``torch.manual_seed(seed)`` at construction (dropout) and one CPU
   ``torch.Generator`` (``trainer.generator``) for batch order and sampling; both are
   checkpointed, so ``fit(resume=True)`` continues bitwise-identically on CPU.
-- Files in ``out_dir``: ``checkpoint.pt`` (every epoch, atomic), ``log.jsonl`` (one line per
-  epoch: losses, validation metrics, times), and at the end ``<name>.pt`` (best state, with the
-  registry name and constructor kwargs, see ``recdistill.train.io``) and ``metrics.json`` (valid and
-  test metrics, full and sampled protocols, of every model's best state).
+- Files in ``out_dir``: ``checkpoint.pt`` (every ``checkpoint_every`` epochs, atomic),
+  ``log.jsonl`` (one line per epoch: losses, validation metrics, times), and at the end
+  ``<name>.pt`` (best state, with the registry name and constructor kwargs, see
+  ``recdistill.train.io``) and ``metrics.json`` (valid and test metrics, full and sampled
+  protocols, of every model's best state).
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ class Trainer:
                 record["valid"] = self.validate()
                 record["time_eval_s"] = round(time.perf_counter() - t1, 4)
                 record["best_epoch"] = self.best[self.primary]["epoch"]
-            if self.checkpoint_path is not None:
+            last = self.epoch >= self.tc.epochs or self.stopped
+            if self.checkpoint_path is not None and (self.epoch % self.tc.checkpoint_every == 0 or last):
                 atomic_torch_save(self.state_dict(), self.checkpoint_path)
             self._log(record)
         return self.finish()
