@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +39,19 @@ class DemoRun:
     config: dict[str, Any]
     runner: Runner = train_runner
     model: str = "model"
-    needs: list[str] = field(default_factory=list)
 
 
 #: The demo's dataset and base settings (BD's CiteULike split, full ranking, BPR).
 DEMO_BASE: dict[str, Any] = {
     "data": {"name": "citeulike-bd"},
     "model": {"name": "bpr"},
-    "train": {"epochs": 60, "batch_size": 1024, "lr": 1e-3, "weight_decay": 1e-5, "patience": 5,
-              "eval_every": 2, "ks": [10, 20, 50, 100], "monitor": "H@50"},
+    "train": {"epochs": 60, "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.0, "patience": 3,
+              "eval_every": 5, "ks": [10, 20, 50, 100], "monitor": "H@50", "eval_protocol": "full"},
 }
 
 DEMO_RUNS: list[DemoRun] = [
     DemoRun("Teacher (BPR-50)", "teacher", {"model": {"size": "teacher"}}),
-    DemoRun("Student (BPR-5)", "student", {"model": {"size": "student"},
-                                             "train": {"lr": 5e-3, "weight_decay": 0.0}}),
+    DemoRun("Student (BPR-5)", "student", {"model": {"size": "student"}}),
 ]
 
 
