@@ -1,0 +1,226 @@
+"""Issue #6's experiments: BD on citeulike-bd (full ranking), BPR teacher (dim 50) and student (dim 5).
+
+Stages (each run goes to ``runs/bd/<dataset>/<name>``; a finished run, one with ``metrics.json``,
+is reused; an interrupted one resumes from its checkpoint):
+
+1. ``teacher``, ``student``: the base models alone (same settings as ``scripts/run_baselines.py``,
+   whose runs in ``runs/baselines/<dataset>/{teacher,student}`` are reused when present, so RD / CD
+   and BD start from the same pre-trained models).
+2. ``bd-*``: BD from the pre-trained teacher and student (the official notebook's start; the
+   paper's Algorithm 1 warms both up with ``L_CF``, which pre-training is), one run per variant:
+   the paper's temperature vs the notebook's (``label_only_tau``), then the sampling schemes of
+   Table 5 (and the notebook's ``reversed`` directions) with the default chosen on validation.
+3. Tables to ``results/bd_<dataset>.md`` / ``.json`` (seed, configs, commit), analyses (Eq. 1,
+   Eq. 6, Figs. 1/4 PNGs) to ``results/bd_<dataset>_analysis/``.
+
+    python scripts/run_bd.py [--data-dir DIR] [--epochs 40] [--seed 0] [--threads 1] [--stage all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from recdistill.config import make_config
+from recdistill.distill.bd import BDConfig, run_bd
+from recdistill.train import train_run
+from recdistill.train.io import atomic_json, atomic_text, load_run
+from recdistill.train.run import load_dataset_for
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "citeulike-bd"
+DIMS = {"teacher": 50, "student": 5}
+METRICS = ["H@50", "N@50", "H@100", "N@100"]
+#: the base-model training settings of scripts/run_baselines.py (issue #5), shared by every run
+BASE_TRAIN = {"batch_size": 1024, "lr": 5e-3, "eval_every": 2, "patience": 3, "progress": False,
+              "eval_protocol": "full"}
+#: BD's settings (paper defaults; the notebook's τ = 2, ε = 1e-4, 5 samples); warm-up = pre-training
+BD_BASE = {"warmup_epochs": 0, "period": 10, "n_samples": 5, "eps_t": 1e-4, "eps_e": 1e-4, "tau": 2.0}
+#: paper Table 2 / Table 5 (BPR, CiteULike, H@50)
+PAPER = {"Teacher": 0.1224, "Student": 0.0717, "BD-Teacher": 0.1479, "BD-Student": 0.0853,
+         "CD": 0.0803, "RD": 0.0782}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cfg_for(data_dir: str | None, dim: int, epochs: int, seed: int, patience: int | None = None):
+    train = dict(BASE_TRAIN, epochs=epochs, seed=seed)
+    if patience is not None:
+        train["patience"] = patience
+    return make_config(overrides={"data": {"name": DATASET, "data_dir": data_dir},
+                                  "model": {"name": "bpr", "size": None, "dim": dim}, "train": train})
+
+
+def metrics_of(run: Path) -> dict | None:
+    p = run / "metrics.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def base_models(a, dataset) -> dict[str, Path]:
+    """Pre-trained Teacher and Student: the issue-#5 runs if finished, else our own."""
+    out = {}
+    for name, dim in DIMS.items():
+        shared = ROOT / "runs" / "baselines" / DATASET / name
+        own = Path(a.runs) / name
+        if metrics_of(shared) is not None and not a.own_base:
+            out[name] = shared
+            continue
+        if metrics_of(own) is None:
+            t0 = time.time()
+            train_run(cfg_for(a.data_dir, dim, a.base_epochs, a.seed), own, dataset=dataset,
+                      resume=(own / "checkpoint.pt").exists())
+            print(f"trained {name} in {time.time() - t0:.0f}s", flush=True)
+        out[name] = own
+    return out
+
+
+def bd_run(a, dataset, base: dict[str, Path], name: str, **params) -> dict:
+    run = Path(a.runs) / name
+    if metrics_of(run) is None:
+        bd = BDConfig.from_dict(dict(BD_BASE, **params))
+        cfg = cfg_for(a.data_dir, DIMS["student"], a.epochs, a.seed, patience=a.patience)
+        t0 = time.time()
+        run_bd(cfg, bd, run, dataset=dataset, teacher_run=base["teacher"], student_run=base["student"],
+               teacher_dim=DIMS["teacher"], student_dim=DIMS["student"],
+               resume=(run / "checkpoint.pt").exists())
+        print(f"{name}: {time.time() - t0:.0f}s", flush=True)
+    return metrics_of(run)
+
+
+#: every BD run: name -> BDConfig fields over BD_BASE. The schemes use the paper's τ (label_only_tau
+#: False); "bd-lambda0" is the control: the same schedule with λ = 0 (more L_CF epochs only).
+RUNS = {
+    "bd-rd-labelonly0": {"label_only_tau": False},
+    "bd-rd-labelonly1": {"label_only_tau": True},
+    "bd-lambda0": {"lambda_t2s": 0.0, "lambda_s2t": 0.0},
+    "bd-uniform": {"sampling": "uniform"},
+    "bd-swapped": {"sampling": "swapped"},
+    "bd-reversed": {"sampling": "reversed"},
+    "bd-rank-aware": {"sampling": "rank-aware"},
+    "bd-top-n": {"sampling": "top-n"},
+}
+
+
+def row(m: dict, model: str, split: str = "test") -> dict:
+    r = m["models"][model]
+    return {"best_epoch": r["best_epoch"], "n_parameters": r["n_parameters"],
+            **{k: r[split]["full"][k] for k in METRICS}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", type=int, default=40, help="BD epochs (after pre-training)")
+    p.add_argument("--base-epochs", type=int, default=30, help="epochs of the base models (as #5)")
+    p.add_argument("--patience", type=int, default=5, help="BD early stopping (validations of the student)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / DATASET))
+    p.add_argument("--own-base", action="store_true", help="train our own teacher/student")
+    p.add_argument("--stage", choices=["base", "all"], default="all")
+    p.add_argument("--only", nargs="*", choices=sorted(RUNS), default=None, help="run these BD runs only")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg0 = cfg_for(a.data_dir, DIMS["teacher"], 1, a.seed)
+    dataset = load_dataset_for(cfg0)
+    base = base_models(a, dataset)
+    results: dict[str, dict] = {"Teacher": row(metrics_of(base["teacher"]), "model"),
+                                "Student": row(metrics_of(base["student"]), "model")}
+    valid: dict[str, dict] = {}
+    if a.stage == "base":
+        return
+    names = a.only or list(RUNS)
+    for name in names:
+        m = bd_run(a, dataset, base, name, **RUNS[name])
+        valid[name] = {k: row(m, k, "valid") for k in ("teacher", "student")}
+        results[name] = {k: row(m, k) for k in ("teacher", "student")}
+    if a.only:
+        return
+    best = max((0, 1), key=lambda x: valid[f"bd-rd-labelonly{x}"]["student"]["H@50"]
+               + valid[f"bd-rd-labelonly{x}"]["teacher"]["H@50"])
+    chosen = {"label_only_tau": bool(best)}
+    baselines = {}
+    for method in ("rd", "cd"):
+        m = metrics_of(ROOT / "runs" / "baselines" / DATASET / method)
+        if m is not None:
+            baselines[method.upper()] = row(m, "student")
+    out = {"dataset": DATASET, "seed": a.seed, "commit": commit(), "bd_base": BD_BASE,
+           "base_train": BASE_TRAIN, "bd_epochs": a.epochs, "patience": a.patience,
+           "base_runs": {k: str(v) for k, v in base.items()}, "chosen": chosen,
+           "test": results, "valid": valid, "baselines": baselines, "paper_H@50": PAPER}
+    atomic_json(out, ROOT / "results" / f"bd_{DATASET}.json")
+    atomic_text(render(out), ROOT / "results" / f"bd_{DATASET}.md")
+    print(render(out))
+    analyses(a, dataset, base)
+
+
+def render(o: dict) -> str:
+    t = o["test"]
+    head = "| model | params | best epoch | " + " | ".join(METRICS) + " |"
+    sep = "|---|---|---|" + "---|" * len(METRICS)
+
+    def line(label, r):
+        return (f"| {label} | {r['n_parameters']:,} | {r['best_epoch']} | "
+                + " | ".join(f"{r[k]:.4f}" for k in METRICS) + " |")
+
+    rd = f"bd-rd-labelonly{int(o['chosen']['label_only_tau'])}"
+    lines = [f"# BD on {o['dataset']} (full ranking, test split), BPR teacher dim 50 / student dim 5",
+             "", f"seed {o['seed']}; commit {o['commit']}; `python scripts/run_bd.py`; BD settings "
+             f"{json.dumps(o['bd_base'])} + {json.dumps(o['chosen'])}, {o['bd_epochs']} BD epochs from the "
+             f"pre-trained models ({o['base_runs']}), base training {json.dumps(o['base_train'])}.", "",
+             "## Table 2 (BPR, CiteULike)", "", head, sep,
+             line("Teacher", t["Teacher"]), line("BD-Teacher", t[rd]["teacher"]),
+             line("BD-Student", t[rd]["student"])]
+    for k, r in o["baselines"].items():
+        lines.append(line(k, r))
+    lines += [line("Student", t["Student"]), "",
+              f"Paper H@50: {json.dumps(o['paper_H@50'])}", "",
+              "## τ variant (validation H@50 picks the default)", "",
+              "| variant | valid H@50 T | valid H@50 S | test H@50 T | test H@50 S |",
+              "|---|---|---|---|---|"]
+    for lo in (0, 1):
+        n = f"bd-rd-labelonly{lo}"
+        if n in o["valid"]:
+            v, r = o["valid"][n], t[n]
+            label = "label only / τ (notebook)" if lo else "σ(z/τ) both (paper)"
+            lines.append(f"| {label} | {v['teacher']['H@50']:.4f} | {v['student']['H@50']:.4f} | "
+                         f"{r['teacher']['H@50']:.4f} | {r['student']['H@50']:.4f} |")
+    lines += ["", "## Table 5: sampling schemes (test H@50)", "", "| scheme | Teacher | Student |",
+              "|---|---|---|"]
+    for n, label in ((rd, "rank-discrepancy (paper)"), ("bd-rank-aware", "rank-aware (CD)"),
+                     ("bd-top-n", "top-N (RD)"), ("bd-uniform", "uniform"),
+                     ("bd-swapped", "swapped (Table 5)"), ("bd-reversed", "reversed (notebook)"),
+                     ("bd-lambda0", "control: λ = 0 (no distillation)")):
+        if n in t:
+            lines.append(f"| {label} | {t[n]['teacher']['H@50']:.4f} | {t[n]['student']['H@50']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def analyses(a, dataset, base) -> None:
+    from recdistill.analysis.report import rank_diff_report
+
+    out = ROOT / "results" / f"bd_{DATASET}_analysis"
+    before = load_run(base["teacher"], dataset).model, load_run(base["student"], dataset).model
+    res = {"before": rank_diff_report(*before, dataset, out / "before", title="before BD")}
+    chosen = json.loads((ROOT / "results" / f"bd_{DATASET}.json").read_text())["chosen"]
+    run = Path(a.runs) / f"bd-rd-labelonly{int(chosen['label_only_tau'])}"
+    after = load_run(run, dataset).models
+    res["after"] = rank_diff_report(after["teacher"], after["student"], dataset, out / "after",
+                                    title="after BD")
+    atomic_json(res, out / "summary.json")
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
