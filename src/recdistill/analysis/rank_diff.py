@@ -7,8 +7,9 @@
   rank-aware probability ``p(i) ∝ exp(-rank(i) / t_r)`` from each model's list (footnote 3).
 
 Ranks are user-side ranks among the unobserved items ``I_u^-`` (the items not in the user's
-training row), 1 = top. Held-out ranks count the items scoring strictly higher plus half of the
-equal ones (METHODS.md tie rule), so they may end in .5.
+training row), 1 = top. Held-out ranks are the evaluator's (full protocol: the other held-out item
+is not a candidate) and count the items scoring strictly higher plus half of the equal ones
+(METHODS.md tie rule), so they may end in .5.
 """
 
 from __future__ import annotations
@@ -43,29 +44,17 @@ def heldout_ranks(
     device: str | torch.device = "cpu",
     chunk: int = 512,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Full-ranking rank of each user's held-out item among ``I_u^-`` (1 = top).
+    """Full-ranking rank of each user's held-out item (1 = top), as the evaluator counts it.
 
-    Returns ``(users, ranks)``: int64 users that have a held-out item, float64 ranks
-    ``1 + #{j in I_u^-: z_j > z_i} + 0.5 #{j in I_u^- \\ {i}: z_j = z_i}``.
+    Candidates are ``I_u^-`` minus the user's other held-out item (``recdistill.eval``'s full
+    protocol); ties count half (``1 + #higher + #equal / 2``). Returns ``(users, ranks)``: the
+    int64 users that have a held-out item and their float64 ranks.
     """
-    held = dataset.heldout(split)
-    users = np.flatnonzero(held >= 0)
-    out = np.empty(len(users), dtype=np.float64)
-    for start in range(0, len(users), chunk):
-        u = users[start : start + chunk]
-        ut = torch.from_numpy(u).to(device)
-        scores = score_fn(ut).float()  # (B, n_items)
-        if scores.shape != (len(u), dataset.n_items):
-            raise ValueError(
-                f"score_fn returned shape {tuple(scores.shape)}; expected ({len(u)}, {dataset.n_items})"
-            )
-        scores = _mask_train(scores.clone(), dataset.train, u)
-        items = torch.from_numpy(held[u]).to(device)
-        s_i = scores.gather(1, items[:, None])  # (B, 1)
-        greater = (scores > s_i).sum(1)  # (B,)
-        equal = (scores == s_i).sum(1) - 1  # (B,) excluding the item itself
-        out[start : start + len(u)] = (1 + greater + 0.5 * equal).cpu().double().numpy()
-    return users, out
+    from recdistill.eval import heldout_ranks as eval_ranks
+
+    ranks = eval_ranks(score_fn, dataset, "full", split, ties="average", batch_size=chunk, device=device)
+    users = np.flatnonzero(dataset.heldout(split) >= 0)
+    return users, ranks[users].astype(np.float64)
 
 
 def rank_difference(rank_t: np.ndarray, rank_s: np.ndarray) -> np.ndarray:

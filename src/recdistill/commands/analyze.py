@@ -1,9 +1,88 @@
-"""`recdistill analyze ...` subcommands."""
+"""`recdistill analyze ...` subcommands: the BD paper's teacher-vs-student rank analyses.
+
+    recdistill analyze rank-diff --teacher runs/bpr-t --student runs/bpr-s --out results/an/before
+    recdistill analyze rank-diff --teacher runs/bpr-t --student runs/bpr-s --after runs/bd --out DIR
+
+A model is ``RUN`` (a run with one model, or its ``student``) or ``RUN:NAME`` (``runs/bd:teacher``).
+``--after RUN`` also analyses the BD run's teacher and student and writes Table 4 (Eq. 6 before
+and after BD) as ``table4.md``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands (filled in by the issue that owns them)."""
+    top = sub.add_parser("analyze", help="teacher-vs-student analyses (BD Figs. 1, 4; Table 4)")
+    asub = top.add_subparsers(dest="analysis", metavar="ANALYSIS")
+    asub.required = True
+    p = asub.add_parser(
+        "rank-diff",
+        help="BD Eq. 1 rank differences (Figs. 1a/4), Fig. 1b scatter, Eq. 6 (Table 4)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--teacher", required=True, help="RUN or RUN:NAME of the teacher")
+    p.add_argument("--student", required=True, help="RUN or RUN:NAME of the student")
+    p.add_argument("--after", default=None, help="a BD run: also analyse its teacher and student")
+    p.add_argument("--out", required=True, help="output folder (PNGs, summary.json, table4.md)")
+    p.add_argument("--split", choices=["valid", "test"], default="test")
+    p.add_argument("--scatter-users", type=int, default=1000, help="users drawn for Fig. 1b")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_rank_diff)
+
+
+def _load(spec: str, data_dir: str | None, device: str, dataset=None):  # type: ignore[no-untyped-def]
+    """``RUN`` or ``RUN:NAME`` -> (model, dataset)."""
+    import dataclasses
+
+    from recdistill.train.io import load_config, load_model
+    from recdistill.train.run import load_dataset_for
+
+    run, _, name = spec.partition(":")
+    run_dir = Path(run)
+    if dataset is None:
+        cfg = load_config(run_dir)
+        if data_dir is not None:
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=data_dir))
+        dataset = load_dataset_for(cfg)
+    files = sorted(p.stem for p in run_dir.glob("*.pt") if p.name != "checkpoint.pt")
+    if not name:
+        name = files[0] if len(files) == 1 else "student"
+    if name not in files:
+        raise FileNotFoundError(f"{run_dir}: no model {name!r}; saved models: {', '.join(files) or 'none'}")
+    return load_model(run_dir / f"{name}.pt", dataset, device), dataset
+
+
+def cmd_rank_diff(args: argparse.Namespace) -> int:
+    from recdistill.analysis.report import rank_diff_report
+    from recdistill.train.io import atomic_text
+
+    teacher, dataset = _load(args.teacher, args.data_dir, args.device)
+    student, _ = _load(args.student, args.data_dir, args.device, dataset)
+    out = Path(args.out)
+    kw = dict(split=args.split, scatter_users=args.scatter_users, seed=args.seed)
+    res = {"before": rank_diff_report(teacher, student, dataset, out / "before" if args.after else out,
+                                      title="before BD" if args.after else "", **kw)}
+    if args.after:
+        t_after, _ = _load(f"{args.after}:teacher", args.data_dir, args.device, dataset)
+        s_after, _ = _load(f"{args.after}:student", args.data_dir, args.device, dataset)
+        res["after"] = rank_diff_report(t_after, s_after, dataset, out / "after", title="after BD", **kw)
+        b, a = res["before"], res["after"]
+        atomic_text(
+            "| | Eq. 6 average rank diff. | student better | mean rank T | mean rank S |\n"
+            "|---|---|---|---|---|\n"
+            + "".join(
+                f"| {k} BD | {r['average_rank_difference_eq6']:.4f} | {r['student_better_share']:.3f} | "
+                f"{r['mean_rank_teacher']:.0f} | {r['mean_rank_student']:.0f} |\n"
+                for k, r in (("before", b), ("after", a))
+            ),
+            out / "table4.md",
+        )
+    print(json.dumps(res, indent=1))
+    return 0
