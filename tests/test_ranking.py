@@ -62,6 +62,17 @@ def test_ranks_match_brute_force_with_ties(side: str, chunk: int | None) -> None
     np.testing.assert_array_equal(got.numpy(), ref)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_rank_rows_backends_match_brute_force(backend: str) -> None:
+    """Both key/sort paths (NumPy workers on CPU; torch, as on CUDA), unsorted observed coords."""
+    s, train = tied_problem(seed=7)
+    coo = train.tocoo()
+    perm = np.random.default_rng(0).permutation(coo.nnz)
+    r, c = torch.from_numpy(coo.row[perm]).long(), torch.from_numpy(coo.col[perm]).long()
+    ranks, _ = rank_rows(s, r, c, backend=backend)
+    np.testing.assert_array_equal(ranks.numpy(), brute_ranks(s.double().numpy(), train.toarray() > 0))
+
+
 def test_ranks_threads_and_blocks_do_not_change_result() -> None:
     rng = np.random.default_rng(1)
     n, m = 70, 3000  # several sort blocks per chunk
@@ -94,6 +105,9 @@ def test_sources_agree_and_subsets(side: str) -> None:
     blocks = list(iter_scores(plain, "item", torch.arange(m), 3, n, m, cpu, fallback_bytes=4 * n * 5))
     assert torch.allclose(torch.cat(blocks), full.T)
     assert torch.equal(eng.ranks(plain, side), ref)
+    small = RankEngine(train, chunk_size=3, item_fallback_bytes=4 * n * 5)  # 2 chunks per pass
+    assert torch.equal(small.ranks(plain, side), ref)
+    assert torch.equal(small.ranks(plain, side, rows), ref[rows])
 
 
 def test_recommender_in_eval_mode_and_restored() -> None:

@@ -66,6 +66,23 @@ def test_with_replacement_ragged_counts() -> None:
     check_counts(np.bincount(idx[3000:].numpy(), minlength=8), p[2])
 
 
+def test_with_replacement_many_blocks_and_zeros() -> None:
+    """Rows longer than one CDF block, with zero blocks, zeros at block edges, a tiny weight."""
+    rng = np.random.default_rng(5)
+    m = 330
+    w = rng.random((2, m)) * (rng.random((2, m)) < 0.6)
+    w[:, 64:192] = 0.0  # two whole zero blocks
+    w[:, [63, 192, 255, 256, 329]] = 0.0  # block edges and the last entry
+    w[1, 10] = 1e-6 * w[1].sum()  # tiny but positive
+    wt = torch.from_numpy(w.astype(np.float32))
+    idx = sample_with_replacement(wt, 200000, gen(6))  # (2, 200000)
+    p = wt.double().numpy()
+    for r in range(2):
+        check_counts(np.bincount(idx[r].numpy(), minlength=m), p[r] / p[r].sum())
+    big = sample_with_replacement(wt, torch.tensor([10**6, 10**6]), gen(7))  # no zero ever drawn
+    assert (wt[torch.arange(2).repeat_interleave(10**6), big] > 0).all()
+
+
 def plackett_luce_pairs(w: np.ndarray) -> dict[tuple[int, int], float]:
     p = w / w.sum()
     return {(i, j): p[i] * p[j] / (1 - p[i]) for i, j in itertools.permutations(range(len(w)), 2)

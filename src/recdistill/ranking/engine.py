@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from recdistill.ranking.order import rank_rows
-from recdistill.ranking.sampling import sample_with_replacement, sample_without_replacement, top_m
+from recdistill.ranking.sampling import draw_from_cdf, row_cdf, sample_without_replacement, top_m
 from recdistill.ranking.scoring import ScoreSource, check_side, iter_scores, scoring_mode
 from recdistill.ranking.weights import RankChunk, WeightFn
 
@@ -165,6 +165,8 @@ class RankEngine:
     device: where ranking and drawing run (scores are moved here).
     chunk_size: rows per chunk; default about 2**23 / n_cols (32 MB per float32 buffer).
     num_threads: CPU threads for sorting (default ``torch.get_num_threads()``).
+    item_fallback_bytes: item side for a model without ``score_items``: size of the block of item
+        columns computed per pass of ``score_all`` over all users (see :mod:`.scoring`).
     """
 
     def __init__(
@@ -173,6 +175,7 @@ class RankEngine:
         device: torch.device | str = "cpu",
         chunk_size: int | None = None,
         num_threads: int | None = None,
+        item_fallback_bytes: int = 2**28,
     ) -> None:
         self.train = canonical_csr(train)
         self.n_users, self.n_items = self.train.shape
@@ -181,6 +184,7 @@ class RankEngine:
             raise ValueError(f"chunk_size={chunk_size!r}: expected an integer >= 1 or None")
         self.chunk_size = chunk_size
         self.num_threads = num_threads or torch.get_num_threads()
+        self.item_fallback_bytes = item_fallback_bytes
         self._sides: dict[str, SideMatrix] = {}
 
     @property
@@ -224,8 +228,8 @@ class RankEngine:
         pool = self._pool()
         try:
             with scoring_mode(*models):
-                its = [iter_scores(m, side, rows_t, chunk, self.n_users, self.n_items, self.device)
-                       for m in models]
+                its = [iter_scores(m, side, rows_t, chunk, self.n_users, self.n_items, self.device,
+                                   self.item_fallback_bytes) for m in models]
                 for s in range(0, rows_t.numel(), chunk):
                     r = rows_t[s : s + chunk].to(self.device)  # (B,)
                     obs_r, obs_c = sm.observed(r)
@@ -317,30 +321,39 @@ class RankEngine:
             raise ValueError(f"spec {name!r}: weight function returned {got}, expected {want}")
         avail = c.unobserved  # (B, m)
         try:
-            if spec.per_interaction:
-                lo, hi = int(sm.indptr[s]), int(sm.indptr[e])
-                counts = sm.degrees(c.rows) * spec.k  # (B,)
+            if spec.replacement:  # one CDF for all rounds
+                counts = sm.degrees(c.rows) if spec.per_interaction else torch.ones_like(c.rows)
+                counts = counts * spec.k  # (B,)
+                if bool(((counts > 0) & ~avail.any(1)).any()):
+                    raise ValueError("a row with draws requested has no unobserved entry")
+                cdf = row_cdf(w, avail)  # (B, m)
                 rows = torch.repeat_interleave(torch.arange(e - s, device=w.device), counts)  # (N,)
+                sl = slice(int(sm.indptr[s]), int(sm.indptr[e])) if spec.per_interaction else slice(s, e)
                 for r in range(spec.rounds):
-                    items = sample_with_replacement(w, counts, gen, avail)  # (N,)
-                    d.index[r, lo:hi] = items.view(-1, spec.k)
-                    self._keep(d, r, slice(lo, hi), c, rows.view(-1, spec.k), items.view(-1, spec.k))
+                    items = draw_from_cdf(cdf, counts, gen).view(-1, spec.k)  # (N / k, k)
+                    if spec.order is not None:
+                        items = self._sorted(spec, c, items)
+                    d.index[r, sl] = items
+                    self._keep(d, r, sl, c, rows.view(-1, spec.k), items)
                 return
             fixed = top_m(w, spec.k, avail) if spec.deterministic else None  # (B, k) every round
             for r in range(spec.rounds):
                 if fixed is not None:
                     idx = fixed
-                elif spec.replacement:
-                    idx = sample_with_replacement(w, spec.k, gen, avail)  # (B, k)
                 else:
                     idx = sample_without_replacement(w, spec.k, gen, avail)  # (B, k)
                 if spec.order is not None:
-                    key = c.ranks("t" if spec.order == "teacher" else "s").gather(1, idx)  # (B, k)
-                    idx = idx.gather(1, key.argsort(dim=1, stable=True))  # (B, k) best first
+                    idx = self._sorted(spec, c, idx)
                 d.index[r, s:e] = idx
                 self._keep(d, r, slice(s, e), c, None, idx)
         except ValueError as exc:
             raise ValueError(f"spec {name!r}, {c.side} rows {s}..{e - 1}: {exc}") from None
+
+    @staticmethod
+    def _sorted(spec: DrawSpec, c: RankChunk, idx: torch.Tensor) -> torch.Tensor:
+        """Each row's draws (B, k) sorted by the teacher's (student's) rank, best first."""
+        key = c.ranks("t" if spec.order == "teacher" else "s").gather(1, idx)  # (B, k)
+        return idx.gather(1, key.argsort(dim=1, stable=True))  # (B, k)
 
     @staticmethod
     def _keep(d: Draws, r: int, sl: slice, c: RankChunk, rows: torch.Tensor | None,

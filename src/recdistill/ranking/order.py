@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 INT32_MAX = 2**31 - 1
@@ -41,19 +42,43 @@ def descending_keys(scores: torch.Tensor) -> torch.Tensor:
     return torch.bitwise_not(y)  # (B, m) descending -> ascending
 
 
-def _sort_block(keys32: torch.Tensor, out_rank: torch.Tensor, out_top: torch.Tensor | None,
-                arange1: torch.Tensor) -> None:
-    """Sort one block of rows in place (CPU or CUDA) and write ranks (and the top of the order)."""
-    b, m = keys32.shape
-    idx = torch.arange(m, dtype=torch.int64, device=keys32.device)  # (m,)
-    key = keys32.to(torch.int64)  # (b, m)
-    key.bitwise_left_shift_(32).bitwise_or_(idx)  # (b, m) unique keys
-    if key.device.type == "cpu":
+def _keys_numpy(a: np.ndarray) -> np.ndarray:
+    """:func:`descending_keys` in NumPy (single-threaded, for the CPU worker threads)."""
+    if np.isnan(a).any():
+        raise ValueError("scores contain NaN; ranks are undefined")
+    x = a.view(np.int32)  # (b, m) raw bits
+    sign = x >> 31  # (b, m)
+    y = x ^ (sign & np.int32(0x7FFFFFFF))  # (b, m)
+    y -= sign
+    np.invert(y, out=y)
+    return y
+
+
+def _rank_block(
+    scores: torch.Tensor,
+    obs_r: torch.Tensor,
+    obs_c: torch.Tensor,
+    out_rank: torch.Tensor,
+    out_top: torch.Tensor | None,
+    backend: str,
+) -> None:
+    """Rank one block of rows: keys, observed last, one sort of unique int64 keys, scatter."""
+    b, m = scores.shape
+    if backend == "numpy":
+        k32 = torch.from_numpy(_keys_numpy(scores.float().contiguous().numpy()))  # (b, m) int32
+    else:
+        k32 = descending_keys(scores)  # (b, m) int32
+    k32[obs_r, obs_c] = INT32_MAX  # observed after everything (even -inf scores)
+    key = k32.to(torch.int64)  # (b, m)
+    key.bitwise_left_shift_(32).bitwise_or_(torch.arange(m, device=key.device))  # unique keys
+    if backend == "numpy":
         key.numpy().sort(axis=1)  # in place, NumPy's SIMD sort; releases the GIL
     else:
         key = torch.sort(key, dim=1).values  # (b, m)
     order = key.bitwise_and_(_LOW32)  # (b, m) entry indices, best first
+    arange1 = torch.arange(1, m + 1, dtype=torch.int32, device=key.device)  # (m,)
     out_rank.scatter_(1, order, arange1.expand(b, m))  # (b, m) inverse permutation, 1-based
+    out_rank[obs_r, obs_c] = 0
     if out_top is not None:
         out_top.copy_(order[:, : out_top.shape[1]])  # (b, N)
 
@@ -64,6 +89,7 @@ def rank_rows(
     obs_cols: torch.Tensor,
     top_n: int = 0,
     pool: ThreadPoolExecutor | None = None,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Exact ranks (1 = top, 0 = observed) of every entry of ``scores`` (B, m) among the row's
     unobserved entries, with the tie rule of this module.
@@ -72,40 +98,47 @@ def rank_rows(
     top_n: also return the first ``top_n`` entries of each row's order, int32 (B, top_n), -1 where
         the row has fewer unobserved entries.
     pool: CPU threads for the row blocks (None: one thread).
+    backend: "auto" (NumPy on CPU, torch elsewhere), "numpy" (CPU only) or "torch"; all give
+        the same result.
     Returns ``(ranks int32 (B, m), top int32 (B, top_n) | None)`` on the scores' device.
     """
     b, m = scores.shape
     if m >= 2**31:
         raise ValueError(f"{m} columns: ranks are int32, at most 2**31 - 1 columns")
-    keys = descending_keys(scores)  # (B, m) int32
-    keys[obs_rows, obs_cols] = INT32_MAX  # observed after everything (even -inf scores)
-    ranks = torch.empty((b, m), dtype=torch.int32, device=scores.device)  # (B, m)
+    dev = scores.device
+    if backend == "auto":
+        backend = "numpy" if dev.type == "cpu" else "torch"
+    if backend not in ("numpy", "torch") or (backend == "numpy" and dev.type != "cpu"):
+        raise ValueError(f"backend={backend!r}: expected 'auto', 'torch', or 'numpy' on CPU")
+    obs_rows, obs_cols = obs_rows.to(dev).contiguous(), obs_cols.to(dev).contiguous()
+    if obs_rows.numel() > 1 and not bool((obs_rows[1:] >= obs_rows[:-1]).all()):
+        perm = torch.argsort(obs_rows, stable=True)
+        obs_rows, obs_cols = obs_rows[perm], obs_cols[perm]
+    ranks = torch.empty((b, m), dtype=torch.int32, device=dev)  # (B, m)
     top = None
     if top_n > 0:
-        top = torch.empty((b, min(top_n, m)), dtype=torch.int64, device=scores.device)  # (B, N)
-    arange1 = torch.arange(1, m + 1, dtype=torch.int32, device=scores.device)  # (m,)
-    if scores.device.type != "cpu":
-        _sort_block(keys, ranks, top, arange1)
+        top = torch.empty((b, min(top_n, m)), dtype=torch.int64, device=dev)  # (B, N)
+    step = b if dev.type != "cpu" else max(1, _BLOCK_BYTES // (8 * m))
+    starts = list(range(0, b, step))
+    cuts = torch.searchsorted(obs_rows, torch.tensor(starts + [b], device=dev)).tolist()
+
+    def work(i: int) -> None:
+        s, e = starts[i], min(starts[i] + step, b)
+        lo, hi = cuts[i], cuts[i + 1]
+        _rank_block(scores[s:e], obs_rows[lo:hi] - s, obs_cols[lo:hi], ranks[s:e],
+                    None if top is None else top[s:e], backend)
+
+    if pool is None or len(starts) == 1:
+        for i in range(len(starts)):
+            work(i)
     else:
-        step = max(1, _BLOCK_BYTES // (8 * m))
-        blocks = [(s, min(s + step, b)) for s in range(0, b, step)]
-
-        def work(se: tuple[int, int]) -> None:
-            s, e = se
-            _sort_block(keys[s:e], ranks[s:e], None if top is None else top[s:e], arange1)
-
-        if pool is None or len(blocks) == 1:
-            for se in blocks:
-                work(se)
-        else:
-            list(pool.map(work, blocks))  # results are written in place; re-raise errors
-    ranks[obs_rows, obs_cols] = 0
+        list(pool.map(work, range(len(starts))))  # written in place; re-raises errors
     if top is None:
         return ranks, None
     if top_n > m:  # pad to the requested width
-        pad = torch.full((b, top_n - m), -1, dtype=torch.int64, device=scores.device)
+        pad = torch.full((b, top_n - m), -1, dtype=torch.int64, device=dev)
         top = torch.cat([top, pad], dim=1)  # (B, N)
     n_unobs = m - torch.bincount(obs_rows, minlength=b)  # (B,)
-    pos = torch.arange(top.shape[1], device=scores.device)  # (N,)
+    pos = torch.arange(top.shape[1], device=dev)  # (N,)
     top = top.masked_fill(pos[None, :] >= n_unobs[:, None], -1)  # (B, N) observed tail -> -1
     return ranks, top.to(torch.int32)

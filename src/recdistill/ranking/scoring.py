@@ -109,7 +109,7 @@ def iter_scores(
             yield _checked(out, (r.numel(), n_cols), what, device)
         return
     # item side from score_all only: one pass over all users per block of `big` items
-    big = max(chunk, fallback_bytes // (4 * n_users))
+    big = max(1, fallback_bytes // (4 * n_users * chunk)) * chunk  # whole chunks per block
     users = torch.arange(n_users, device=mdev)  # (n,)
     user_chunk = max(1, 2**23 // n_items)
     for s in range(0, rows.numel(), big):
