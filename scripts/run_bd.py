@@ -88,10 +88,15 @@ def base_models(a, dataset) -> dict[str, Path]:
 def bd_run(a, dataset, base: dict[str, Path], name: str, **params) -> dict:
     run = Path(a.runs) / name
     if metrics_of(run) is None:
+        params = dict(params)
+        scratch = params.pop("_scratch", False)
+        patience = params.pop("_patience", a.patience)
         bd = BDConfig.from_dict(dict(BD_BASE, **params))
-        cfg = cfg_for(a.data_dir, DIMS["student"], a.epochs, a.seed, patience=a.patience)
+        epochs = a.epochs + (a.base_epochs if scratch else 0)
+        cfg = cfg_for(a.data_dir, DIMS["student"], epochs, a.seed, patience=patience)
         t0 = time.time()
-        run_bd(cfg, bd, run, dataset=dataset, teacher_run=base["teacher"], student_run=base["student"],
+        init = {} if scratch else {"teacher_run": base["teacher"], "student_run": base["student"]}
+        run_bd(cfg, bd, run, dataset=dataset, **init,
                teacher_dim=DIMS["teacher"], student_dim=DIMS["student"],
                resume=(run / "checkpoint.pt").exists())
         print(f"{name}: {time.time() - t0:.0f}s", flush=True)
@@ -109,6 +114,10 @@ RUNS = {
     "bd-reversed": {"sampling": "reversed"},
     "bd-rank-aware": {"sampling": "rank-aware"},
     "bd-top-n": {"sampling": "top-n"},
+    # Algorithm 1 from scratch: 10 warm-up epochs with L_CF only, then BD (no pre-trained models)
+    "bd-scratch": {"warmup_epochs": 10, "_scratch": True, "_patience": 10},
+    "bd-scratch-lambda0": {"warmup_epochs": 10, "lambda_t2s": 0.0, "lambda_s2t": 0.0, "_scratch": True,
+                           "_patience": 10},
 }
 
 

@@ -93,3 +93,21 @@ def test_fixed_teacher_is_frozen_and_required(ds, tmp_path):
         assert torch.equal(v, teacher_before[k])
     with pytest.raises(ValueError, match="pre-trained teacher"):
         run_bd(_config(epochs=1), bd, None, dataset=ds)
+
+
+def test_registered_run_reads_distill_params(ds, tmp_path):
+    from recdistill.distill import load_distillers
+
+    cfg = make_config(overrides={
+        "data": {"name": "toy"}, "model": {"name": "bpr"},
+        "train": {"epochs": 2, "batch_size": 64, "progress": False, "ks": [5, 10], "monitor": "H@10"},
+        "distill": {"method": "bd", "params": {"warmup_epochs": 1, "n_samples": 2, "teacher_dim": 6,
+                                               "student_dim": 3, "sampling": "uniform"}},
+    })
+    _, d, metrics = load_distillers().get("bd").run(cfg, out_dir=tmp_path, dataset=ds)
+    assert d.cfg.sampling == "uniform" and d.n_refresh == 1
+    assert metrics["models"]["teacher"]["n_parameters"] == 6 * (ds.n_users + ds.n_items)
+    assert metrics["models"]["student"]["n_parameters"] == 3 * (ds.n_users + ds.n_items)
+    bad = make_config(overrides={"data": {"name": "toy"}, "distill": {"method": "bd", "params": {"tau": 0}}})
+    with pytest.raises(ValueError, match="tau=0"):
+        load_distillers().get("bd").run(bad, dataset=ds)

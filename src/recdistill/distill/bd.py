@@ -76,6 +76,8 @@ class BDConfig:
     draws_as_negatives: also use the learner's drawn items as the negatives of ``L_CF``
         (Sec. 4.4; for interaction batches, the first ``n_neg`` draws of each row).
     chunk: users per chunk when ranking at refresh time.
+    teacher_dim, student_dim: model sizes (Fig. 3: S, M, T) for models built from scratch;
+        None = the dataset's size presets (BD: 50 / 5).
     """
 
     lambda_t2s: float = 0.5
@@ -93,6 +95,8 @@ class BDConfig:
     top_n: int = 10
     draws_as_negatives: bool = False
     chunk: int = 256
+    teacher_dim: int | None = None
+    student_dim: int | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ValueError:
@@ -114,6 +118,10 @@ class BDConfig:
             raise bad("sampling", f"one of {', '.join(SCHEMES)}")
         if self.fixed not in FIXED:
             raise bad("fixed", "None, 'teacher' or 'student'")
+        for name in ("teacher_dim", "student_dim"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise bad(name, "None or an integer >= 1")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BDConfig:
@@ -410,6 +418,17 @@ class BD(Distiller):
             return Batch(batch.users, batch.pos, items[:, :n_neg], batch.idx, None)
         return Batch(batch.users, batch.pos, items, batch.idx, rows)
 
+    @classmethod
+    def run(cls, config: Config, **kwargs: Any) -> tuple[Trainer, BD, dict[str, Any]]:
+        """``recdistill distill --method bd``: :func:`run_bd` with ``distill.params`` as the
+        :class:`BDConfig` and ``teacher`` / ``student`` (run directories) as the starting models;
+        ``distill.teacher`` is the teacher run when ``teacher`` is not given."""
+        bd = BDConfig.from_dict(dict(config.distill.params))
+        teacher = kwargs.get("teacher") or config.distill.teacher
+        return run_bd(config, bd, kwargs.get("out_dir"), dataset=kwargs.get("dataset"),
+                      teacher_run=teacher, student_run=kwargs.get("student"),
+                      resume=bool(kwargs.get("resume", False)))
+
     # -- checkpoints (the trainer saves these with its own state) --------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"draws": {k: v.cpu() for k, v in self.draws.items()}, "n_refresh": self.n_refresh,
@@ -452,7 +471,8 @@ def run_bd(
     """Train a teacher and a student together with BD (Algorithm 1); returns (trainer, bd, metrics).
 
     ``config``: data, model (``model.name`` for both; sizes from the presets, or ``teacher_dim`` /
-    ``student_dim``), training settings (``train.epochs`` counts warm-up and BD epochs). Models
+    ``student_dim``, else those of ``bd_config``), training settings (``train.epochs`` counts
+    warm-up and BD epochs). Models
     start from ``teacher_run`` / ``student_run`` (pre-trained run directories) when given, else
     from scratch. A ``fixed`` model must be pre-trained. ``out_dir`` gets ``teacher.pt``,
     ``student.pt`` (the trained ones; each model's best validation state), ``metrics.json``
@@ -469,8 +489,10 @@ def run_bd(
     if dataset is None:
         dataset = load_dataset_for(config)
     torch.manual_seed(config.train.seed)
-    teacher = _init_model(config, dataset, "teacher", teacher_run, teacher_dim)
-    student = _init_model(config, dataset, "student", student_run, student_dim)
+    teacher = _init_model(config, dataset, "teacher", teacher_run,
+                          teacher_dim if teacher_dim is not None else cfg.teacher_dim)
+    student = _init_model(config, dataset, "student", student_run,
+                          student_dim if student_dim is not None else cfg.student_dim)
     device = torch.device(config.train.device)
     teacher.to(device)
     student.to(device)
