@@ -14,11 +14,11 @@ from recdistill.train.io import load_run
 from recdistill.train.run import train_run
 
 
-def _config(model: str = "bpr", epochs: int = 4, seed: int = 0):
+def _config(model: str = "bpr", epochs: int = 4, seed: int = 0, eval_every: int = 1):
     return make_config(overrides={
         "data": {"name": "toy"},
         "model": {"name": model, "size": None, "dim": 4},
-        "train": {"epochs": epochs, "batch_size": 64, "progress": False, "eval_every": 1,
+        "train": {"epochs": epochs, "batch_size": 64, "progress": False, "eval_every": eval_every,
                   "patience": 100, "seed": seed, "ks": [5, 10], "monitor": "H@10"},
     })
 
@@ -32,7 +32,7 @@ def ds():
 def test_run_bd_trains_both_models_and_writes_run(ds, model, tmp_path):
     bd = BDConfig(warmup_epochs=1, period=2, n_samples=2)
     trainer, distiller, metrics = run_bd(
-        _config(model), bd, tmp_path, dataset=ds, teacher_dim=8, student_dim=2
+        _config(model, epochs=4, eval_every=4), bd, tmp_path, dataset=ds, teacher_dim=8, student_dim=2
     )
     assert distiller.n_refresh == 2  # epochs 1 and 3 (after one warm-up epoch, period 2)
     assert set(metrics["models"]) == {"teacher", "student"}
