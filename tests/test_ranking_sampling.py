@@ -14,6 +14,7 @@ from recdistill.ranking import (
     DrawSpec,
     RankEngine,
     make_weight,
+    product,
     sample_with_replacement,
     sample_without_replacement,
     top_m,
@@ -210,6 +211,24 @@ def test_per_interaction_distribution() -> None:
     idx = out.draws["d"].index  # (40, 5, 50)
     user0 = idx[:, :3].reshape(-1).numpy()  # user 0 has interactions 0..2 in CSR order
     check_counts(np.bincount(user0, minlength=m), w[0] / w[0].sum())
+
+
+def test_teacher_only_refresh_rrd_lists() -> None:
+    """RRD with a fixed teacher: K items from the top-N by exp(-rank/T), in teacher order, and L
+    uniform items ranked below N; one refresh draws several epochs (rounds)."""
+    t, _, train = problem(n=30, m=80, seed=4)
+    interesting = DrawSpec(product(make_weight("rank_aware", temperature=5.0), make_weight("top_n", n=20)),
+                           k=6, order="teacher", rounds=3)
+    rest = DrawSpec(make_weight("top_n", n=20, invert=True), k=6, rounds=3)
+    specs_ = {"int": interesting, "rest": rest}
+    out = RankEngine(train).refresh(t, None, "user", specs_, top_n=20, generator=0)
+    a, b = out.draws["int"], out.draws["rest"]
+    assert a.rank_s is None and out.top_s is None
+    assert ((a.rank_t >= 1) & (a.rank_t <= 20)).all() and (a.rank_t.diff(dim=2) > 0).all()
+    assert (b.rank_t > 20).all()
+    assert not torch.equal(a.index[0], a.index[1])  # independent rounds
+    with pytest.raises(ValueError, match="student.s ranks"):
+        RankEngine(train).refresh(t, None, "user", {"s": DrawSpec(make_weight("dcd_over"), k=2)}, generator=0)
 
 
 def test_refresh_errors() -> None:

@@ -52,11 +52,6 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.devi
     return u.to(device)
 
 
-def _exponential(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    e = torch.empty(shape, dtype=torch.float32, device=generator.device).exponential_(generator=generator)
-    return e.to(device)
-
-
 def _first_bad_row(mask: torch.Tensor, what: str) -> None:
     if bool(mask.any()):
         r = int(mask.nonzero()[0, 0])
@@ -160,16 +155,36 @@ def sample_without_replacement(
     generator: torch.Generator,
     available: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Draw k distinct entries per row (Plackett-Luce order) -> int64 (B, k)."""
+    """Draw k distinct entries per row (Plackett-Luce order) -> int64 (B, k).
+
+    Race keys ``log(U) / w`` (= ``-E / w``, ``E = -log U ~ Exp(1)``), the k smallest win. Rows
+    with fewer than k positive weights are redone with a second, uniform tier for the rest.
+    """
     avail = _check(weights, available)
     b, m = weights.shape
-    _first_bad_row(avail.sum(1) < k, f"fewer than k={k} available entries")
-    w = torch.where(avail, weights.float(), 0.0)  # (B, m)
-    w /= w.amax(dim=1, keepdim=True).clamp_min(1e-38)  # (B, m) max 1: no overflow in w / E
-    e = _exponential((b, m), generator, weights.device)  # (B, m) Exp(1)
-    key = torch.where(w > 0, w / e, -e)  # (B, m) zero weights: a lower, uniform tier
-    key.masked_fill_(~avail, float("-inf"))
-    return torch.topk(key, k, dim=1).indices  # (B, k), sorted by key: the race order
+    if not 1 <= k <= m:
+        raise ValueError(f"k={k}: expected 1 <= k <= {m} (entries per row)")
+    zero = torch.zeros((), dtype=torch.float32, device=weights.device)
+    w = torch.where(avail, weights.float(), zero)  # (B, m)
+    if bool(w.amax() > 1e30):  # keep w / E finite
+        w /= w.amax(dim=1, keepdim=True).clamp_min(1e-38)
+    logu = _rand((b, m), generator, weights.device).log_()  # (B, m) log U in [-inf, 0)
+    key = torch.div(w, logu)  # (B, m) -w/E: negative for w > 0, 0 (or -0) for w = 0
+    vals, idx = torch.topk(key, k, dim=1, largest=False)  # (B, k) ascending: race order
+    short = vals[:, -1] >= 0  # (B,) fewer than k positive weights in the row
+    if bool(short.any()):
+        rows = short.nonzero()[:, 0]  # (R,)
+        ws, av, lu = w[rows], avail[rows], logu[rows]  # (R, m)
+        _first_bad_row(av.sum(1) < k, f"fewer than k={k} available entries")
+        pos = ws > 0  # (R, m)
+        n_pos = pos.sum(1, keepdim=True)  # (R, 1) < k
+        inf = torch.full((), float("inf"), device=w.device)
+        first = torch.topk(torch.where(pos, key[rows], inf), k, dim=1, largest=False).indices  # (R, k)
+        rest_key = torch.where(av & ~pos, lu, -inf)  # (R, m) uniform race among the rest
+        rest = torch.topk(rest_key, k, dim=1).indices  # (R, k)
+        j = torch.arange(k, device=w.device)[None, :]  # (1, k)
+        idx[rows] = torch.where(j < n_pos, first, rest.gather(1, (j - n_pos).clamp_min(0)))  # (R, k)
+    return idx
 
 
 def top_m(weights: torch.Tensor, k: int, available: torch.Tensor | None = None) -> torch.Tensor:
