@@ -250,6 +250,14 @@ class _FullRanker:
         self._target = torch.from_numpy(target[users])  # (n_sel,)
         self._device: torch.device | None = None
         self._buf: torch.Tensor | None = None  # reused (B, n_items) 0/1 comparison results
+        self._ones: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def _row_sums(self, m: torch.Tensor) -> torch.Tensor:
+        """``m.sum(1)`` as a matrix-vector product (BLAS gemv: several times cheaper on CPU)."""
+        key = (m.dtype, m.device)
+        if key not in self._ones:
+            self._ones[key] = torch.ones(self.n_items, dtype=m.dtype, device=m.device)
+        return torch.mv(m, self._ones[key])  # (B,)
 
     def _cmp_buffer(self, b: int, device: torch.device) -> torch.Tensor:
         # float32 holds exact integer counts up to 2**24 items; float64 beyond
@@ -277,7 +285,7 @@ class _FullRanker:
         if not scores.is_contiguous():
             scores = scores.contiguous()
         self._to(scores.device)
-        if torch.isnan(scores.sum(1)).any():  # (B,) a NaN anywhere in a row makes its sum NaN
+        if torch.isnan(self._row_sums(scores)).any():  # (B,) a NaN anywhere in a row makes its sum NaN
             _raise_nan(scores, u_np)
         tgt = self._target[c0:c1]  # (B,)
         s_t = scores.gather(1, tgt[:, None])  # (B, 1) held-out item's score
@@ -291,7 +299,7 @@ class _FullRanker:
 
         def count(op: Callable[..., torch.Tensor]) -> torch.Tensor:
             # comparing into a float buffer then summing is ~5x faster on CPU than summing bools
-            total = op(scores, s_t, out=buf).sum(1).long()  # (B,) over all items
+            total = self._row_sums(op(scores, s_t, out=buf)).long()  # (B,) over all items
             excluded = torch.zeros_like(total).index_add_(0, rows, op(masked, s_rep).long())  # (B,)
             return total - excluded
 
