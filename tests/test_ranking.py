@@ -73,7 +73,10 @@ def test_rank_rows_backends_match_brute_force(backend: str) -> None:
     np.testing.assert_array_equal(ranks.numpy(), brute_ranks(s.double().numpy(), train.toarray() > 0))
 
 
-def test_ranks_threads_and_blocks_do_not_change_result() -> None:
+def test_ranks_threads_and_blocks_do_not_change_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import recdistill.ranking.order as order
+
+    monkeypatch.setattr(order, "_BLOCK_BYTES", 8 * 3000 * 4)  # 4-row sort blocks
     rng = np.random.default_rng(1)
     n, m = 70, 3000  # several sort blocks per chunk
     s = torch.from_numpy(rng.integers(0, 50, size=(n, m)).astype(np.float32))

@@ -14,7 +14,14 @@ from recdistill.ranking.engine import (
     unobserved_ranks,
 )
 from recdistill.ranking.order import descending_keys, rank_rows
-from recdistill.ranking.sampling import sample_with_replacement, sample_without_replacement, top_m
+from recdistill.ranking.sampling import (
+    RowCDF,
+    draw_from_cdf,
+    row_cdf,
+    sample_with_replacement,
+    sample_without_replacement,
+    top_m,
+)
 from recdistill.ranking.weights import WEIGHTS, RankChunk, WeightFn, make_weight, product
 
 __all__ = [
@@ -24,13 +31,16 @@ __all__ = [
     "RankChunk",
     "RankEngine",
     "Refresh",
+    "RowCDF",
     "SideMatrix",
     "WeightFn",
     "canonical_csr",
     "descending_keys",
+    "draw_from_cdf",
     "make_weight",
     "product",
     "rank_rows",
+    "row_cdf",
     "sample_with_replacement",
     "sample_without_replacement",
     "top_m",

@@ -265,13 +265,14 @@ class RankEngine:
     ) -> Refresh:
         """Rank every row of ``side`` under both models and draw each spec (see module doc).
 
-        generator: a ``torch.Generator`` (on any device) or an int seed; required when a spec
-            draws at random. Same generator state, same draws.
+        generator: a ``torch.Generator`` (on any device; one on the engine's device avoids
+            copies) or an int seed (a generator on the engine's device); required when a spec
+            draws at random. Same generator state, device and chunk size: same draws.
         """
         t0 = time.perf_counter()
         specs = dict(specs or {})
         if isinstance(generator, int):
-            generator = torch.Generator().manual_seed(generator)
+            generator = torch.Generator(self.device).manual_seed(generator)
         if generator is None and any(not s.deterministic for s in specs.values()):
             raise ValueError("refresh: random draws need a generator (torch.Generator or int seed)")
         if not isinstance(top_n, int) or top_n < 0:

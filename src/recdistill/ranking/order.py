@@ -23,7 +23,7 @@ import torch
 INT32_MAX = 2**31 - 1
 _LOW32 = 0xFFFFFFFF
 #: target bytes of one CPU sort block's int64 keys (fits in L2/L3)
-_BLOCK_BYTES = 2**19
+_BLOCK_BYTES = 2**22
 
 
 def descending_keys(scores: torch.Tensor) -> torch.Tensor:
@@ -61,8 +61,11 @@ def _rank_block(
     out_rank: torch.Tensor,
     out_top: torch.Tensor | None,
     backend: str,
+    idx: torch.Tensor,
+    arange1: torch.Tensor,
 ) -> None:
-    """Rank one block of rows: keys, observed last, one sort of unique int64 keys, scatter."""
+    """Rank one block of rows: keys, observed last, one sort of unique int64 keys, scatter.
+    idx: int64 (m,) ``0..m-1``; arange1: int32 (m,) ``1..m``."""
     b, m = scores.shape
     if backend == "numpy":
         k32 = torch.from_numpy(_keys_numpy(scores.float().contiguous().numpy()))  # (b, m) int32
@@ -70,13 +73,12 @@ def _rank_block(
         k32 = descending_keys(scores)  # (b, m) int32
     k32[obs_r, obs_c] = INT32_MAX  # observed after everything (even -inf scores)
     key = k32.to(torch.int64)  # (b, m)
-    key.bitwise_left_shift_(32).bitwise_or_(torch.arange(m, device=key.device))  # unique keys
+    key.bitwise_left_shift_(32).bitwise_or_(idx)  # (b, m) unique keys
     if backend == "numpy":
         key.numpy().sort(axis=1)  # in place, NumPy's SIMD sort; releases the GIL
     else:
         key = torch.sort(key, dim=1).values  # (b, m)
     order = key.bitwise_and_(_LOW32)  # (b, m) entry indices, best first
-    arange1 = torch.arange(1, m + 1, dtype=torch.int32, device=key.device)  # (m,)
     out_rank.scatter_(1, order, arange1.expand(b, m))  # (b, m) inverse permutation, 1-based
     out_rank[obs_r, obs_c] = 0
     if out_top is not None:
@@ -121,12 +123,14 @@ def rank_rows(
     step = b if dev.type != "cpu" else max(1, _BLOCK_BYTES // (8 * m))
     starts = list(range(0, b, step))
     cuts = torch.searchsorted(obs_rows, torch.tensor(starts + [b], device=dev)).tolist()
+    idx = torch.arange(m, device=dev)  # (m,)
+    arange1 = torch.arange(1, m + 1, dtype=torch.int32, device=dev)  # (m,)
 
     def work(i: int) -> None:
         s, e = starts[i], min(starts[i] + step, b)
         lo, hi = cuts[i], cuts[i + 1]
         _rank_block(scores[s:e], obs_rows[lo:hi] - s, obs_cols[lo:hi], ranks[s:e],
-                    None if top is None else top[s:e], backend)
+                    None if top is None else top[s:e], backend, idx, arange1)
 
     if pool is None or len(starts) == 1:
         for i in range(len(starts)):

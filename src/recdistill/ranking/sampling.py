@@ -1,7 +1,7 @@
 """Vectorised draws from per-row weights (no loop over rows), on any device.
 
 - :func:`sample_with_replacement` (BD): inverse CDF in two levels (:class:`RowCDF`): float64
-  cumulative sums of blocks of 64 entries, normalised with a row offset (row r's CDF lies in
+  cumulative sums of blocks of 32 entries, normalised with a row offset (row r's CDF lies in
   [r, r+1]) so that rows may ask for different numbers of draws (BD's ``deg(u) · s`` per user)
   with one ``searchsorted``; then a float64 cumulative sum inside each drawn block only. This
   costs one reduction over the weights instead of a full float64 scan; block sums are float32
@@ -74,7 +74,7 @@ class RowCDF:
 
 
 #: entries per block of the two-level CDF
-_G = 64
+_G = 32
 
 
 def row_cdf(weights: torch.Tensor, available: torch.Tensor | None = None) -> RowCDF:
