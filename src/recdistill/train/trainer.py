@@ -125,10 +125,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(self.tc.seed)
         for m in models.values():
             m.to(self.device)
-        self.optimizers = {
-            n: torch.optim.Adam(m.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
-            for n, m in models.items()
-        }
+        self.optimizers = {n: self.make_optimizer(m) for n, m in models.items()}
         self.sampler = NegativeSampler(dataset.train)
         users, items = train_pairs(dataset.train)
         self.train_users = torch.from_numpy(users)  # (nnz,)
@@ -145,6 +142,15 @@ class Trainer:
         self.bad_evals = 0
         self.stopped = False
         self.train_time = 0.0
+
+    def make_optimizer(self, model: Recommender) -> torch.optim.Optimizer:
+        """Adam with L2 ``weight_decay``; the fused kernel where available (on CPU it is about
+        10x faster than the per-tensor loop for embedding tables, which every step updates)."""
+        kw = dict(lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        try:
+            return torch.optim.Adam(model.parameters(), fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.Adam(model.parameters(), **kw)
 
     # ---------------------------------------------------------------- batches
     def default_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
