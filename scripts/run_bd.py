@@ -40,7 +40,8 @@ METRICS = ["H@50", "N@50", "H@100", "N@100"]
 BASE_TRAIN = {"batch_size": 1024, "lr": 5e-3, "eval_every": 2, "patience": 3, "progress": False,
               "eval_protocol": "full"}
 #: BD's settings (paper defaults; the notebook's τ = 2, ε = 1e-4, 5 samples); warm-up = pre-training
-BD_BASE = {"warmup_epochs": 0, "period": 10, "n_samples": 5, "eps_t": 1e-4, "eps_e": 1e-4, "tau": 2.0}
+BD_BASE = {"warmup_epochs": 0, "period": 10, "n_samples": 5, "eps_t": 1e-4, "eps_e": 1e-4, "tau": 2.0,
+           "label_only_tau": False}
 #: paper Table 2 / Table 5 (BPR, CiteULike, H@50)
 PAPER = {"Teacher": 0.1224, "Student": 0.0717, "BD-Teacher": 0.1479, "BD-Student": 0.0853,
          "CD": 0.0803, "RD": 0.0782}
@@ -114,11 +115,34 @@ RUNS = {
     "bd-reversed": {"sampling": "reversed"},
     "bd-rank-aware": {"sampling": "rank-aware"},
     "bd-top-n": {"sampling": "top-n"},
+    # fewer / lighter distillation terms (the paper picks n_samples in {1, 5, 10} on validation)
+    "bd-s1": {"n_samples": 1},
+    "bd-lst0.1": {"lambda_s2t": 0.1},
     # Algorithm 1 from scratch: 10 warm-up epochs with L_CF only, then BD (no pre-trained models)
     "bd-scratch": {"warmup_epochs": 10, "_scratch": True, "_patience": 10},
     "bd-scratch-lambda0": {"warmup_epochs": 10, "lambda_t2s": 0.0, "lambda_s2t": 0.0, "_scratch": True,
                            "_patience": 10},
 }
+
+
+def kd_run(a, dataset, base: dict[str, Path], method: str) -> dict | None:
+    """RD / CD (issue #5's distillers) from our pre-trained teacher, the student from scratch with
+    the base settings: the frozen-teacher baselines of Table 2 on the same teacher as BD."""
+    from recdistill.distill import load_distillers
+
+    run = Path(a.runs) / method
+    if metrics_of(run) is None:
+        cfg = make_config(overrides={
+            "data": {"name": DATASET, "data_dir": a.data_dir},
+            "model": {"name": "bpr", "size": None, "dim": DIMS["student"]},
+            "train": dict(BASE_TRAIN, epochs=a.base_epochs, seed=a.seed),
+            "distill": {"method": method, "teacher": str(base["teacher"])},
+        })
+        t0 = time.time()
+        load_distillers().get(method).run(cfg, out_dir=run, dataset=dataset, teacher=str(base["teacher"]),
+                                          resume=(run / "checkpoint.pt").exists())
+        print(f"{method}: {time.time() - t0:.0f}s", flush=True)
+    return metrics_of(run)
 
 
 def row(m: dict, model: str, split: str = "test") -> dict:
@@ -138,7 +162,8 @@ def main() -> None:
     p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / DATASET))
     p.add_argument("--own-base", action="store_true", help="train our own teacher/student")
     p.add_argument("--stage", choices=["base", "all"], default="all")
-    p.add_argument("--only", nargs="*", choices=sorted(RUNS), default=None, help="run these BD runs only")
+    p.add_argument("--only", nargs="*", choices=sorted(RUNS) + ["cd", "rd"], default=None,
+                   help="run these runs only")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     cfg0 = cfg_for(a.data_dir, DIMS["teacher"], 1, a.seed)
@@ -149,8 +174,12 @@ def main() -> None:
     valid: dict[str, dict] = {}
     if a.stage == "base":
         return
-    names = a.only or list(RUNS)
+    names = a.only or list(RUNS) + ["rd", "cd"]
     for name in names:
+        if name in ("rd", "cd"):
+            m = kd_run(a, dataset, base, name)
+            results[name.upper()] = row(m, "student")
+            continue
         m = bd_run(a, dataset, base, name, **RUNS[name])
         valid[name] = {k: row(m, k, "valid") for k in ("teacher", "student")}
         results[name] = {k: row(m, k) for k in ("teacher", "student")}
@@ -159,11 +188,7 @@ def main() -> None:
     best = max((0, 1), key=lambda x: valid[f"bd-rd-labelonly{x}"]["student"]["H@50"]
                + valid[f"bd-rd-labelonly{x}"]["teacher"]["H@50"])
     chosen = {"label_only_tau": bool(best)}
-    baselines = {}
-    for method in ("rd", "cd"):
-        m = metrics_of(ROOT / "runs" / "baselines" / DATASET / method)
-        if m is not None:
-            baselines[method.upper()] = row(m, "student")
+    baselines = {k: results.pop(k) for k in ("RD", "CD") if k in results}
     out = {"dataset": DATASET, "seed": a.seed, "commit": commit(), "bd_base": BD_BASE,
            "base_train": BASE_TRAIN, "bd_epochs": a.epochs, "patience": a.patience,
            "base_runs": {k: str(v) for k, v in base.items()}, "chosen": chosen,
