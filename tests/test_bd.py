@@ -246,7 +246,7 @@ def test_objective_loss_is_eq2_and_only_the_learner_gets_gradients(label_only):
 def test_objective_user_batches_sum_over_all_draws_of_the_user():
     ds, T, S, t_tab, s_tab = _setup(seed=6)
     T.batch_unit = S.batch_unit = "user"
-    cfg = BDConfig(n_samples=2, warmup_epochs=0)
+    cfg = BDConfig(n_samples=2, warmup_epochs=0, label_only_tau=False)
     obj = BD(T, S, ds, cfg, seed=0)
     obj.on_epoch_start(0)
     users = torch.tensor([1, 4, 7])
