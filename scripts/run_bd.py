@@ -3,9 +3,9 @@
 Stages (each run goes to ``runs/bd/<dataset>/<name>``; a finished run, one with ``metrics.json``,
 is reused; an interrupted one resumes from its checkpoint):
 
-1. ``teacher``, ``student``: the base models alone (same settings as ``scripts/run_baselines.py``,
-   whose runs in ``runs/baselines/<dataset>/{teacher,student}`` are reused when present, so RD / CD
-   and BD start from the same pre-trained models).
+1. ``teacher``, ``student``: the base models alone (the settings of ``scripts/run_baselines.py``;
+   ``--shared-base`` reuses that script's runs in ``runs/baselines/<dataset>/{teacher,student}``).
+   RD and CD (issue #5's distillers) are run here too, from the same teacher as BD.
 2. ``bd-*``: BD from the pre-trained teacher and student (the official notebook's start; the
    paper's Algorithm 1 warms both up with ``L_CF``, which pre-training is), one run per variant:
    the paper's temperature vs the notebook's (``label_only_tau``), then the sampling schemes of
@@ -13,7 +13,7 @@ is reused; an interrupted one resumes from its checkpoint):
 3. Tables to ``results/bd_<dataset>.md`` / ``.json`` (seed, configs, commit), analyses (Eq. 1,
    Eq. 6, Figs. 1/4 PNGs) to ``results/bd_<dataset>_analysis/``.
 
-    python scripts/run_bd.py [--data-dir DIR] [--epochs 40] [--seed 0] [--threads 1] [--stage all]
+    python scripts/run_bd.py [--data-dir DIR] [--epochs 30] [--seed 0] [--threads 1] [--only RUN ...]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def base_models(a, dataset) -> dict[str, Path]:
     for name, dim in DIMS.items():
         shared = ROOT / "runs" / "baselines" / DATASET / name
         own = Path(a.runs) / name
-        if metrics_of(shared) is not None and not a.own_base:
+        if metrics_of(shared) is not None and a.shared_base:
             out[name] = shared
             continue
         if metrics_of(own) is None:
@@ -154,13 +154,14 @@ def row(m: dict, model: str, split: str = "test") -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--epochs", type=int, default=40, help="BD epochs (after pre-training)")
+    p.add_argument("--epochs", type=int, default=30, help="BD epochs (after pre-training)")
     p.add_argument("--base-epochs", type=int, default=30, help="epochs of the base models (as #5)")
     p.add_argument("--patience", type=int, default=5, help="BD early stopping (validations of the student)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / DATASET))
-    p.add_argument("--own-base", action="store_true", help="train our own teacher/student")
+    p.add_argument("--own-base", action="store_true", help="(default) train our own teacher/student")
+    p.add_argument("--shared-base", action="store_true", help="reuse runs/baselines' teacher/student")
     p.add_argument("--stage", choices=["base", "all"], default="all")
     p.add_argument("--only", nargs="*", choices=sorted(RUNS) + ["cd", "rd"], default=None,
                    help="run these runs only")
