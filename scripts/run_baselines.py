@@ -1,14 +1,21 @@
 """Issue #5's comparisons: frozen-teacher baselines vs the plain student, one seed.
 
-1. citeulike-dcd, sampled protocol (H@5, M@5), BPR teacher dim 200 -> student dim 20:
+1. ``dcd``: citeulike-dcd, sampled protocol (H@5, M@5), BPR teacher dim 200 -> student dim 20:
    Student, RRD, RRD + IR-RRD.
-2. citeulike-bd, full ranking (H@50, N@50), BPR teacher -> student (BD size presets):
+2. ``bd``: citeulike-bd, full ranking (H@50, N@50), BPR teacher dim 50 -> student dim 5:
    Student, RD, CD.
 
-Each run goes to ``runs/baselines/<dataset>/<name>`` (finished runs are reused); the tables go
-to ``results/baselines_<dataset>.md`` with the seed, configs and commit. Usage:
+Teacher and Student are the base-model runs of ``scripts/run_base_models.py``
+(``runs/base/<name>``, reused when finished; with ``--train-missing`` an unfinished one is
+trained here with the same config file). Every distilled student uses the same config file
+(``configs/bpr-citeulike-*.yaml``, size ``student``: same optimiser, epochs, early stopping) plus
+its method's ``distill`` section. A method may list several hyperparameter candidates: all are
+run and the one with the best VALIDATION score of the config's monitor is reported (test numbers
+of the others are never shown). Runs go to ``runs/baselines/<dataset>/<name>`` (finished ones are
+reused, interrupted ones resume from their checkpoint); the table goes to
+``results/baselines_<dataset>.md`` (+ ``.json``) with the seed, configs and commit. Usage:
 
-    python scripts/run_baselines.py [--data-dir DIR] [--epochs N] [--seed S] [--only dcd|bd]
+    python scripts/run_baselines.py --only bd|dcd [--seed S] [--threads T] [--set a.b=v ...]
 """
 
 from __future__ import annotations
@@ -16,34 +23,58 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from recdistill.config import make_config
 from recdistill.distill import load_distillers
 from recdistill.train import train_run
-from recdistill.train.io import atomic_text
+from recdistill.train.io import atomic_json, atomic_text
 from recdistill.train.run import load_dataset_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
-EXPERIMENTS = {
+# label -> list of candidates (run name, method, params); the best on validation is reported.
+EXPERIMENTS: dict[str, dict[str, Any]] = {
     "dcd": {
         "dataset": "citeulike-dcd",
-        "protocol": "sampled",
+        "config": "bpr-citeulike-dcd.yaml",
+        "teacher": "bpr-dcd-teacher",
+        "student": "bpr-dcd-student",
         "metrics": ["H@5", "M@5", "H@10", "M@10"],
-        "teacher_dim": 200,
-        "student_dim": 20,
-        "methods": {"RRD": ("rrd", {}), "RRD + IR-RRD": ("rrd+ir-rrd", {})},
+        # DCD Table 2 (Student, RRD); RRD authors' logs on this split (RRD + IR-RRD)
+        "paper": {
+            "Teacher": [0.5282, 0.3704, 0.6328, 0.3844],
+            "Student": [0.4570, 0.3061, 0.5673, 0.3214],
+            "RRD": [0.4735, 0.3200, 0.5800, 0.3343],
+            "RRD + IR-RRD": [0.4947, 0.3349, None, None],
+        },
+        "methods": {
+            "RRD": [("rrd", "rrd", {})],
+            "RRD + IR-RRD": [("rrd+ir-rrd", "rrd+ir-rrd", {})],
+        },
     },
     "bd": {
         "dataset": "citeulike-bd",
-        "protocol": "full",
+        "config": "bpr-citeulike-bd.yaml",
+        "teacher": "bpr-bd-teacher",
+        "student": "bpr-bd-student",
         "metrics": ["H@50", "N@50", "H@100", "N@100"],
-        "teacher_dim": 50,
-        "student_dim": 5,
-        "methods": {"RD": ("rd", {}), "CD": ("cd", {})},
+        # BD Table 2, CiteULike, BPR
+        "paper": {
+            "Teacher": [0.1224, 0.0328, 0.1892, 0.0415],
+            "Student": [0.0717, 0.0171, 0.1217, 0.0251],
+            "RD": [0.0782, 0.0185, 0.1234, 0.0259],
+            "CD": [0.0803, 0.0201, 0.1271, 0.0277],
+        },
+        "methods": {
+            "RD": [("rd", "rd", {})],
+            "CD": [("cd", "cd", {})],
+        },
     },
 }
 
@@ -51,21 +82,10 @@ EXPERIMENTS = {
 def _commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _cfg(dataset: str, data_dir: str | None, dim: int, train: dict, distill: dict | None = None):
-    over = {
-        "data": {"name": dataset, "data_dir": data_dir},
-        "model": {"name": "bpr", "size": None, "dim": dim},
-        "train": train,
-    }
-    if distill:
-        over["distill"] = distill
-    return make_config(overrides=over)
 
 
 def _metrics(run_dir: Path) -> dict | None:
@@ -73,79 +93,131 @@ def _metrics(run_dir: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def run_experiment(key: str, data_dir: str | None, epochs: int, seed: int, out: Path) -> Path:
+def _base_run(ex: dict, role: str, size: str, args: argparse.Namespace, over: dict, dataset: Any) -> Path:
+    """The finished base-model run of ``role`` (teacher/student): reused, or trained here."""
+    d = Path(args.base_runs) / ex[role]
+    if _metrics(d) is not None:
+        return d
+    if not args.train_missing:
+        sys.exit(
+            f"{d}: base run not finished (no metrics.json; another process may be training it). "
+            "Rerun later, or pass --train-missing to train it here."
+        )
+    d = Path(args.out) / ex["dataset"] / role
+    cfg = make_config(ROOT / "configs" / ex["config"], {**over, "model": {"size": size}}, args.set)
+    if _metrics(d) is None:
+        print(f"[{role}] training into {d} ...", flush=True)
+        train_run(cfg, d, dataset=dataset, resume=True)
+    return d
+
+
+def run_experiment(key: str, args: argparse.Namespace) -> Path:
     ex = EXPERIMENTS[key]
-    train = {
-        "epochs": epochs,
-        "batch_size": 1024,
-        "lr": 5e-3,
-        "seed": seed,
-        "eval_every": 2,
-        "patience": 3,
-        "progress": False,
-        "eval_protocol": ex["protocol"],
-    }
-    base = out / ex["dataset"]
-    cfg_t = _cfg(ex["dataset"], data_dir, ex["teacher_dim"], train)
-    dataset = load_dataset_for(cfg_t)
-    rows: dict[str, dict] = {}
-    configs: dict[str, dict] = {}
-    for name, dim in (("Teacher", ex["teacher_dim"]), ("Student", ex["student_dim"])):
-        d = base / name.lower()
-        cfg = _cfg(ex["dataset"], data_dir, dim, train)
-        if _metrics(d) is None:
-            train_run(cfg, d, dataset=dataset)
-        rows[name] = _metrics(d)["models"]["model"]
-        configs[name] = cfg.to_dict()
+    over: dict[str, Any] = {"train": {"seed": args.seed, "progress": False}}
+    if args.data_dir:
+        over["data"] = {"data_dir": args.data_dir}
+    cfg_file = ROOT / "configs" / ex["config"]
+    cfg_s = make_config(cfg_file, {**over, "model": {"size": "student"}}, args.set)
+    proto, monitor = cfg_s.resolved_protocol(), cfg_s.resolved_monitor()
+    dataset = load_dataset_for(cfg_s)
+    t_dir = _base_run(ex, "teacher", "teacher", args, over, dataset)
+    s_dir = _base_run(ex, "student", "student", args, over, dataset)
+    rows: dict[str, dict[str, Any]] = {}
+    for label, d in (("Teacher", t_dir), ("Student", s_dir)):
+        m = _metrics(d)
+        rows[label] = {"run": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d),
+                       "config": json.loads(json.dumps(make_config(d / "config.yaml").to_dict())),
+                       **_row(m, "model", proto, monitor)}
     reg = load_distillers()
-    for label, (method, params) in ex["methods"].items():
-        d = base / method
-        cfg = _cfg(
-            ex["dataset"],
-            data_dir,
-            ex["student_dim"],
-            train,
-            {"method": method, "teacher": str(base / "teacher"), "params": params},
-        )
-        if _metrics(d) is None:
-            reg.get(method).run(cfg, out_dir=d, dataset=dataset, teacher=str(base / "teacher"))
-        rows[label] = _metrics(d)["models"]["student"]
-        configs[label] = cfg.to_dict()
+    tried: list[dict[str, Any]] = []
+    for label, cands in ex["methods"].items():
+        best = None
+        for name, method, params in cands:
+            d = Path(args.out) / ex["dataset"] / name
+            distill = {"method": method, "teacher": str(t_dir), "params": params}
+            cfg = make_config(cfg_file, {**over, "model": {"size": "student"}, "distill": distill}, args.set)
+            if _metrics(d) is None:
+                print(f"[{name}] distilling ({method}, {params}) into {d} ...", flush=True)
+                t0 = time.perf_counter()
+                reg.get(method).run(cfg, out_dir=d, dataset=dataset, teacher=str(t_dir), resume=True)
+                print(f"[{name}] done in {time.perf_counter() - t0:.0f} s", flush=True)
+            r = {"run": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d), "method": method,
+                 "params": params, "config": cfg.to_dict(), **_row(_metrics(d), "student", proto, monitor)}
+            tried.append({"label": label, **{k: r[k] for k in ("run", "method", "params", "valid_monitor",
+                                                                "best_epoch")}})
+            if best is None or r["valid_monitor"] > best["valid_monitor"]:
+                best = r
+        rows[label] = best
+    return _write(key, ex, rows, tried, proto, monitor, args)
+
+
+def _row(m: dict | None, model: str, proto: str, monitor: str) -> dict[str, Any]:
+    assert m is not None
+    mm = m["models"][model]
+    return {"n_parameters": mm["n_parameters"], "best_epoch": mm["best_epoch"],
+            "epochs_run": m["epochs_run"], "train_time_s": m["train_time_s"],
+            "valid_monitor": mm["valid"][proto][monitor], "test": mm["test"][proto]}
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4f}"
+
+
+def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str,
+           args: argparse.Namespace) -> Path:
+    metrics = ex["metrics"]
+    commit = _commit()
+    cmd = f"python scripts/run_baselines.py --only {key} --seed {args.seed}" + "".join(
+        f" --set {s}" for s in args.set)
     lines = [
-        f"# Baselines on {ex['dataset']} ({ex['protocol']} protocol, test split)",
+        f"# Frozen-teacher baselines on {ex['dataset']} ({proto} protocol, test split)",
         "",
-        f"BPR, teacher dim {ex['teacher_dim']} -> student dim {ex['student_dim']}; seed {seed}; "
-        f"commit {_commit()}; `python scripts/run_baselines.py --only {key} --epochs {epochs}`.",
+        f"BPR teacher -> student, config `configs/{ex['config']}` (sizes teacher/student); one seed "
+        f"({args.seed}); commit `{commit}`; generated by `{cmd}`. Best epoch chosen on the "
+        f"validation {monitor}; paper values in parentheses.",
         "",
-        "| model | params | best epoch | " + " | ".join(ex["metrics"]) + " |",
-        "|---|---|---|" + "---|" * len(ex["metrics"]),
+        "| model | #params | best epoch | train s | valid " + monitor + " | " + " | ".join(metrics) + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(metrics),
     ]
-    for label, m in rows.items():
-        test = m["test"][ex["protocol"]]
-        lines.append(
-            f"| {label} | {m['n_parameters']:,} | {m['best_epoch']} | "
-            + " | ".join(f"{test[k]:.4f}" for k in ex["metrics"])
-            + " |"
-        )
-    lines += ["", "Configs (resolved):", "", "```json", json.dumps(configs, indent=1), "```", ""]
-    path = ROOT / "results" / f"baselines_{ex['dataset']}.md"
+    for label, r in rows.items():
+        paper = ex["paper"].get(label, [None] * len(metrics))
+        cells = [f"{r['test'][k]:.4f} ({_fmt(p)})" for k, p in zip(metrics, paper, strict=True)]
+        lines.append(f"| {label} | {r['n_parameters']:,} | {r['best_epoch']} | {r['train_time_s']:.0f} | "
+                     f"{r['valid_monitor']:.4f} | " + " | ".join(cells) + " |")
+    s = rows["Student"]["test"][metrics[0]]
+    lines += ["", f"Relative to the Student ({metrics[0]}): " + ", ".join(
+        f"{label} {100 * (r['test'][metrics[0]] / s - 1):+.1f}%" for label, r in rows.items()
+        if label not in ("Teacher", "Student")) + "."]
+    lines += ["", f"Candidates tried (selection on validation {monitor} only):", "",
+              "| method | run | params | valid " + monitor + " | best epoch |", "|---|---|---|---:|---:|"]
+    for t in tried:
+        lines.append(f"| {t['label']} | `{t['run']}` | `{json.dumps(t['params'])}` | "
+                     f"{t['valid_monitor']:.4f} | {t['best_epoch']} |")
+    lines += ["", "Runs and resolved configs: `" + f"baselines_{ex['dataset']}.json" + "`.", ""]
+    out = ROOT / "results"
+    path = out / f"baselines_{ex['dataset']}.md"
     atomic_text("\n".join(lines), path)
-    print("\n".join(lines[: 6 + len(rows)]))
+    atomic_json({"dataset": ex["dataset"], "protocol": proto, "monitor": monitor, "seed": args.seed,
+                 "commit": commit, "command": cmd, "rows": rows, "tried": tried, "paper": ex["paper"]},
+                out / f"baselines_{ex['dataset']}.json")
+    print("\n".join(lines))
     return path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=sorted(EXPERIMENTS), default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-runs", default=str(ROOT / "runs" / "base"))
     p.add_argument("--out", default=str(ROOT / "runs" / "baselines"))
+    p.add_argument("--set", action="append", default=[], help="config override a.b=v for every run")
+    p.add_argument("--train-missing", action="store_true", help="train unfinished base runs here")
     p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     for key in [a.only] if a.only else sorted(EXPERIMENTS, reverse=True):
-        run_experiment(key, a.data_dir, a.epochs, a.seed, Path(a.out))
+        run_experiment(key, a)
 
 
 if __name__ == "__main__":
