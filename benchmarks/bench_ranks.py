@@ -133,7 +133,7 @@ def child(cfg: dict) -> dict:
         rows = n if name == "floor-user" else m
         cols = m if name == "floor-user" else n
         sub = min(rows, max(1, FULL_FLOOR_MAX_ENTRIES // cols))
-        total = 0.0
+        total = cpu = 0.0
         with torch.no_grad():
             for model in (teacher, student):
                 if name == "floor-user":
@@ -141,12 +141,14 @@ def child(cfg: dict) -> dict:
                 else:
                     s = model.score_items(torch.arange(sub, device=device))  # (sub, n)
                 sync(device)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu_seconds()
                 order = torch.argsort(s, dim=1, descending=True)  # (sub, cols)
                 sync(device)
                 total += time.perf_counter() - t0
+                cpu += cpu_seconds() - c0
                 del s, order
         out["seconds"] = total * rows / sub
+        out["cpu_s_all"] = cpu * rows / sub
         out["rows_timed"] = sub
     elif name == "loop-user":
         out.update(loop_reference(teacher, student, train, cfg["loop_users"], device))
@@ -166,7 +168,7 @@ def loop_reference(teacher: BenchMF, student: BenchMF, train: sp.csr_matrix, n_s
     n_sub = min(n, n_sub)
     eps = 1e-4
     mask = 1 - torch.from_numpy(train[:n_sub].toarray()).to(device)  # (n_sub, m) dense float
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     rank_matrix_t = torch.zeros((n_sub, m), dtype=torch.int64)
     rank_matrix_s = torch.zeros((n_sub, m), dtype=torch.int64)
     for u in range(n_sub):  # the reference's loop over users (deliberately slow)
@@ -186,12 +188,13 @@ def loop_reference(teacher: BenchMF, student: BenchMF, train: sp.csr_matrix, n_s
     w_t = torch.exp(dif_t.float() * eps).to(device)
     w_s = torch.tanh(torch.clamp_min(dif_s.float() * eps, 0)).to(device)
     sync(device)
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     del w_t, w_s
     # dense matrices alive at the end of the reference refresh, for all users: 6 int64
     # (rank matrices, rank lists, differences), 2 float32 weights, 1 float32 mask
     dense_gb = n * m * (6 * 8 + 2 * 4 + 4) / 2**30
-    return {"seconds": sec * n / n_sub, "users_timed": n_sub, "projected_dense_gb": dense_gb}
+    return {"seconds": sec * n / n_sub, "cpu_s_all": cpu * n / n_sub, "users_timed": n_sub,
+            "projected_dense_gb": dense_gb}
 
 
 def run_child(cfg: dict) -> dict:
@@ -234,13 +237,16 @@ def main(argv: list[str] | None = None) -> None:
                      if k not in ("seconds", "peak_rss_gb", "users", "items", "nnz")}
             print(f"{ds:11s} {name:21s} {r['seconds']:9.2f} s  peak_rss={r['peak_rss_gb']:.2f} GB  "
                   f"{json.dumps(extra, default=lambda x: round(x, 3))}", flush=True)
+        # wall-clock ratios, and CPU-second ratios (steadier on a shared, loaded machine)
         for side in ("user", "item"):
             e, f = res.get(f"engine-{side}"), res.get(f"floor-{side}")
             if e and f:
-                print(f"{ds:11s} {side}-side refresh / floor = {e['seconds'] / f['seconds']:.2f}")
+                print(f"{ds:11s} {side}-side refresh / floor = {e['seconds'] / f['seconds']:.2f} wall, "
+                      f"{e['cpu_s'] / f['cpu_s_all']:.2f} cpu")
         if "engine-user" in res and "loop-user" in res:
-            speed = res["loop-user"]["seconds"] / res["engine-user"]["seconds"]
-            print(f"{ds:11s} loop / user-side refresh = {speed:.1f}x")
+            e, lp = res["engine-user"], res["loop-user"]
+            print(f"{ds:11s} loop / user-side refresh = {lp['seconds'] / e['seconds']:.1f}x wall, "
+                  f"{lp['cpu_s_all'] / e['cpu_s']:.1f}x cpu")
         if last is None and "engine-user" in res and "floor-user" in res and "loop-user" in res:
             peak = max(res[k]["peak_rss_gb"] for k in res if k.startswith("engine"))
             last = (res["engine-user"]["seconds"] / res["floor-user"]["seconds"],

@@ -10,6 +10,23 @@ refreshes the weights are fixed, so a :class:`DrawSpec` may ask for ``rounds`` i
 
 Memory: a chunk holds a few (B, m) buffers (scores, ranks, weights, race keys): ``chunk_size``
 defaults to about 2**23 entries (32 MB per float32 buffer). Nothing users x items is ever kept.
+
+Usage (BD, Algorithm 1: every p = 10 epochs, 5 items per training interaction and direction)::
+
+    eng = RankEngine(dataset.train, device)
+    bd = {"t2s": DrawSpec(make_weight("bd_t2s", eps=1e-4), k=5, replacement=True,
+                          per_interaction=True, rounds=10),
+          "s2t": DrawSpec(make_weight("bd_s2t", eps=1e-4), k=5, replacement=True,
+                          per_interaction=True, rounds=10)}
+    out = eng.refresh(teacher, student, "user", bd, generator=gen)
+    items = out.draws["t2s"].index[epoch % 10, batch.idx]  # (B, 5): interaction j's draws
+
+DCD (user side; the item side is the same with ``side="item"``)::
+
+    dcd = {"under": DrawSpec(make_weight("dcd_under", mu=1e-3), k=40, order="teacher"),
+           "over": DrawSpec(make_weight("dcd_over", mu=1e-3), k=40)}
+    out = eng.refresh(teacher, student, "user", dcd, top_n=50, generator=gen)
+    rho, neg = out.draws["under"].index[0], out.draws["over"].index[0]  # (n_users, 40) each
 """
 
 from __future__ import annotations
