@@ -93,6 +93,29 @@ def test_rd_student_ranks_and_weights_vs_loops(ds) -> None:
     np.testing.assert_allclose(pos.sum(1).numpy(), [1.0])
 
 
+def _tie_rank(s_row, dense_row, i: int) -> int:
+    """Loop reference of the rank rule: 1 + unobserved items scored higher, or equal with a lower
+    id; 0 for an observed item."""
+    if dense_row[i]:
+        return 0
+    above = [j for j in range(len(s_row)) if s_row[j] > s_row[i] or (s_row[j] == s_row[i] and j < i)]
+    return 1 + sum(1 for j in above if not dense_row[j])
+
+
+def test_rd_student_ranks_with_ties_and_observed_items(ds) -> None:
+    st = _student(ds, dim=2)
+    with torch.no_grad():  # integer embeddings: many tied scores
+        st.user_emb.weight.copy_(torch.randint(-1, 2, st.user_emb.weight.shape).float())
+        st.item_emb.weight.copy_(torch.randint(-1, 2, st.item_emb.weight.shape).float())
+    items = torch.randint(ds.n_items, (ds.n_users, 8), generator=torch.Generator().manual_seed(0))
+    s = st.score_all(torch.arange(ds.n_users)).detach().numpy()
+    dense = ds.train.toarray() > 0
+    want = np.array([[_tie_rank(s[u], dense[u], int(i)) for i in items[u]] for u in range(ds.n_users)])
+    assert (want == 0).any() and len(np.unique(s)) < s.size // 4  # the case is exercised
+    for chunk in (None, 3):
+        np.testing.assert_array_equal(student_ranks_of(st, ds, items, chunk=chunk).numpy(), want)
+
+
 def test_rd_objective_is_weighted_sum(ds) -> None:
     rd = REG.get("rd")(_student(ds), _teacher(ds), ds, REG.get("rd").build_config({"alpha": 0.3, "k": 4}))
     rd.on_epoch_start(0)

@@ -52,6 +52,20 @@ def test_user_and_item_topn_match_brute_force(ds) -> None:
         np.testing.assert_array_equal(got_i, brute_user_topn(s.T, ds.train.T.tocsr(), n))
 
 
+def test_topn_ties_go_to_the_lower_id_and_unscored_pairs_are_never_listed(ds) -> None:
+    s = np.random.default_rng(5).integers(0, 3, size=(ds.n_users, ds.n_items)).astype(np.float32)
+    s[np.random.default_rng(6).random(s.shape) < 0.2] = -np.inf  # not scored (a sparse .tsv)
+    t = ScoreTeacher(torch.from_numpy(s))
+    dense = ds.train.toarray() > 0
+    for side, sc, obs in (("user", s, dense), ("item", s.T, dense.T)):
+        got = t.topn(ds, 9, side)
+        for r in range(sc.shape[0]):  # loop reference: stable sort = ties to the lower id
+            cand = [j for j in np.argsort(-sc[r], kind="stable") if not obs[r, j] and np.isfinite(sc[r, j])]
+            want = np.full(9, -1)
+            want[: min(9, len(cand))] = cand[:9]
+            np.testing.assert_array_equal(got[r], want, err_msg=f"{side} {r}")
+
+
 def test_topn_cache_is_reused_and_keyed(ds, tmp_path: Path, monkeypatch) -> None:
     t = ScoreTeacher(torch.from_numpy(_scores(ds)))
     a = t.topn(ds, 5, "user", cache_dir=tmp_path)

@@ -78,7 +78,7 @@ class CD(FrozenTeacherDistiller):
         seed: int = 0,
     ) -> None:
         super().__init__(student, teacher, dataset, config, device, seed)
-        topn = teacher.topn(dataset, config.n_top, "user", config.cache_dir, 1024, self.device)
+        topn = teacher.topn(dataset, config.n_top, "user", config.cache_dir, None, self.device)
         self.topn = torch.from_numpy(topn.astype(np.int64))  # (n_users, N), -1 = padding
         self.samples: torch.Tensor | None = None
         self.valid: torch.Tensor | None = None

@@ -13,8 +13,8 @@ Student objective: ``(1-α)·L_base + α·L_RD`` (METHODS.md), ``L_RD`` averaged
 the batch (each training interaction carries its user's list, as RD's per-instance loss).
 
 Choice (documented): RD estimates ``rank_S`` by sampling every iteration; we compute it exactly
-(count of unobserved items the student scores strictly higher, + 1) for every user's K items at
-the start of each epoch, chunked over users (one pass, the cost of one full evaluation).
+for every user's K items at the start of each epoch with the rank engine
+(``recdistill.ranking.RankEngine``: one sort per user, chunked; ties go to the lower item id).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch
 from recdistill.data.dataset import Dataset
 from recdistill.distill import DISTILLERS
 from recdistill.distill.base import FrozenTeacherDistiller
-from recdistill.distill.teacher import _mask_train_
 from recdistill.losses import rd_loss
 from recdistill.models.base import Batch, Recommender
+from recdistill.ranking import RankEngine
 
 WEIGHTINGS = ("hybrid", "position", "discrepancy", "uniform")
 
@@ -45,7 +45,8 @@ class RDConfig:
     alpha: α of ``(1-α)·L_base + α·L_RD`` (0.5).
     weighting: hybrid | position | discrepancy | uniform.
     dynamic_start_epoch: first epoch (0-based) with discrepancy weights (5).
-    chunk: users per chunk for the student's ranks. cache_dir: teacher top-K cache (None: off).
+    chunk: users per chunk for the student's ranks (None: the rank engine's default).
+    cache_dir: teacher top-K cache (None: off).
     """
 
     k: int = 10
@@ -54,7 +55,7 @@ class RDConfig:
     alpha: float = 0.5
     weighting: str = "hybrid"
     dynamic_start_epoch: int = 5
-    chunk: int = 256
+    chunk: int | None = None
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -71,25 +72,22 @@ class RDConfig:
 
 
 def student_ranks_of(
-    student: Recommender, dataset: Dataset, items: torch.Tensor, chunk: int = 256
+    student: Recommender,
+    dataset: Dataset,
+    items: torch.Tensor,
+    chunk: int | None = None,
+    engine: RankEngine | None = None,
 ) -> torch.Tensor:
-    """Exact ``rank^u_S(i)`` (1 = top, among u's unobserved items) of ``items`` (n_users, K) per
-    user: 1 + the number of unobserved items scored strictly higher. Returns int32 (n_users, K)."""
-    out = torch.empty(items.shape, dtype=torch.int32)
-    device = student.device
-    was_training = student.training
-    student.eval()
-    with torch.no_grad():
-        for start in range(0, dataset.n_users, chunk):
-            users_np = np.arange(start, min(start + chunk, dataset.n_users))
-            users = torch.from_numpy(users_np).to(device)
-            s = student.score_all(users).float()  # (B, n_items)
-            _mask_train_(s, dataset, users_np)
-            it = items[start : start + len(users_np)].to(device)  # (B, K)
-            target = torch.gather(s, 1, it)  # (B, K)
-            higher = (s[:, None, :] > target[:, :, None]).sum(-1)  # (B, K)
-            out[start : start + len(users_np)] = (higher + 1).to(torch.int32).cpu()
-    student.train(was_training)
+    """Exact ``rank^u_S(i)`` of ``items`` (n_users, K) per user, int32 (n_users, K): 1 = top among
+    u's unobserved items (ties to the lower item id), 0 for an observed item. ``engine``: a
+    :class:`RankEngine` on ``dataset.train`` to reuse (else one on the student's device with
+    ``chunk`` users per chunk)."""
+    if engine is None:
+        engine = RankEngine(dataset.train, student.device, chunk_size=chunk)
+    out = torch.empty(items.shape, dtype=torch.int32)  # (n_users, K)
+    for rows, (rank,), _ in engine.iter_ranks([student], "user"):
+        r = rows.cpu()  # (B,)
+        out[r] = rank.gather(1, items[r].to(rank.device)).cpu()  # (B, K)
     return out
 
 
@@ -131,7 +129,8 @@ class RD(FrozenTeacherDistiller):
         seed: int = 0,
     ) -> None:
         super().__init__(student, teacher, dataset, config, device, seed)
-        topk = teacher.topn(dataset, config.k, "user", config.cache_dir, 1024, self.device)
+        topk = teacher.topn(dataset, config.k, "user", config.cache_dir, config.chunk, self.device)
+        self.engine = RankEngine(dataset.train, self.device, chunk_size=config.chunk)
         self.topk = torch.from_numpy(topk.astype(np.int64))  # (n_users, K), -1 = padding
         self.valid = self.topk >= 0  # (n_users, K)
         self.items = self.topk.clamp_min(0)  # (n_users, K)
@@ -145,7 +144,9 @@ class RD(FrozenTeacherDistiller):
         super().on_epoch_start(epoch)
         c = self.config
         ranks = (
-            student_ranks_of(self.student, self.dataset, self.items, c.chunk) if self.dynamic(epoch) else None
+            student_ranks_of(self.student, self.dataset, self.items, engine=self.engine)
+            if self.dynamic(epoch)
+            else None
         )
         if self.dynamic(epoch) or c.weighting == "uniform":
             self.w = rd_weights(ranks, c.k, c.lambda_position, c.mu, c.weighting)

@@ -58,7 +58,7 @@ class RRDConfig:
     lambda_rrd: λ_RRD (1e-3, with the official summed scale, see the module docstring).
     item_n_top, item_n_interesting, item_n_uninteresting, item_temperature, lambda_ir: the
         same for the item side (rows are items, targets users).
-    chunk: users per chunk when the teacher's top-N lists are computed.
+    chunk: rows per chunk when the teacher's top-N lists are computed (None: the rank engine's default).
     cache_dir: where the teacher's top-N lists are cached (None: not cached).
     """
 
@@ -74,7 +74,7 @@ class RRDConfig:
     item_n_uninteresting: int = 40
     item_temperature: float = 10.0
     lambda_ir: float = 1e-3
-    chunk: int = 1024
+    chunk: int | None = None
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:

@@ -23,7 +23,8 @@ scores, duplicate pairs or ranks, duplicate items in a list. Observed (training)
 are dropped (they are never targets); users without a list get none (their KD term is skipped).
 
 Top-N lists (user side: the N best unobserved items per user; item side: the N best users per
-item among those who did not observe it) are computed once per teacher, chunked, and cached
+item among those who did not observe it) come from the rank engine (``recdistill.ranking``: exact
+order, ties to the lower id), are computed once per teacher, chunked, and cached
 on disk under ``cache_dir`` with key (teacher fingerprint, dataset fingerprint, side, N);
 files are written atomically (temp file + ``os.replace``).
 """
@@ -78,58 +79,31 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
         raise
 
 
-def _mask_train_(scores: torch.Tensor, dataset: Dataset, users: np.ndarray) -> None:
-    """Set the observed items of ``users`` to -inf in ``scores`` (B, n_items), in place."""
-    sub = dataset.train[users]  # CSR (B, n_items)
-    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))  # (nnz_B,)
-    r = torch.from_numpy(rows).to(scores.device)
-    c = torch.from_numpy(sub.indices.astype(np.int64)).to(scores.device)
-    scores[r, c] = float("-inf")
-
-
 def topn_from_scores(
-    score_fn: Any,
+    scores: Any,
     dataset: Dataset,
     n: int,
     side: str = "user",
-    chunk: int = 1024,
+    chunk: int | None = None,
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """Teacher top-N lists from scores, observed pairs excluded, best first, padded with -1.
+    """Teacher top-N lists, observed pairs excluded, best first, padded with -1, from the rank
+    engine (:meth:`recdistill.ranking.RankEngine.iter_ranks`: exact order, ties to the lower id).
 
-    score_fn(users (B,) int64 tensor on ``device``) -> (B, n_items) scores.
-    side="user": (n_users, n) items per user. side="item": (n_items, n) users per item, from a
-    running top-N over user chunks (memory (n + chunk) x n_items).
+    scores: a rank-engine score source (a ``Recommender``, a callable ``users (B,) -> (B, n_items)``
+    or a dense (n_users, n_items) tensor). side="user": (n_users, n) items per user; side="item":
+    (n_items, n) users per item (among those who did not observe it). chunk: rows per chunk
+    (None: the engine's memory-bounded default). Returns int32.
     """
+    from recdistill.ranking import RankEngine
+
     if side not in ("user", "item"):
         raise ValueError(f"side must be 'user' or 'item', got {side!r}")
     n_rows = dataset.n_users if side == "user" else dataset.n_items
-    n_cols = dataset.n_items if side == "user" else dataset.n_users
-    n_eff = min(n, n_cols)
     out = np.full((n_rows, n), PAD, dtype=np.int32)
-    best_v = best_i = None
-    with torch.no_grad():
-        for start in range(0, dataset.n_users, chunk):
-            users_np = np.arange(start, min(start + chunk, dataset.n_users))
-            users = torch.from_numpy(users_np).to(device)
-            s = score_fn(users).float()  # (B, n_items)
-            _mask_train_(s, dataset, users_np)
-            if side == "user":
-                v, i = torch.topk(s, n_eff, dim=1)  # (B, n_eff)
-                i = torch.where(torch.isfinite(v), i, torch.full_like(i, PAD))
-                out[users_np, :n_eff] = i.to(torch.int32).cpu().numpy()
-            else:
-                ids = users[:, None].expand_as(s)  # (B, n_items)
-                if best_v is not None:
-                    s = torch.cat([best_v, s], dim=0)  # (n' + B, n_items)
-                    ids = torch.cat([best_i, ids], dim=0)
-                k = min(n_eff, s.shape[0])
-                best_v, pos = torch.topk(s, k, dim=0)  # (k, n_items)
-                best_i = torch.gather(ids, 0, pos)  # (k, n_items)
-    if side == "item":
-        assert best_v is not None and best_i is not None
-        ids = torch.where(torch.isfinite(best_v), best_i, torch.full_like(best_i, PAD))
-        out[:, : ids.shape[0]] = ids.T.to(torch.int32).cpu().numpy()  # (n_items, k)
+    engine = RankEngine(dataset.train, device, chunk_size=chunk)
+    for rows, _, (top,) in engine.iter_ranks([scores], side, top_n=n):
+        out[rows.cpu().numpy()] = top.cpu().numpy()  # (B, n), -1 past the unobserved entries
     return out
 
 
@@ -165,8 +139,12 @@ class Teacher:
             self._fingerprint = self._compute_fingerprint()
         return self._fingerprint
 
-    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int, device: Any) -> np.ndarray:
-        return topn_from_scores(self.score_all, dataset, n, side, chunk, device)
+    def _score_source(self) -> Any:
+        """What the rank engine scores (default: :meth:`score_all`)."""
+        return self.score_all
+
+    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
+        return topn_from_scores(self._score_source(), dataset, n, side, chunk, device)
 
     def topn(
         self,
@@ -174,7 +152,7 @@ class Teacher:
         n: int,
         side: str = "user",
         cache_dir: str | Path | None = None,
-        chunk: int = 1024,
+        chunk: int | None = None,
         device: torch.device | str = "cpu",
     ) -> np.ndarray:
         """The teacher's top-``n`` lists, (n_users, n) items or (n_items, n) users (side="item"),
@@ -182,7 +160,8 @@ class Teacher:
         path = None
         if cache_dir is not None:
             key = f"{self.fingerprint[:16]}-{dataset_fingerprint(dataset)[:16]}"
-            path = Path(cache_dir) / "teacher_topn" / f"{side}-N{n}-{key}.npy"
+            # "-e": lists from the rank engine (exact order, ties to the lower id)
+            path = Path(cache_dir) / "teacher_topn" / f"{side}-N{n}-{key}-e.npy"
             if path.is_file():
                 arr = np.load(path)
                 rows = dataset.n_users if side == "user" else dataset.n_items
@@ -210,6 +189,9 @@ class ModelTeacher(Teacher):
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
 
+    def _score_source(self) -> Any:
+        return self.model
+
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.model.score_all(users.to(self.model.device))
@@ -236,6 +218,19 @@ class ScoreTeacher(Teacher):
 
     def _compute_fingerprint(self) -> str:
         return hashlib.sha256(self.scores.cpu().contiguous().numpy().tobytes()).hexdigest()
+
+    def _score_source(self) -> Any:
+        return self.scores
+
+    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
+        arr = super()._topn(dataset, n, side, chunk, device)  # (R, n)
+        if bool(torch.isinf(self.scores).any()):  # -inf = not scored: never a target
+            ids = torch.from_numpy(arr.astype(np.int64)).to(self.scores.device)  # (R, n)
+            rows = torch.arange(arr.shape[0], device=ids.device)[:, None].expand_as(ids)  # (R, n)
+            u, i = (rows, ids.clamp_min(0)) if side == "user" else (ids.clamp_min(0), rows)
+            unscored = torch.isneginf(self.scores[u, i]) & (ids >= 0)  # (R, n) a suffix of each row
+            arr[unscored.cpu().numpy()] = PAD
+        return arr
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         return self.scores[users.to(self.scores.device)]  # (B, n_items)
