@@ -93,10 +93,27 @@ def _metrics(run_dir: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _same_config(d: Path, cfg: Any, strict: bool) -> None:
+    """A run folder reused or resumed must hold the config we would run (else stale results)."""
+    p = d / "config.yaml"
+    if not p.is_file():
+        return
+    have, want = make_config(p).to_dict(), cfg.to_dict()
+    if have != want:
+        diff = sorted(f"{sec}.{k}" for sec in want for k in set(want[sec]) | set(have.get(sec, {}))
+                      if have.get(sec, {}).get(k) != want[sec].get(k))
+        msg = f"{d}: its config.yaml differs from this experiment's config in {', '.join(diff)}"
+        if strict:
+            sys.exit(msg + "; move the folder away or use another --out")
+        print("warning: " + msg, flush=True)
+
+
 def _base_run(ex: dict, role: str, size: str, args: argparse.Namespace, over: dict, dataset: Any) -> Path:
     """The finished base-model run of ``role`` (teacher/student): reused, or trained here."""
     d = Path(args.base_runs) / ex[role]
+    cfg = make_config(ROOT / "configs" / ex["config"], {**over, "model": {"size": size}}, args.set)
     if _metrics(d) is not None:
+        _same_config(d, cfg, strict=False)
         return d
     if not args.train_missing:
         sys.exit(
@@ -104,7 +121,7 @@ def _base_run(ex: dict, role: str, size: str, args: argparse.Namespace, over: di
             "Rerun later, or pass --train-missing to train it here."
         )
     d = Path(args.out) / ex["dataset"] / role
-    cfg = make_config(ROOT / "configs" / ex["config"], {**over, "model": {"size": size}}, args.set)
+    _same_config(d, cfg, strict=True)
     if _metrics(d) is None:
         print(f"[{role}] training into {d} ...", flush=True)
         train_run(cfg, d, dataset=dataset, resume=True)
@@ -136,6 +153,7 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
             d = Path(args.out) / ex["dataset"] / name
             distill = {"method": method, "teacher": str(t_dir), "params": params}
             cfg = make_config(cfg_file, {**over, "model": {"size": "student"}, "distill": distill}, args.set)
+            _same_config(d, cfg, strict=True)
             if _metrics(d) is None:
                 print(f"[{name}] distilling ({method}, {params}) into {d} ...", flush=True)
                 t0 = time.perf_counter()

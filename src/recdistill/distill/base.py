@@ -33,6 +33,7 @@ __all__ = [
     "FrozenTeacherDistiller",
     "PairSet",
     "draw_uniform_excluding",
+    "demo_runner",
     "draw_without_replacement",
     "format_formula",
     "make_config",
@@ -335,3 +336,20 @@ def frozen_teacher_run(
     trainer = Trainer(distiller.models, distiller, dataset, config, out_dir)
     metrics = trainer.fit(resume=resume)
     return trainer, distiller, metrics
+
+
+def demo_runner(method: str, teacher_row: str = "teacher") -> Any:
+    """A row runner for ``recdistill demo`` (:class:`recdistill.train.demo.DemoRun`): distil the
+    row's ``config.model`` with ``method`` from the run folder of the demo row ``teacher_row``
+    (the row's ``distill.params`` apply). Returns the run's metrics (model ``"student"``)."""
+
+    def runner(config: Any, out_dir: Path, runs: dict[str, Path], dataset: Dataset) -> dict[str, Any]:
+        from recdistill.distill import load_distillers
+
+        teacher = str(runs[teacher_row])
+        cfg = dataclasses.replace(
+            config, distill=dataclasses.replace(config.distill, method=method, teacher=teacher)
+        )
+        return load_distillers().get(method).run(cfg, out_dir=out_dir, dataset=dataset, teacher=teacher)[2]
+
+    return runner
