@@ -16,6 +16,12 @@ reused, interrupted ones resume from their checkpoint); the table goes to
 ``results/baselines_<dataset>.md`` (+ ``.json``) with the seed, configs and commit. Usage:
 
     python scripts/run_baselines.py --only bd|dcd [--seed S] [--threads T] [--set a.b=v ...]
+
+An unfinished base teacher: ``--teacher-snapshot`` saves its best-on-validation checkpoint so far
+as ``runs/baselines/<dataset>/teacher-snapshot-e<epoch>`` (with its metrics); ``--teacher-run DIR``
+pins the teacher folder (so later invocations keep using the same snapshot). ``--labels L ...``
+runs only those methods (several processes can run different methods; the last invocation,
+without ``--labels``, writes the full table from the finished runs).
 """
 
 from __future__ import annotations
@@ -113,6 +119,8 @@ def _same_config(d: Path, cfg: Any, strict: bool) -> None:
 
 def _base_run(ex: dict, role: str, size: str, args: argparse.Namespace, over: dict, dataset: Any) -> Path:
     """The finished base-model run of ``role`` (teacher/student): reused, or trained here."""
+    if role == "teacher" and args.teacher_run:
+        return Path(args.teacher_run).resolve()
     d = Path(args.base_runs) / ex[role]
     cfg = make_config(ROOT / "configs" / ex["config"], {**over, "model": {"size": size}}, args.set)
     if _metrics(d) is not None:
@@ -190,6 +198,8 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
             distill = {"method": method, "teacher": str(t_dir), "params": params}
             cfg = make_config(cfg_file, {**over, "model": {"size": "student"}, "distill": distill}, args.set)
             _same_config(d, cfg, strict=True)
+            if _metrics(d) is None and args.labels and label not in args.labels:
+                continue  # another process runs it; the table lists finished runs only
             if _metrics(d) is None:
                 print(f"[{name}] distilling ({method}, {params}) into {d} ...", flush=True)
                 t0 = time.perf_counter()
@@ -201,7 +211,8 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
                                                                 "best_epoch")}})
             if best is None or r["valid_monitor"] > best["valid_monitor"]:
                 best = r
-        rows[label] = best
+        if best is not None:
+            rows[label] = best
     return _write(key, ex, rows, tried, proto, monitor, args)
 
 
@@ -267,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(ROOT / "runs" / "baselines"))
     p.add_argument("--set", action="append", default=[], help="config override a.b=v for every run")
     p.add_argument("--train-missing", action="store_true", help="train unfinished base runs here")
+    p.add_argument("--labels", nargs="*", default=None,
+                   help="run only these methods' candidates (e.g. to run methods in parallel)")
+    p.add_argument("--teacher-run", default=None, help="use this finished run folder as the teacher")
     p.add_argument("--teacher-snapshot", action="store_true",
                    help="unfinished base teacher: use its best-on-validation checkpoint so far")
     p.add_argument("--threads", type=int, default=1)
