@@ -172,6 +172,8 @@ def main() -> None:
     base = base_models(a, dataset)
     results: dict[str, dict] = {"Teacher": row(metrics_of(base["teacher"]), "model"),
                                 "Student": row(metrics_of(base["student"]), "model")}
+    base_valid = {"Teacher": row(metrics_of(base["teacher"]), "model", "valid"),
+                  "Student": row(metrics_of(base["student"]), "model", "valid")}
     valid: dict[str, dict] = {}
     if a.stage == "base":
         return
@@ -193,7 +195,8 @@ def main() -> None:
     out = {"dataset": DATASET, "seed": a.seed, "commit": commit(), "bd_base": BD_BASE,
            "base_train": BASE_TRAIN, "bd_epochs": a.epochs, "patience": a.patience,
            "base_runs": {k: str(v) for k, v in base.items()}, "chosen": chosen,
-           "test": results, "valid": valid, "baselines": baselines, "paper_H@50": PAPER}
+           "test": results, "valid": valid, "base_valid": base_valid, "baselines": baselines,
+           "paper_H@50": PAPER}
     atomic_json(out, ROOT / "results" / f"bd_{DATASET}.json")
     atomic_text(render(out), ROOT / "results" / f"bd_{DATASET}.md")
     print(render(out))
@@ -231,14 +234,31 @@ def render(o: dict) -> str:
             label = "label only / τ (notebook)" if lo else "σ(z/τ) both (paper)"
             lines.append(f"| {label} | {v['teacher']['H@50']:.4f} | {v['student']['H@50']:.4f} | "
                          f"{r['teacher']['H@50']:.4f} | {r['student']['H@50']:.4f} |")
-    lines += ["", "## Table 5: sampling schemes (test H@50)", "", "| scheme | Teacher | Student |",
-              "|---|---|---|"]
-    for n, label in ((rd, "rank-discrepancy (paper)"), ("bd-rank-aware", "rank-aware (CD)"),
+    lines += ["", "## Table 5: sampling schemes (H@50; all with the paper's τ, label_only_tau = False)", "",
+              "| scheme | valid T | valid S | test T | test S |", "|---|---|---|---|---|"]
+
+    def vt(n: str, label: str) -> str:
+        v, r = o["valid"][n], t[n]
+        return (f"| {label} | {v['teacher']['H@50']:.4f} | {v['student']['H@50']:.4f} | "
+                f"{r['teacher']['H@50']:.4f} | {r['student']['H@50']:.4f} |")
+
+    for n, label in (("bd-rd-labelonly0", "rank-discrepancy (paper)"), ("bd-rank-aware", "rank-aware (CD)"),
                      ("bd-top-n", "top-N (RD)"), ("bd-uniform", "uniform"),
                      ("bd-swapped", "swapped (Table 5)"), ("bd-reversed", "reversed (notebook)"),
                      ("bd-lambda0", "control: λ = 0 (no distillation)")):
         if n in t:
-            lines.append(f"| {label} | {t[n]['teacher']['H@50']:.4f} | {t[n]['student']['H@50']:.4f} |")
+            lines.append(vt(n, label))
+    lines += ["", "## Other variants (H@50)", "", "| run | valid T | valid S | test T | test S |",
+              "|---|---|---|---|---|"]
+    for n, label in (("bd-s1", "1 sample per interaction"), ("bd-lst0.1", "λ_{S→T} = 0.1"),
+                     ("bd-scratch", "Algorithm 1 from scratch (10 warm-up epochs, then BD)"),
+                     ("bd-scratch-lambda0", "from scratch, λ = 0 (control)")):
+        if n in t:
+            lines.append(vt(n, label))
+    lines.append("")
+    bv = o["base_valid"]
+    lines.append(f"Pre-trained base models, validation H@50: Teacher {bv['Teacher']['H@50']:.4f}, "
+                 f"Student {bv['Student']['H@50']:.4f}.")
     return "\n".join(lines) + "\n"
 
 
