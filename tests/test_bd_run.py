@@ -111,3 +111,22 @@ def test_registered_run_reads_distill_params(ds, tmp_path):
     bad = make_config(overrides={"data": {"name": "toy"}, "distill": {"method": "bd", "params": {"tau": 0}}})
     with pytest.raises(ValueError, match="tau=0"):
         load_distillers().get("bd").run(bad, dataset=ds)
+
+
+def test_distill_cli_runs_bd_and_reads_a_bd_run_as_teacher(data_dir, tmp_path, capsys):
+    from recdistill.cli import main
+
+    common = ["--dataset", "ml-100k", "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
+              "--batch-size", "16384", "--set", "train.ks=[10,50]", "--set", "train.monitor=H@50",
+              "--set", "distill.params.warmup_epochs=0", "--set", "distill.params.teacher_dim=8"]
+    assert main(["distill", "--method", "bd", "--model", "bpr", "--dim", "2", "--out", str(tmp_path / "a"),
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert "bd teacher (" in out and "bd student (" in out
+    run = load_run(tmp_path / "a")
+    assert run.models["student"].dim == 2 and run.models["teacher"].dim == 8
+    # a BD run's teacher (not its student) starts the next BD run
+    assert main(["distill", "--method", "bd", "--model", "bpr", "--dim", "2", "--teacher",
+                 str(tmp_path / "a"), "--out", str(tmp_path / "b"), *common]) == 0
+    assert json.loads((tmp_path / "b" / "bd.json").read_text())["teacher_parameters"] == run.models[
+        "teacher"].n_parameters

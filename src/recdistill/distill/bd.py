@@ -446,12 +446,19 @@ class BD(Distiller):
 def _init_model(
     config: Config, dataset: Dataset, size: str, run: str | Path | None, dim: int | None
 ) -> Recommender:
-    """A pre-trained model from a run directory, or a fresh one of the ``size`` preset / ``dim``."""
+    """A pre-trained model from a run directory (its ``size`` model, e.g. a BD run's teacher, or
+    its only one), or a fresh one of the ``size`` preset / ``dim``."""
     from recdistill.models import build_model
     from recdistill.train.io import load_run
 
     if run is not None:
-        model = load_run(run, dataset).model
+        models = load_run(run, dataset).models
+        if size in models:
+            model = models[size]
+        elif len(models) == 1:
+            model = next(iter(models.values()))
+        else:
+            raise ValueError(f"{run}: holds models {sorted(models)}; expected one model or a {size!r}")
         if model.name != config.model.name:
             raise ValueError(f"{run}: holds a {model.name!r} model, but model.name is {config.model.name!r}")
         return model.train()
@@ -493,8 +500,9 @@ def run_bd(
     torch.manual_seed(config.train.seed)
     teacher = _init_model(config, dataset, "teacher", teacher_run,
                           teacher_dim if teacher_dim is not None else cfg.teacher_dim)
-    student = _init_model(config, dataset, "student", student_run,
-                          student_dim if student_dim is not None else cfg.student_dim)
+    if student_dim is None:  # explicit argument, else BDConfig, else model.dim of the run config
+        student_dim = cfg.student_dim if cfg.student_dim is not None else config.model.dim
+    student = _init_model(config, dataset, "student", student_run, student_dim)
     device = torch.device(config.train.device)
     teacher.to(device)
     student.to(device)
