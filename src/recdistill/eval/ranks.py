@@ -219,18 +219,18 @@ def heldout_ranks(
         ranker = _FullRanker(dataset, users, target, other, ties)
     else:
         ranker = _SampledRanker(dataset, seen, target, other, ties)
-    pieces = []
     for c0 in chunks:
         c1 = min(c0 + int(batch_size), users.size)
         u_np = users[c0:c1]  # (B,)
         u = torch.from_numpy(u_np).to(user_device)  # (B,)
         if protocol == "full":
             assert score_fn is not None
-            pieces.append(ranker(score_fn(u), u_np, c0, c1))
+            ranks = ranker(score_fn(u), u_np, c0, c1)  # (B,)
         else:
-            pieces.append(ranker(score_fn, score_items_fn, u, u_np))
-    ranks = torch.cat([p.to("cpu", dtype) for p in pieces])  # (n_sel,)
-    out[users] = ranks.numpy()
+            ranks = ranker(score_fn, score_items_fn, u, u_np)  # (B,)
+        # copied out at once: small tensors kept alive across chunks would pin holes in the
+        # heap left by the freed (B, n_items) score matrices, and the RSS would grow per chunk
+        out[u_np] = ranks.to("cpu", dtype).numpy()
     return out
 
 
