@@ -16,7 +16,13 @@ equal, the rank (counted from 1) is, by ``ties``:
 Full protocol without touching the scores: ``count(scores >= s) over all items`` minus the same
 count over the user's masked items (training row + other held-out item, gathered from CSR slices),
 which equals ``1 + g + e`` (the held-out item counts itself). The scores returned by ``score_fn``
-are only read, never modified.
+are only read, never modified. Per chunk of users: one comparison pass into a reused float32
+buffer and one gemv for the row counts (exact below 2**24 items), plus one gemv whose NaN flags a
+NaN score (an error naming the user and item). Memory: the chunk's score matrix and the buffer
+(about 32 MiB each by default) and the CSR of excluded items; never users x items.
+
+The sampled protocol checks each chunk's candidates: distinct, not in the training row and not
+a held-out item (an error otherwise).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recdistill.data.dataset import Dataset
+from recdistill.data.dataset import N_CANDIDATES, Dataset
 
 PROTOCOLS = ("full", "sampled")
 SPLITS = ("valid", "test")
@@ -121,7 +127,7 @@ def _mask_csr(dataset: Dataset, users: np.ndarray, other: np.ndarray) -> sp.csr_
 def default_batch_size(n_items: int, protocol: str = "full", items_fn: bool = False) -> int:
     """Users per chunk: about 2**23 scores per chunk, or 2**18 pairs per ``score_items_fn`` call."""
     if protocol == "sampled" and items_fn:
-        return max(1, _PAIRS_PER_CHUNK // 500)
+        return max(1, _PAIRS_PER_CHUNK // (N_CANDIDATES + 1))
     return max(1, _SCORES_PER_CHUNK // max(n_items, 1))
 
 
