@@ -22,12 +22,21 @@ Sampling schemes (Table 5), named by :data:`SCHEMES`:
   rank differences have the opposite sign to Eqs. 4-5: teacher ``exp((rank_S - rank_T) ε_e)``,
   student ``tanh(max((rank_T - rank_S) ε_t, 0))`` (METHODS.md, "Known trap").
 
-Observed (training) items are never drawn (weight 0; their scores are masked with -inf before
-ranking). A user whose weights are all zero (e.g. the two lists agree) gets uniform draws.
+Observed (training) items are never drawn (weight 0; they are excluded from the ranks, as the
+rank engine's ``rank_rows`` does). A user whose weights are all zero (e.g. the two lists agree)
+gets uniform draws. ``reversed`` keeps that exclusion (the notebook's multiply-by-0 mask lets
+observed items be drawn).
+
+Losses per batch: interaction batches (BPR, NeuMF) sum ``L_BD`` over the row's ``n_samples`` draws
+and average over rows (as ``L_CF``); user batches (CDAE) sum over all ``deg(u)·n_samples`` draws of
+the user and average over users. The other model's soft label carries no gradient. Draws are
+stored as int32 (nnz, n_samples) per direction and looked up by ``Batch.idx``.
 
 Initialisation (the paper's Algorithm 1, line 1): both models are warmed up with ``L_CF`` only
 for ``warmup_epochs``; the official notebook instead starts from fully pre-trained models, which
-``recdistill distill --teacher RUN --student RUN`` also allows (``warmup_epochs`` may then be 0).
+``recdistill distill --method bd --teacher RUN --student RUN`` also allows (``warmup_epochs`` may
+then be 0). Both are supported; on citeulike-bd with BPR, starting from scratch gave the best
+BD-Student and pre-training the cheapest runs (``results/bd_notes.md``).
 """
 
 from __future__ import annotations
