@@ -234,6 +234,10 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
     commit = _commit()
     cmd = f"python scripts/run_baselines.py --only {key} --seed {args.seed}" + "".join(
         f" --set {s}" for s in args.set)
+    if args.train_missing:
+        cmd += " --train-missing"
+    if args.teacher_run:
+        cmd += f" --teacher-run {args.teacher_run}"
     lines = [
         f"# Frozen-teacher baselines on {ex['dataset']} ({proto} protocol, test split)",
         "",
