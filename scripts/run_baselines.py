@@ -124,8 +124,12 @@ def _base_run(ex: dict, role: str, size: str, args: argparse.Namespace, over: di
     d = Path(args.base_runs) / ex[role]
     cfg = make_config(ROOT / "configs" / ex["config"], {**over, "model": {"size": size}}, args.set)
     if _metrics(d) is not None:
-        _same_config(d, cfg, strict=False)
-        return d
+        if not args.train_missing:
+            _same_config(d, cfg, strict=False)
+            return d
+        if make_config(d / "config.yaml").to_dict() == cfg.to_dict():
+            return d
+        print(f"{d}: config differs from this experiment's; using/training our own run", flush=True)
     if role == "teacher" and args.teacher_snapshot and (d / "checkpoint.pt").is_file():
         _same_config(d, cfg, strict=False)
         return _snapshot(d, Path(args.out) / ex["dataset"], cfg, dataset)
@@ -238,6 +242,8 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
         cmd += " --train-missing"
     if args.teacher_run:
         cmd += f" --teacher-run {args.teacher_run}"
+    if args.tag:
+        cmd += f" --tag {args.tag} --out {Path(args.out).resolve().relative_to(ROOT)}"
     lines = [
         f"# Frozen-teacher baselines on {ex['dataset']} ({proto} protocol, test split)",
         "",
@@ -262,13 +268,13 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
     for t in tried:
         lines.append(f"| {t['label']} | `{t['run']}` | `{json.dumps(t['params'])}` | "
                      f"{t['valid_monitor']:.4f} | {t['best_epoch']} |")
-    lines += ["", "Runs and resolved configs: `" + f"baselines_{ex['dataset']}.json" + "`.", ""]
+    lines += ["", "Runs and resolved configs: `" + f"baselines_{ex['dataset']}{args.tag}.json" + "`.", ""]
     out = ROOT / "results"
-    path = out / f"baselines_{ex['dataset']}.md"
+    path = out / f"baselines_{ex['dataset']}{args.tag}.md"
     atomic_text("\n".join(lines), path)
     atomic_json({"dataset": ex["dataset"], "protocol": proto, "monitor": monitor, "seed": args.seed,
                  "commit": commit, "command": cmd, "rows": rows, "tried": tried, "paper": ex["paper"]},
-                out / f"baselines_{ex['dataset']}.json")
+                out / f"baselines_{ex['dataset']}{args.tag}.json")
     print("\n".join(lines))
     return path
 
@@ -282,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(ROOT / "runs" / "baselines"))
     p.add_argument("--set", action="append", default=[], help="config override a.b=v for every run")
     p.add_argument("--train-missing", action="store_true", help="train unfinished base runs here")
+    p.add_argument("--tag", default="", help="suffix of the results files (baselines_<dataset><tag>.md)")
     p.add_argument("--labels", nargs="*", default=None,
                    help="run only these methods' candidates (e.g. to run methods in parallel)")
     p.add_argument("--teacher-run", default=None, help="use this finished run folder as the teacher")
