@@ -1,0 +1,90 @@
+"""Summarise BD runs over seeds (runs of ``scripts/run_bd.py --seed S --runs runs/bd/citeulike-bd-seedS``;
+seed 0 lives in ``runs/bd/citeulike-bd``) into ``results/bd_seeds.md`` / ``.json``: test H@50 and N@50
+per seed, mean ± std, and a paired t-test over seeds of each BD run against its reference.
+
+    python scripts/run_bd_seeds.py [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from recdistill.train.io import atomic_json, atomic_text
+
+ROOT = Path(__file__).resolve().parents[1]
+# (label, run, model, reference label)
+ROWS = [
+    ("Teacher", "teacher", "model", None),
+    ("Student", "student", "model", None),
+    ("control λ=0: teacher", "bd-lambda0", "teacher", "Teacher"),
+    ("control λ=0: student", "bd-lambda0", "student", "Student"),
+    ("BD-Teacher (notebook τ)", "bd-rd-labelonly1", "teacher", "control λ=0: teacher"),
+    ("BD-Student (notebook τ)", "bd-rd-labelonly1", "student", "control λ=0: student"),
+    ("BD-Student (paper τ)", "bd-rd-labelonly0", "student", "control λ=0: student"),
+    ("BD-Student (uniform sampling, paper τ)", "bd-uniform", "student", "BD-Student (paper τ)"),
+    ("BD-Student (rank-aware sampling, paper τ)", "bd-rank-aware", "student", "BD-Student (paper τ)"),
+    ("CD (same teacher)", "cd", "student", "Student"),
+    ("from scratch, λ=0: student", "bd-scratch-lambda0", "student", None),
+    ("from scratch, BD-Student", "bd-scratch", "student", "from scratch, λ=0: student"),
+    ("from scratch, λ=0: teacher", "bd-scratch-lambda0", "teacher", None),
+    ("from scratch, BD-Teacher", "bd-scratch", "teacher", "from scratch, λ=0: teacher"),
+]
+
+
+def run_dir(seed: int) -> Path:
+    return ROOT / "runs" / "bd" / ("citeulike-bd" if seed == 0 else f"citeulike-bd-seed{seed}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    a = p.parse_args()
+    table: dict[str, dict[int, dict[str, float]]] = {}
+    for label, run, model, _ in ROWS:
+        for s in a.seeds:
+            f = run_dir(s) / run / "metrics.json"
+            if f.is_file():
+                m = json.loads(f.read_text())["models"][model]["test"]["full"]
+                table.setdefault(label, {})[s] = {"H@50": m["H@50"], "N@50": m["N@50"]}
+    git = ["git", "rev-parse", "HEAD"]
+    commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = ["# BD over seeds: citeulike-bd, BPR 50 / 5, full ranking, test split", "",
+             f"commit {commit}; `python scripts/run_bd_seeds.py --seeds {' '.join(map(str, a.seeds))}`; "
+             "runs from `scripts/run_bd.py --epochs 30 --seed S` (settings in results/bd_citeulike-bd.md).",
+             "p: paired t-test over the seeds both rows have (two-sided), H@50.", "",
+             "| row | seeds | H@50 per seed | H@50 mean ± std | N@50 mean | vs | Δ H@50 | p |",
+             "|---|---|---|---|---|---|---|---|"]
+    out = {"seeds": a.seeds, "commit": commit, "rows": {}}
+    for label, _, _, ref in ROWS:
+        if label not in table:
+            continue
+        seeds = sorted(table[label])
+        h = np.array([table[label][s]["H@50"] for s in seeds])
+        n = np.array([table[label][s]["N@50"] for s in seeds])
+        vs, delta, pval = "", "", ""
+        if ref is not None and ref in table:
+            common = [s for s in seeds if s in table[ref]]
+            if common:
+                x = np.array([table[label][s]["H@50"] for s in common])
+                y = np.array([table[ref][s]["H@50"] for s in common])
+                vs, delta = ref, f"{(x - y).mean():+.4f}"
+                if len(common) >= 2:
+                    pval = f"{stats.ttest_rel(x, y).pvalue:.3f}"
+        out["rows"][label] = {"seeds": seeds, "H@50": h.tolist(), "N@50": n.tolist(), "vs": vs,
+                              "delta": delta, "p": pval}
+        lines.append(f"| {label} | {','.join(map(str, seeds))} | {' '.join(f'{v:.4f}' for v in h)} | "
+                     f"{h.mean():.4f} ± {h.std(ddof=1) if len(h) > 1 else 0:.4f} | {n.mean():.4f} | {vs} | "
+                     f"{delta} | {pval} |")
+    atomic_json(out, ROOT / "results" / "bd_seeds.json")
+    atomic_text("\n".join(lines) + "\n", ROOT / "results" / "bd_seeds.md")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
