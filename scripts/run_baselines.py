@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from recdistill.config import make_config
@@ -217,7 +218,9 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
                 best = r
         if best is not None:
             rows[label] = best
-    return _write(key, ex, rows, tried, proto, monitor, args)
+    hit = next(m for m in ex["metrics"] if m.startswith("H@"))
+    paired = _paired(rows, dataset, proto, hit)
+    return _write(key, ex, rows, tried, proto, monitor, args, (hit, paired))
 
 
 def _row(m: dict | None, model: str, proto: str, monitor: str) -> dict[str, Any]:
@@ -228,12 +231,37 @@ def _row(m: dict | None, model: str, proto: str, monitor: str) -> dict[str, Any]
             "valid_monitor": mm["valid"][proto][monitor], "test": mm["test"][proto]}
 
 
+def _test_hits(run: str, model: str, dataset: Any, proto: str, k: int) -> np.ndarray:
+    """Per-user test hits at ``k`` (1/0; NaN for users without a test item) of a saved model."""
+    from recdistill.eval import heldout_ranks
+    from recdistill.train import load_run
+
+    m = load_run(ROOT / run if not Path(run).is_absolute() else run, dataset=dataset).models[model]
+    ranks = heldout_ranks(m.score_all, dataset, proto, "test", device=m.device,
+                          score_items_fn=m.score if proto == "sampled" else None)  # (n_users,)
+    return np.where(ranks > 0, (ranks <= k).astype(np.float64), np.nan)
+
+
+def _paired(rows: dict, dataset: Any, proto: str, metric: str) -> dict[str, tuple[float, float]]:
+    """Δ of H@K vs the Student and its paired standard error ``std(h_A - h_S) / sqrt(n)`` over
+    the test users (one seed: the split's sampling noise only, not the training noise)."""
+    k = int(metric.split("@")[1])
+    hits = {label: _test_hits(r["run"], "model" if label in ("Teacher", "Student") else "student",
+                              dataset, proto, k) for label, r in rows.items()}
+    out = {}
+    for label, h in hits.items():
+        d = h - hits["Student"]  # (n_users,)
+        d = d[~np.isnan(d)]
+        out[label] = (float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)))
+    return out
+
+
 def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4f}"
 
 
 def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str,
-           args: argparse.Namespace) -> Path:
+           args: argparse.Namespace, paired: tuple[str, dict]) -> Path:
     metrics = ex["metrics"]
     commit = _commit()
     cmd = f"python scripts/run_baselines.py --only {key} --seed {args.seed}" + "".join(
@@ -263,6 +291,11 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
     lines += ["", f"Relative to the Student ({metrics[0]}): " + ", ".join(
         f"{label} {100 * (r['test'][metrics[0]] / s - 1):+.1f}%" for label, r in rows.items()
         if label not in ("Teacher", "Student")) + "."]
+    hit, pd_ = paired
+    lines += ["", f"Paired test difference in {hit} vs the Student, ± its standard error over users "
+              "(split noise only; one training seed): " + ", ".join(
+                  f"{label} {d:+.4f} ± {se:.4f} (z = {d / se:+.1f})" for label, (d, se) in pd_.items()
+                  if label != "Student" and se > 0) + "."]
     lines += ["", f"Candidates tried (selection on validation {monitor} only):", "",
               "| method | run | params | valid " + monitor + " | best epoch |", "|---|---|---|---:|---:|"]
     for t in tried:
@@ -273,7 +306,8 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
     path = out / f"baselines_{ex['dataset']}{args.tag}.md"
     atomic_text("\n".join(lines), path)
     atomic_json({"dataset": ex["dataset"], "protocol": proto, "monitor": monitor, "seed": args.seed,
-                 "commit": commit, "command": cmd, "rows": rows, "tried": tried, "paper": ex["paper"]},
+                 "commit": commit, "command": cmd, "rows": rows, "tried": tried, "paper": ex["paper"],
+                 "paired_vs_student": {"metric": hit, "delta_se": pd_}},
                 out / f"baselines_{ex['dataset']}{args.tag}.json")
     print("\n".join(lines))
     return path
