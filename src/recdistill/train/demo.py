@@ -18,6 +18,7 @@ from typing import Any
 
 from recdistill.config import Config, make_config
 from recdistill.data.dataset import Dataset
+from recdistill.distill.base import demo_runner
 from recdistill.train.run import load_dataset_for, train_run
 
 #: runner(config, out_dir, earlier rows' run dirs by name, dataset) -> metrics.json content
@@ -52,6 +53,9 @@ DEMO_BASE: dict[str, Any] = {
 DEMO_RUNS: list[DemoRun] = [
     DemoRun("Teacher (BPR-50)", "teacher", {"model": {"size": "teacher"}}),
     DemoRun("Student (BPR-5)", "student", {"model": {"size": "student"}}),
+    # the best frozen-teacher baseline on citeulike-bd (results/baselines_citeulike-bd.md)
+    DemoRun("RD student (BPR-5)", "rd", {"model": {"size": "student"}, "distill": {"params": {"alpha": 0.2}}},
+            runner=demo_runner("rd"), model="student"),
 ]
 
 
