@@ -83,6 +83,16 @@ def test_shapes_and_score_matches_score_all(name, toy_dataset):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_score_items_is_the_transposed_score_all(name, toy_dataset):
+    model = make(name, toy_dataset).eval()
+    if not hasattr(model, "score_items"):
+        pytest.skip(f"{name} has no score_items (the rank engine falls back to score_all)")
+    items = torch.tensor([0, 5, 39])
+    full = model.score_all(torch.arange(toy_dataset.n_users))  # (n_users, n_items)
+    torch.testing.assert_close(model.score_items(items), full[:, items].T, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_base_loss_is_finite_scalar_with_gradients(name, toy_dataset):
     model = make(name, toy_dataset).train()
     loss = model.base_loss(a_batch(model, toy_dataset))

@@ -37,6 +37,11 @@ class BPR(Recommender):
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_emb(users) @ self.item_emb.weight.T  # (B, n_items)
 
+    def score_items(self, items: torch.Tensor) -> torch.Tensor:
+        """Every user's logits for ``items`` (C,) -> (C, n_users): the item side of the rank
+        engine (DCD's item-side ranks) without scoring all items."""
+        return self.item_emb(items) @ self.user_emb.weight.T  # (C, n_users)
+
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         p = self.user_emb(users)  # (B, d)
         q = self.item_emb(items)  # (B, k, d)
