@@ -287,6 +287,11 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
         cells = [f"{r['test'][k]:.4f} ({_fmt(p)})" for k, p in zip(metrics, paper, strict=True)]
         lines.append(f"| {label} | {r['n_parameters']:,} | {r['best_epoch']} | {r['train_time_s']:.0f} | "
                      f"{r['valid_monitor']:.4f} | " + " | ".join(cells) + " |")
+    snap = (_metrics(Path(rows["Teacher"]["run"]) if Path(rows["Teacher"]["run"]).is_absolute()
+                     else ROOT / rows["Teacher"]["run"]) or {}).get("snapshot_of")
+    if snap:
+        lines += ["", f"Teacher: a snapshot (best-on-validation checkpoint at epoch "
+                  f"{rows['Teacher']['best_epoch']}) of the unfinished run `{snap}`, not a converged model."]
     s = rows["Student"]["test"][metrics[0]]
     lines += ["", f"Relative to the Student ({metrics[0]}): " + ", ".join(
         f"{label} {100 * (r['test'][metrics[0]] / s - 1):+.1f}%" for label, r in rows.items()
