@@ -119,8 +119,9 @@ def test_distill_cli_runs_bd_and_reads_a_bd_run_as_teacher(data_dir, tmp_path, c
     common = ["--dataset", "ml-100k", "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
               "--batch-size", "16384", "--set", "train.ks=[10,50]", "--set", "train.monitor=H@50",
               "--set", "distill.params.warmup_epochs=0", "--set", "distill.params.teacher_dim=8"]
-    assert main(["distill", "--method", "bd", "--model", "bpr", "--dim", "2", "--out", str(tmp_path / "a"),
-                 *common]) == 0
+    # the form: --teacher-model names the shared architecture
+    assert main(["distill", "--method", "bd", "--teacher-model", "bpr", "--dim", "2", "--out",
+                 str(tmp_path / "a"), *common]) == 0
     out = capsys.readouterr().out
     assert "bd teacher (" in out and "bd student (" in out
     run = load_run(tmp_path / "a")
@@ -130,3 +131,11 @@ def test_distill_cli_runs_bd_and_reads_a_bd_run_as_teacher(data_dir, tmp_path, c
                  str(tmp_path / "a"), "--out", str(tmp_path / "b"), *common]) == 0
     assert json.loads((tmp_path / "b" / "bd.json").read_text())["teacher_parameters"] == run.models[
         "teacher"].n_parameters
+
+
+def test_distill_cli_teacher_model_must_agree_with_model(tmp_path, capsys):
+    from recdistill.cli import main
+
+    assert main(["distill", "--method", "bd", "--teacher-model", "bpr", "--model", "cdae",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "disagree" in capsys.readouterr().err

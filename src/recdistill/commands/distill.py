@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="cache of the teacher's top-N lists (default: <teacher run>/cache)")
     p.add_argument("--list-methods", action="store_true", help="print the registered methods and exit")
     add_training_flags(p)
+    p.add_argument(
+        "--teacher-model",
+        help="architecture of a teacher trained here (bd from scratch: teacher and student share it; "
+        "same as --model)",
+    )
     p.set_defaults(func=cmd_distill)
 
 
@@ -43,6 +48,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
             cls = registry.get(name)
             print(f"{name:12s} {(cls.__doc__ or '').strip().splitlines()[0]}")
         return 0
+    if args.teacher_model:
+        if args.model and args.model != args.teacher_model:
+            raise ValueError(
+                f"--teacher-model {args.teacher_model!r} and --model {args.model!r} disagree; "
+                "teacher and student share the architecture"
+            )
+        args.model = args.teacher_model
     cfg = config_from_args(args)
     method = args.method or cfg.distill.method
     if not method:
