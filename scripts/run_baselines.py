@@ -22,6 +22,12 @@ as ``runs/baselines/<dataset>/teacher-snapshot-e<epoch>`` (with its metrics); ``
 pins the teacher folder (so later invocations keep using the same snapshot). ``--labels L ...``
 runs only those methods (several processes can run different methods; the last invocation,
 without ``--labels``, writes the full table from the finished runs).
+
+The committed tables (each records its exact command): ``--only bd``; ``--only dcd --set
+train.epochs=100 --train-missing --teacher-run <snapshot>`` (equal 100-epoch budget for every
+student); and the same with ``--set train.epochs=400 --tag _400epochs --out runs/baselines-e400``
+(the config's longer budget; its KD runs continued the 100-epoch runs' checkpoints, which is the
+same as training them for 400 epochs from the start: resume restores every RNG and optimiser).
 """
 
 from __future__ import annotations
