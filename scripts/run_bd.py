@@ -118,6 +118,10 @@ RUNS = {
     # fewer / lighter distillation terms (the paper picks n_samples in {1, 5, 10} on validation)
     "bd-s1": {"n_samples": 1},
     "bd-lst0.1": {"lambda_s2t": 0.1},
+    # sharper S->T sampling (Eq. 5): with eps_e = 1e-4 and ranks up to ~25k, exp(.) spans only
+    # about e^2.5, so the teacher follows the student on many items it already ranks well
+    "bd-ee1e-3": {"eps_e": 1e-3},
+    "bd-ee1e-2": {"eps_e": 1e-2},
     # Algorithm 1 from scratch: 10 warm-up epochs with L_CF only, then BD (no pre-trained models)
     "bd-scratch": {"warmup_epochs": 10, "_scratch": True, "_patience": 10},
     "bd-scratch-lambda0": {"warmup_epochs": 10, "lambda_t2s": 0.0, "lambda_s2t": 0.0, "_scratch": True,
@@ -251,6 +255,7 @@ def render(o: dict) -> str:
     lines += ["", "## Other variants (H@50)", "", "| run | valid T | valid S | test T | test S |",
               "|---|---|---|---|---|"]
     for n, label in (("bd-s1", "1 sample per interaction"), ("bd-lst0.1", "λ_{S→T} = 0.1"),
+                     ("bd-ee1e-3", "ε_e = 1e-3"), ("bd-ee1e-2", "ε_e = 1e-2"),
                      ("bd-scratch", "Algorithm 1 from scratch (10 warm-up epochs, then BD)"),
                      ("bd-scratch-lambda0", "from scratch, λ = 0 (control)")):
         if n in t:
