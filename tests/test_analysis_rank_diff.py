@@ -9,7 +9,6 @@ import torch
 from conftest import make_toy_dataset
 from recdistill.analysis import (
     average_rank_difference,
-    full_ranks,
     heldout_ranks,
     high_ranked_pairs,
     rank_difference,
@@ -74,20 +73,6 @@ def test_rank_difference_share_and_eq6():
         rank_difference(np.array([0.0]), np.array([1.0]))
     with pytest.raises(ValueError, match="positive"):
         average_rank_difference(diff, 0, 10)
-
-
-def test_full_ranks_match_sorted_order():
-    rng = np.random.default_rng(2)
-    s = torch.from_numpy(rng.standard_normal((5, 9)))
-    s[0, [1, 4]] = float("-inf")
-    r = full_ranks(s)
-    assert r.dtype == torch.int32
-    for b in range(5):
-        order = sorted(range(9), key=lambda j: -s[b, j].item())
-        for pos, j in enumerate(order, start=1):
-            if torch.isfinite(s[b, j]):
-                assert r[b, j].item() == pos
-    assert set(r[0, [1, 4]].tolist()) == {8, 9}  # observed items come last
 
 
 def test_high_ranked_pairs_ranks_and_determinism():

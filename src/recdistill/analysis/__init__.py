@@ -3,7 +3,6 @@
 from recdistill.analysis.rank_diff import (
     RankPairs,
     average_rank_difference,
-    full_ranks,
     heldout_ranks,
     high_ranked_pairs,
     rank_difference,
@@ -13,7 +12,6 @@ from recdistill.analysis.rank_diff import (
 __all__ = [
     "RankPairs",
     "average_rank_difference",
-    "full_ranks",
     "heldout_ranks",
     "high_ranked_pairs",
     "rank_difference",

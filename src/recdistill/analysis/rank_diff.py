@@ -18,22 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from recdistill.data.dataset import Dataset
+from recdistill.ranking import RankEngine
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # users (B,) -> logits (B, n_items)
-
-
-def _mask_train(scores: torch.Tensor, train: sp.csr_matrix, users: np.ndarray) -> torch.Tensor:
-    """Set the training items of ``users`` to -inf in ``scores`` (B, n_items), in place."""
-    sub = train[users]  # CSR slice, (B, n_items)
-    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))  # (nnz_B,)
-    r = torch.from_numpy(rows).to(scores.device)
-    c = torch.from_numpy(sub.indices.astype(np.int64)).to(scores.device)
-    scores[r, c] = float("-inf")
-    return scores
 
 
 @torch.no_grad()
@@ -83,18 +73,6 @@ def average_rank_difference(diff: np.ndarray, n_users: int, n_items: int) -> flo
     return float(np.abs(np.asarray(diff, dtype=np.float64)).sum() / (n_users * n_items))
 
 
-def full_ranks(masked_scores: torch.Tensor) -> torch.Tensor:
-    """User-side ranks (1 = top) of every item from scores (B, m) with observed items at -inf.
-
-    Observed items get ranks after every unobserved item; ties are broken by the sort. int32.
-    """
-    order = masked_scores.argsort(dim=1, descending=True)  # (B, m)
-    pos = torch.arange(1, masked_scores.shape[1] + 1, device=masked_scores.device, dtype=torch.int32)
-    ranks = torch.empty_like(order, dtype=torch.int32)  # (B, m)
-    ranks.scatter_(1, order, pos.expand_as(order))
-    return ranks
-
-
 @dataclass
 class RankPairs:
     """Fig. 1b points: the drawn (user, item) pairs, their ranks by the student and by the teacher,
@@ -127,18 +105,19 @@ def high_ranked_pairs(
     users = np.arange(dataset.n_users)
     if max_users is not None and max_users < len(users):
         users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    engine = RankEngine(dataset.train, device)
     us, its, rs, rt, src = [], [], [], [], []
     for start in range(0, len(users), chunk):
         u = users[start : start + chunk]
         ut = torch.from_numpy(u).to(device)
-        ranks = {}
-        for name, fn in (("teacher", teacher_fn), ("student", student_fn)):
-            s = _mask_train(fn(ut).float().clone(), dataset.train, u)  # (B, m)
-            ranks[name] = full_ranks(s)  # (B, m) int32
-        n_unobs = torch.from_numpy(dataset.n_items - np.diff(dataset.train[u].indptr)).to(device)  # (B,)
+        # exact ranks from the rank engine (1 = top, 0 on observed items; ties to the lower id)
+        ranks = {
+            name: engine.ranks(lambda users, fn=fn: fn(users).float(), "user", ut)
+            for name, fn in (("teacher", teacher_fn), ("student", student_fn))
+        }  # (B, m) int32 each
         for name in ("teacher", "student"):
             r = ranks[name].double()  # (B, m)
-            w = torch.exp(-(r - 1) / t_r) * (r <= n_unobs[:, None])  # (B, m), observed items weight 0
+            w = torch.where(r > 0, torch.exp(-(r - 1) / t_r), 0.0)  # (B, m), observed items weight 0
             items = torch.multinomial(w, per_user, replacement=True, generator=gen)  # (B, k)
             us.append(np.repeat(u, per_user))
             its.append(items.flatten().cpu().numpy())

@@ -51,12 +51,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recdistill.analysis.rank_diff import full_ranks
 from recdistill.data.dataset import Dataset
 from recdistill.distill import DISTILLERS
 from recdistill.distill.base import Distiller
 from recdistill.losses import bd_loss
 from recdistill.models.base import Batch, Recommender
+from recdistill.ranking.order import rank_rows
 
 if TYPE_CHECKING:
     from recdistill.config import Config
@@ -237,18 +237,8 @@ def _observed(users_np: np.ndarray, train: sp.csr_matrix, device) -> tuple[torch
 
 
 def _ranks(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, pool) -> torch.Tensor:
-    """Exact user-side ranks (B, m) int32 among unobserved items, 0 on observed ones.
-
-    Uses the rank engine's ``rank_rows`` (issue #4; ties to the lower item index) when present,
-    else an argsort here (adapter, same contract)."""
-    try:
-        from recdistill.ranking.order import rank_rows
-    except ImportError:  # adapter until the rank engine lands
-        s = scores.clone()
-        s[rows, cols] = float("-inf")
-        r = full_ranks(s)  # (B, m)
-        r[rows, cols] = 0
-        return r
+    """Exact user-side ranks (B, m) int32 among unobserved items, 0 on observed ones, from the rank
+    engine's ``rank_rows`` (ties to the lower item index)."""
     return rank_rows(scores, rows, cols, pool=pool)[0]  # (B, m)
 
 
