@@ -9,7 +9,8 @@ refreshes the weights are fixed, so a :class:`DrawSpec` may ask for ``rounds`` i
 (one per epoch of the period) at once.
 
 Memory: a chunk holds a few (B, m) buffers (scores, ranks, weights, race keys): ``chunk_size``
-defaults to about 2**23 entries (32 MB per float32 buffer). Nothing users x items is ever kept.
+defaults to about 2**22 entries (16 MB per float32 buffer; about 7% faster than 2**23 on a 2-core
+CPU, the passes over a chunk stay closer to cache). Nothing users x items is ever kept.
 
 Usage (BD, Algorithm 1: every p = 10 epochs, 5 items per training interaction and direction)::
 
@@ -47,7 +48,7 @@ from recdistill.ranking.scoring import ScoreSource, check_side, iter_scores, sco
 from recdistill.ranking.weights import RankChunk, WeightFn
 
 #: default entries per chunk (rows x columns)
-CHUNK_ENTRIES = 2**23
+CHUNK_ENTRIES = 2**22
 ORDERS = (None, "teacher", "student")
 
 
@@ -180,7 +181,7 @@ class RankEngine:
         the observed set. ``engine.train`` is the canonical CSR (sorted indices) whose order
         ``per_interaction`` draws follow; ``engine.train_t`` the item-side (CSC order) one.
     device: where ranking and drawing run (scores are moved here).
-    chunk_size: rows per chunk; default about 2**23 / n_cols (32 MB per float32 buffer).
+    chunk_size: rows per chunk; default about 2**22 / n_cols (16 MB per float32 buffer).
     num_threads: CPU threads for sorting (default ``torch.get_num_threads()``).
     item_fallback_bytes: item side for a model without ``score_items``: size of the block of item
         columns computed per pass of ``score_all`` over all users (see :mod:`.scoring`).

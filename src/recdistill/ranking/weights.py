@@ -105,7 +105,7 @@ def tanh_disc(eps: float, d: str = "s-t") -> WeightFn:
     eps = _positive("eps", eps)
 
     def fn(c: RankChunk) -> torch.Tensor:
-        return torch.tanh(torch.clamp_min(c.diff(d) * eps, 0.0))  # (B, m)
+        return c.diff(d).mul_(eps).clamp_min_(0.0).tanh_()  # (B, m), in place on a fresh tensor
 
     return fn
 
@@ -116,9 +116,9 @@ def exp_disc(eps: float, d: str = "t-s") -> WeightFn:
     eps = _positive("eps", eps)
 
     def fn(c: RankChunk) -> torch.Tensor:
-        x = (c.diff(d) * eps).masked_fill_(~c.unobserved, float("-inf"))  # (B, m)
+        x = c.diff(d).mul_(eps).masked_fill_(~c.unobserved, float("-inf"))  # (B, m)
         top = x.amax(dim=1, keepdim=True).clamp_min(-3e38)  # (B, 1) finite even for empty rows
-        return torch.exp(x - top)  # (B, m) in [0, 1], 0 on observed entries
+        return x.sub_(top).exp_()  # (B, m) in [0, 1], 0 on observed entries
 
     return fn
 
