@@ -86,6 +86,12 @@ class BDConfig:
     rank_aware_t: T_r of the rank-aware scheme. top_n: N of the top-N scheme.
     draws_as_negatives: also use the learner's drawn items as the negatives of ``L_CF``
         (Sec. 4.4; for interaction batches, the first ``n_neg`` draws of each row).
+    standardize: opt-in, not the paper's (default False = Eq. 3 as written). Each model's logits
+        enter Eq. 3 standardised per user, ``(z(u,j) - μ_u)/σ_u``, with ``μ_u``, ``σ_u`` the mean
+        and (population) std of that model's logits over ``I_u^-`` at the last refresh (constants
+        for the period). BPR fixes only per-user score differences, so two models' absolute
+        logits (offset, scale) are arbitrary; standardising makes the BCE compare where each model
+        places the item within its own per-user distribution (``results/bd_logits_*.md``).
     chunk: users per chunk when ranking at refresh time.
     teacher_dim, student_dim: model sizes (Fig. 3: S, M, T) for models built from scratch;
         None = the dataset's size presets (BD: 50 / 5).
@@ -105,6 +111,7 @@ class BDConfig:
     rank_aware_t: float = 10.0
     top_n: int = 10
     draws_as_negatives: bool = False
+    standardize: bool = False
     chunk: int = 256
     teacher_dim: int | None = None
     student_dim: int | None = None
@@ -242,6 +249,16 @@ def _ranks(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, pool) -
     return rank_rows(scores, rows, cols, pool=pool)[0]  # (B, m)
 
 
+def _user_stats(z: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-row mean and population std (floored at 1e-12) of ``z`` (B, m) over ``keep`` (B, m),
+    float64 (B, 2)."""
+    z = z.double()  # (B, m)
+    cnt = keep.sum(1).clamp_(min=1).double()  # (B,)
+    mu = torch.where(keep, z, 0.0).sum(1) / cnt  # (B,)
+    var = torch.where(keep, (z - mu[:, None]) ** 2, 0.0).sum(1) / cnt  # (B,)
+    return torch.stack([mu, var.sqrt().clamp_(min=1e-12)], 1)  # (B, 2)
+
+
 @torch.no_grad()
 def draw_bd_samples(
     teacher: Recommender,
@@ -250,6 +267,7 @@ def draw_bd_samples(
     cfg: BDConfig,
     generator: torch.Generator,
     learners: tuple[str, ...] = LEARNERS,
+    stats: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One refresh of Algorithm 1 (lines 3-4 and the draws of lines 6 and 9, for the period).
 
@@ -257,6 +275,10 @@ def draw_bd_samples(
     ``deg(u) · n_samples`` items per user and learner from the scheme's distribution. Returns
     ``{learner: int32 (nnz, n_samples)}``, row k = the draws of the k-th training interaction in
     CSR order (``train.indices``), on the models' device.
+
+    ``stats``: if a dict is given, it is filled with float64 (n_users, 2) per model
+    (``"teacher"``, ``"student"``): each user's mean and population std of the model's logits over
+    ``I_u^-`` (for ``BDConfig.standardize``; std floored at 1e-12).
     """
     device = teacher.device
     train = sp.csr_matrix(train)
@@ -265,6 +287,9 @@ def draw_bd_samples(
     deg_all = np.diff(train.indptr)
     s = cfg.n_samples
     out = {name: torch.empty(train.nnz * s, dtype=torch.int32, device=device) for name in learners}
+    if stats is not None:
+        for name in LEARNERS:
+            stats[name] = torch.zeros(n_users, 2, dtype=torch.float64, device=device)  # (n, 2)
     modes = (teacher.training, student.training)
     teacher.eval()
     student.eval()
@@ -275,13 +300,19 @@ def draw_bd_samples(
         for start in range(0, n_users, cfg.chunk):
             users = np.arange(start, min(start + cfg.chunk, n_users))
             deg = torch.from_numpy(deg_all[users]).to(device)  # (B,)
-            if int(deg.sum()) == 0:
+            if int(deg.sum()) == 0 and stats is None:
                 continue
             ut = torch.from_numpy(users).to(device)  # (B,)
             rows, cols = _observed(users, train, device)  # (nnz_B,), (nnz_B,)
-            rank_t = _ranks(teacher.score_all(ut).float(), rows, cols, pool)  # (B, m) int32
-            rank_s = _ranks(student.score_all(ut).float(), rows, cols, pool)  # (B, m) int32
+            z_t, z_s = teacher.score_all(ut), student.score_all(ut)  # (B, m) each
+            rank_t = _ranks(z_t.float(), rows, cols, pool)  # (B, m) int32
+            rank_s = _ranks(z_s.float(), rows, cols, pool)  # (B, m) int32
             unobserved = rank_t > 0  # (B, m)
+            if stats is not None:
+                for name, z in (("teacher", z_t), ("student", z_s)):
+                    stats[name][ut] = _user_stats(z, unobserved)  # (B, 2)
+            if int(deg.sum()) == 0:
+                continue
             n = int(deg.sum()) * s
             for name in learners:
                 w = sampling_weights(cfg.sampling, name, rank_t, rank_s, cfg, unobserved)  # (B, m)
@@ -335,6 +366,8 @@ class BD(Distiller):
         self.train.sort_indices()
         self.indptr = torch.from_numpy(self.train.indptr.astype(np.int64)).to(self.device)  # (n+1,)
         self.draws: dict[str, torch.Tensor] = {}
+        #: per-user (mean, std) of each model's logits over I_u^- at the last refresh (standardize)
+        self.stats: dict[str, torch.Tensor] = {}
         self.n_refresh = 0
         self.refresh_seconds: list[float] = []
 
@@ -352,10 +385,12 @@ class BD(Distiller):
         if not self.is_distilling(epoch) or (epoch - self.cfg.warmup_epochs) % self.cfg.period:
             return
         t0 = time.perf_counter()
+        stats: dict[str, torch.Tensor] | None = {} if self.cfg.standardize else None
         self.draws = draw_bd_samples(
             self.all_models["teacher"], self.all_models["student"], self.train, self.cfg,
-            self.generator, self.trained,
+            self.generator, self.trained, stats=stats,
         )
+        self.stats = stats or {}
         self.refresh_seconds.append(time.perf_counter() - t0)
         self.n_refresh += 1
 
@@ -389,19 +424,33 @@ class BD(Distiller):
     def distill_loss(self, name: str, batch: Batch) -> torch.Tensor:
         """``L_BD(X; Y)`` of Eq. 3 for learner X = ``name`` on its draws (sum over a row's draws,
         mean over the batch's rows: interactions, or users for user batches)."""
-        learner = self.all_models[name]
-        other = self.all_models["student" if name == "teacher" else "teacher"]
+        other_name = "student" if name == "teacher" else "teacher"
+        learner, other = self.all_models[name], self.all_models[other_name]
         rows, items = self.batch_draws(name, batch)
         if rows is None:  # interaction batch
             z_x = learner.score(batch.users, items)  # (B, s)
             with torch.no_grad():
                 z_y = other.score(batch.users, items)  # (B, s)
+            if self.cfg.standardize:
+                z_x = self._standardize(name, z_x, batch.users[:, None])  # (B, s)
+                z_y = self._standardize(other_name, z_y, batch.users[:, None])  # (B, s)
             return bd_loss(z_x, z_y, self.cfg.tau, self.cfg.label_only_tau, reduction="mean")
         z_x = learner.score_all(batch.users)[rows, items]  # (N,)
         with torch.no_grad():
             z_y = other.score_all(batch.users)[rows, items]  # (N,)
+        if self.cfg.standardize:
+            z_x = self._standardize(name, z_x, batch.users[rows])  # (N,)
+            z_y = self._standardize(other_name, z_y, batch.users[rows])  # (N,)
         per = bd_loss(z_x[:, None], z_y[:, None], self.cfg.tau, self.cfg.label_only_tau, reduction="sum")
         return per / batch.users.numel()
+
+    def _standardize(self, name: str, z: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """``(z - μ_u)/σ_u`` with ``name``'s per-user statistics of the last refresh; ``users``
+        broadcasts against ``z``."""
+        if name not in self.stats:
+            raise RuntimeError(f"no logit statistics for {name!r}: no refresh yet (on_epoch_start)")
+        st = self.stats[name].to(z.dtype)  # (n, 2)
+        return (z - st[users, 0]) / st[users, 1]  # z's shape
 
     def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 2 for ``name``; with ``draws_as_negatives`` the draws are also ``L_CF``'s negatives."""
@@ -433,10 +482,12 @@ class BD(Distiller):
     # -- checkpoints (the trainer saves these with its own state) --------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"draws": {k: v.cpu() for k, v in self.draws.items()}, "n_refresh": self.n_refresh,
+                "stats": {k: v.cpu() for k, v in self.stats.items()},
                 "generator": self.generator.get_state(), "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.draws = {k: v.to(self.device) for k, v in state["draws"].items()}
+        self.stats = {k: v.to(self.device) for k, v in state.get("stats", {}).items()}
         self.n_refresh = state["n_refresh"]
         self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
