@@ -48,6 +48,9 @@ GRID_RUNS = {
     "bd-p20": {"period": 20},
     "bd-fixed-t": {"fixed": "teacher"},
     "bd-fixed-s": {"fixed": "student"},
+    # opt-in, not the paper's: each model's logits standardised per user before Eq. 3
+    # (BDConfig.standardize; the logit-scale analysis is scripts/run_bd_logits.py)
+    "bd-std": {"standardize": True},
 }
 #: factor -> (label, {value: run}); the defaults run fills the default value
 FACTORS = {
@@ -79,6 +82,7 @@ def collect(a, base: dict[str, Path]) -> dict:
         bd = json.loads((runs / n / "bd.json").read_text())["bd"]
         rows[n] = {"bd": {k: bd[k] for k in ("lambda_t2s", "lambda_s2t", "eps_t", "eps_e", "period",
                                               "n_samples", "tau", "label_only_tau", "sampling", "fixed")}}
+        rows[n]["bd"]["standardize"] = bd.get("standardize", False)
         for model in MODELS:
             for split in ("valid", "test"):
                 v, ep, frozen = h50(runs / n, model, split, base)
@@ -139,6 +143,12 @@ def render(o: dict) -> str:
                      ("control λ = 0", CONTROL_RUN)):
         if n in rows:
             out.append(line(label, n))
+    out += ["", "## Opt-in: per-user standardised logits in Eq. 3 (`BDConfig.standardize`, not the paper's)",
+            ""] + head
+    for label, n in (("paper's Eq. 3 (default)", DEFAULT_RUN), ("standardised", "bd-std"),
+                     ("control λ = 0", CONTROL_RUN)):
+        if n in rows:
+            out.append(line(label, n))
     out.append("")
     return "\n".join(out) + "\n"
 
@@ -183,7 +193,8 @@ def plots(o: dict, out_dir: Path) -> list[str]:
     made.append(str(p.relative_to(ROOT)))
 
     bars = [(lab, n) for lab, n in (("bidirectional", DEFAULT_RUN), ("fixed T", "bd-fixed-t"),
-                                    ("fixed S", "bd-fixed-s"), ("λ = 0", CONTROL_RUN)) if n in rows]
+                                    ("fixed S", "bd-fixed-s"), ("λ = 0", CONTROL_RUN),
+                                    ("standardised\n(opt-in)", "bd-std")) if n in rows]
     if bars:
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
         for ax, model in zip(axes, MODELS):
