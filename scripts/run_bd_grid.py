@@ -41,6 +41,8 @@ GRID_RUNS = {
     "bd-lts0.1": {"lambda_t2s": 0.1},
     "bd-lts1": {"lambda_t2s": 1.0},
     "bd-lst1": {"lambda_s2t": 1.0},
+    # below the paper's grid: does the teacher's loss shrink towards the λ = 0 control?
+    "bd-lst0.01": {"lambda_s2t": 0.01},
     "bd-et1e-3": {"eps_t": 1e-3},
     "bd-et1e-5": {"eps_t": 1e-5},
     "bd-ee1e-5": {"eps_e": 1e-5},
@@ -55,7 +57,7 @@ GRID_RUNS = {
 #: factor -> (label, {value: run}); the defaults run fills the default value
 FACTORS = {
     "lambda_t2s": ("λ_{T→S} (Fig. 5)", {0.1: "bd-lts0.1", 1.0: "bd-lts1"}),
-    "lambda_s2t": ("λ_{S→T} (Fig. 5)", {0.1: "bd-lst0.1", 1.0: "bd-lst1"}),
+    "lambda_s2t": ("λ_{S→T} (Fig. 5)", {0.01: "bd-lst0.01", 0.1: "bd-lst0.1", 1.0: "bd-lst1"}),
     "eps_t": ("ε_t (Fig. 6)", {1e-3: "bd-et1e-3", 1e-5: "bd-et1e-5"}),
     "eps_e": ("ε_e (Fig. 6)", {1e-5: "bd-ee1e-5", 1e-3: "bd-ee1e-3", 1e-2: "bd-ee1e-2"}),
     "period": ("p, epochs between refreshes (Fig. 7)", {5: "bd-p5", 20: "bd-p20"}),
@@ -169,21 +171,23 @@ def plots(o: dict, out_dir: Path) -> list[str]:
         xs = [v for v in sorted(points) if points[v] in rows]
         for i, model in enumerate(MODELS):
             ax = axes[i][j]
-            for split, mk in (("test", "o-"), ("valid", "s--")):
-                ax.plot(xs, [rows[points[v]][f"{split}_{model}"] for v in xs], mk, label=split)
+            ax2 = ax.twinx()  # valid on its own axis (test and valid H@50 differ about 2x)
+            for a_, split, mk, c in ((ax, "test", "o-", "C0"), (ax2, "valid", "s--", "C1")):
+                a_.plot(xs, [rows[points[v]][f"{split}_{model}"] for v in xs], mk, color=c, label=split)
                 if ctrl is not None:
-                    ax.axhline(ctrl[f"{split}_{model}"], color="grey", lw=0.8,
-                               ls=":" if split == "valid" else "-")
-            ax.axhline(o["pretrained"][model]["test"], color="red", lw=0.8, ls="-.")
+                    a_.axhline(ctrl[f"{split}_{model}"], color=c, lw=0.8, ls=":")
+                a_.axhline(o["pretrained"][model][split], color=c, lw=0.8, ls="-.")
+                a_.tick_params(labelsize=7, colors=c, axis="y")
             if factor != "period":
                 ax.set_xscale("log")
             ax.set_title(f"{'BD-Teacher' if model == 'teacher' else 'BD-Student'} vs {label.split(' (')[0]}",
                          fontsize=8)
             ax.set_xlabel(label, fontsize=8)
-            ax.set_ylabel("H@50", fontsize=8)
             ax.tick_params(labelsize=7)
+            ax.set_ylabel("test H@50 (blue)", fontsize=7)
+            ax2.set_ylabel("valid H@50 (orange)", fontsize=7)
             if i == 0 and j == 0:
-                ax.legend(fontsize=7, title="grey: λ=0 control; red: pre-trained (test)", title_fontsize=6)
+                ax.legend(fontsize=6, title="dotted: λ=0 control; dash-dot: pre-trained", title_fontsize=6)
     fig.suptitle(f"BD on {o['dataset']}, one factor at a time around the defaults (seed {o['seed']})",
                  fontsize=9)
     fig.tight_layout()

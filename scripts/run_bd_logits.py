@@ -11,7 +11,10 @@ measures, on the pre-trained seed-0 teacher and student (``runs/bd/<dataset>/{te
    learner's logit (gradient < 0); the share that instead pushes it down is the mismatch;
 3. the same sign with each model's logits standardised per user, ``(z - μ_u)/σ_u``;
 4. how BD moved the teacher's logits and ranks of the S→T drawn items: the BD run's teacher and
-   the λ = 0 control's teacher (same schedule, no distillation) against the pre-trained one.
+   the λ = 0 control's teacher (same schedule, no distillation) against the pre-trained one;
+5. the size of each pre-trained model's gradients of ``L_CF`` (BPR, one uniform negative) and of
+   ``λ·L_BD`` on random batches of 1024 training interactions (the paper's λ = 0.5; raw and
+   standardised Eq. 3).
 
 Outputs ``results/bd_logits_<dataset>.json`` / ``.md`` and ``results/bd_logits_<dataset>.png``.
 
@@ -30,7 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recdistill.distill.bd import BDConfig, draw_bd_samples
+from recdistill.distill.bd import BD, BDConfig, draw_bd_samples
+from recdistill.models.base import Batch
 from recdistill.ranking.order import rank_rows
 from recdistill.train.io import atomic_json, atomic_text, load_run
 
@@ -86,6 +90,45 @@ def analyse(models: dict, train: sp.csr_matrix, draws: dict[str, torch.Tensor], 
     return {"stats": stats, "at": at}
 
 
+def grad_norms(models: dict, dataset, draws: dict, stats: dict, cfg: BDConfig, seed: int,
+               n_batches: int = 20, batch_size: int = 1024) -> dict:
+    """Mean L2 norms over random interaction batches of each model's gradients of ``L_CF`` and
+    ``λ·L_BD`` (raw Eq. 3 and standardised), and the cosine between ``L_CF``'s and raw ``L_BD``'s."""
+    train = sp.csr_matrix(dataset.train)
+    train.sort_indices()
+    users_all = np.repeat(np.arange(train.shape[0]), np.diff(train.indptr))  # (nnz,)
+    rng = np.random.default_rng(seed)
+    objs = {}
+    for std in (False, True):
+        o = BD(models["T"], models["S"], dataset, BDConfig.from_dict({**cfg.to_dict(), "standardize": std}),
+               seed=seed)
+        o.draws, o.stats = draws, stats
+        objs[std] = o
+    acc: dict = {}
+    for _ in range(n_batches):
+        idx = rng.choice(train.nnz, batch_size, replace=False)
+        batch = Batch(users=torch.from_numpy(users_all[idx]),
+                      pos=torch.from_numpy(train.indices[idx].astype(np.int64)),
+                      neg=torch.from_numpy(rng.integers(0, train.shape[1], (batch_size, 1))),
+                      idx=torch.from_numpy(idx))
+        for name, key in (("teacher", "T"), ("student", "S")):
+            model = models[key]
+            params = [p for p in model.parameters() if p.requires_grad]
+            grads = {}
+            for t in ("cf", "bd_raw", "bd_std"):
+                if t == "cf":
+                    loss = model.base_loss(batch)
+                else:
+                    loss = cfg.weight(name) * objs[t == "bd_std"].distill_loss(name, batch)
+                g = torch.autograd.grad(loss, params, allow_unused=True)
+                grads[t] = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                      for x, p in zip(g, params)])  # (n_params,)
+                acc.setdefault(f"{name}_{t}", []).append(float(grads[t].norm()))
+            cos = torch.nn.functional.cosine_similarity(grads["cf"], grads["bd_raw"], dim=0)
+            acc.setdefault(f"{name}_cos_cf_bd", []).append(float(cos))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None)
@@ -111,7 +154,8 @@ def main() -> None:
     bd_cfg = cfg.to_dict()
     gen = torch.Generator().manual_seed(a.seed)
     # the first refresh of the BD run: draws from the pre-trained models
-    draws = draw_bd_samples(models["T"], models["S"], train, cfg, gen)  # {learner: (nnz, s)}
+    stats: dict = {}  # per-user (μ_u, σ_u) of T and S over I_u^-, for the standardised loss
+    draws = draw_bd_samples(models["T"], models["S"], train, cfg, gen, stats=stats)  # {learner: (nnz, s)}
     res = analyse(models, train, draws, cfg)
     st, at = res["stats"], res["at"]
     tau = cfg.tau
@@ -125,6 +169,9 @@ def main() -> None:
     # 1. per-user affine relation between T and S: correlation of μ_u, ratio of σ_u
     out["per_user"]["sd_ratio_T_over_S"] = q(st["T"]["sd"] / st["S"]["sd"])
     out["per_user"]["mu_diff_T_minus_S"] = q(st["T"]["mu"] - st["S"]["mu"])
+    for m in models.values():
+        m.train()
+    out["grad_norms"] = grad_norms(models, dataset, draws, stats, cfg, a.seed)
     out["draws"] = {}
     for learner, (x, y) in (("teacher", ("T", "S")), ("student", ("S", "T"))):
         zx, zy = at[learner][x]["z"], at[learner][y]["z"]
@@ -143,6 +190,7 @@ def main() -> None:
              "std_share_pushed_down": float((g_std > 0).mean()),
              "std_mean_grad": float(g_std.mean())}
         if learner == "teacher":
+            d["share_top50_before"] = float((rx <= 50).mean())
             for tag in ("bd", "ctrl"):
                 z_after, r_after = at[learner][f"T_{tag}"]["z"], at[learner][f"T_{tag}"]["rank"]
                 mu_a = st[f"T_{tag}"]["mu"][u_draw]
@@ -150,6 +198,7 @@ def main() -> None:
                 d[f"delta_z_rel_mean_{tag}"] = q((z_after - mu_a) - (zx - mux))
                 d[f"delta_rank_{tag}"] = q(r_after.astype(np.float64) - rx)
                 d[f"share_rank_improved_{tag}"] = float((r_after < rx).mean())
+                d[f"share_top50_{tag}"] = float((r_after <= 50).mean())
         out["draws"][learner] = d
     atomic_json(out, ROOT / "results" / f"bd_logits_{rb.DATASET}.json")
     atomic_text(render(out), ROOT / "results" / f"bd_logits_{rb.DATASET}.md")
@@ -197,9 +246,19 @@ def render(o: dict) -> str:
               "| | BD run | λ = 0 control |", "|---|---|---|"]
     for label, k, f in (("Δ z", "delta_z", None), ("Δ (z - μ_u)", "delta_z_rel_mean", None),
                         ("Δ rank (negative = moved up)", "delta_rank", None),
-                        ("share of draws ranked higher after", "share_rank_improved", "{:.3f}")):
+                        ("share of draws ranked higher after", "share_rank_improved", "{:.3f}"),
+                        ("share of draws in the teacher's top 50 after", "share_top50", "{:.4f}")):
         cell = (lambda v: fmt(v)) if f is None else (lambda v, f=f: f.format(v))
         lines.append(f"| {label} | {cell(t[k + '_bd'])} | {cell(t[k + '_ctrl'])} |")
+    lines += ["", "Share of the S→T draws in the pre-trained teacher's top 50: "
+              f"{t['share_top50_before']:.4f}."]
+    g = o["grad_norms"]
+    lines += ["", "## Gradient norms, random batches of 1024 interactions (pre-trained models, λ = 0.5)", "",
+              "| learner | ‖∇ L_CF‖ | ‖∇ λ·L_BD‖ (Eq. 3) | ‖∇ λ·L_BD‖ standardised | cos(∇ L_CF, ∇ L_BD) |",
+              "|---|---|---|---|---|"]
+    for n in ("teacher", "student"):
+        lines.append(f"| {n} | {g[n + '_cf']:.3g} | {g[n + '_bd_raw']:.3g} | {g[n + '_bd_std']:.3g} | "
+                     f"{g[n + '_cos_cf_bd']:+.3f} |")
     return "\n".join(lines) + "\n"
 
 
