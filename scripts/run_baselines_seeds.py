@@ -5,8 +5,8 @@ Reads the per-seed tables of ``scripts/run_baselines.py --only bd`` (seed 0:
 made with ``--seed S --train-missing --tag _seedS --out runs/baselines-sS``) and writes
 ``results/baselines_citeulike-bd_seeds.md`` / ``.json``: per seed the test H@50 / N@50 of the
 Student and of the RD and CD candidates that seed chose on VALIDATION, mean ± std over seeds, and
-for RD and CD vs the Student the mean difference, a two-sided paired t-test over seeds
-(``scipy.stats.ttest_rel``) and how many seeds are above. Every seed must have tried the same
+for RD and CD vs the Student (and CD vs RD) the mean difference, a two-sided paired t-test over
+seeds (``scipy.stats.ttest_rel``) and how many seeds are above. Every seed must have tried the same
 candidates (else the selection differs between seeds and the script stops).
 
     python scripts/run_baselines_seeds.py [--seeds 0 1 2 3 4]
@@ -30,7 +30,8 @@ from recdistill.train.io import atomic_json, atomic_text
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "citeulike-bd"
 LABELS = ("Teacher", "Student", "RD", "CD")
-COMPARED = ("RD", "CD")  # each vs the Student
+COMPARED = ("RD", "CD")  # the distilled students (a candidate chosen per seed)
+PAIRS = (("RD", "Student"), ("CD", "Student"), ("CD", "RD"))  # paired over seeds: first - second
 METRICS = ("H@50", "N@50")
 
 
@@ -90,20 +91,21 @@ def load_seeds(seeds: list[int], results: Path = ROOT / "results") -> dict[int, 
 
 
 def summarise(tabs: dict[int, dict]) -> dict[str, Any]:
-    """Per-seed values, mean ± std, chosen candidates and the paired tests vs the Student."""
+    """Per-seed values, mean ± std, chosen candidates and the paired tests of ``PAIRS``."""
     seeds = sorted(tabs)
     per: dict[str, dict[str, list[float]]] = {
         lb: {m: [tabs[s]["rows"][lb]["test"][m] for s in seeds] for m in METRICS} for lb in LABELS}
     chosen = {lb: [Path(tabs[s]["rows"][lb]["run"]).name for s in seeds] for lb in COMPARED}
-    out: dict[str, Any] = {"seeds": seeds, "metrics": list(METRICS), "rows": {}, "vs_student": {}}
+    out: dict[str, Any] = {"seeds": seeds, "metrics": list(METRICS), "rows": {}, "paired": {}}
     for lb in LABELS:
         out["rows"][lb] = {m: {"per_seed": per[lb][m], "mean": float(np.mean(per[lb][m])),
                                "std": float(np.std(per[lb][m], ddof=1))} for m in METRICS}
         if lb in COMPARED:
             out["rows"][lb]["chosen"] = chosen[lb]
             out["rows"][lb]["chosen_counts"] = dict(Counter(chosen[lb]).most_common())
-            out["vs_student"][lb] = {m: paired_stats(np.array(per[lb][m]), np.array(per["Student"][m]))
-                                     for m in METRICS}
+    for a, b in PAIRS:
+        out["paired"][f"{a} vs {b}"] = {m: paired_stats(np.array(per[a][m]), np.array(per[b][m]))
+                                        for m in METRICS}
     return out
 
 
@@ -135,17 +137,17 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -
             lines.append(f"| {lb} | " + " | ".join(f"{v:.4f}" for v in r["per_seed"]) +
                          f" | {r['mean']:.4f} ± {r['std']:.4f} | {'—' if pv is None else f'{pv:.4f}'} |")
         lines.append("")
-    lines += ["Against the Student, paired over seeds (Δ = method − Student; p: two-sided paired t-test, "
-              "`scipy.stats.ttest_rel`; above: seeds where the method is higher):", "",
-              "| method | metric | mean Δ | std Δ | relative | t | p | seeds above |",
+    lines += ["Paired over seeds (Δ = A − B; relative to B's mean; p: two-sided paired t-test, "
+              "`scipy.stats.ttest_rel`; above: seeds where A is higher):", "",
+              "| A vs B | metric | mean Δ | std Δ | relative | t | p | seeds above |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for lb in COMPARED:
+    for a, b in PAIRS:
         for m in METRICS:
-            c = summ["vs_student"][lb][m]
-            rel = 100 * c["mean_diff"] / summ["rows"]["Student"][m]["mean"]
+            c = summ["paired"][f"{a} vs {b}"][m]
+            rel = 100 * c["mean_diff"] / summ["rows"][b][m]["mean"]
             t = "—" if math.isnan(c["t"]) else f"{c['t']:+.2f}"
-            lines.append(f"| {lb} | {m} | {c['mean_diff']:+.4f} | {c['std_diff']:.4f} | {rel:+.1f}% | {t} | "
-                         f"{_p(c['p'])} | {c['n_above']}/{c['n']} |")
+            lines.append(f"| {a} vs {b} | {m} | {c['mean_diff']:+.4f} | {c['std_diff']:.4f} | {rel:+.1f}% | "
+                         f"{t} | {_p(c['p'])} | {c['n_above']}/{c['n']} |")
     lines += ["", "Candidates chosen on validation, per seed:", "", "| method | " +
               " | ".join(f"seed {s}" for s in seeds) + " | counts |", "|---|" + "---|" * (len(seeds) + 1)]
     for lb in COMPARED:

@@ -80,9 +80,11 @@ def test_load_and_summarise_seed_tables(tmp_path: Path) -> None:
     assert summ["rows"]["CD"]["chosen_counts"] == {"cd": 2, "cd-l1": 1}
     assert summ["rows"]["RD"]["H@50"]["per_seed"] == [0.069, 0.070, 0.063]
     assert summ["rows"]["Student"]["H@50"]["mean"] == pytest.approx((0.070 + 0.066 + 0.072) / 3)
-    cd = summ["vs_student"]["CD"]["H@50"]
+    cd = summ["paired"]["CD vs Student"]["H@50"]
     assert cd["n_above"] == 2 and cd["mean_diff"] == pytest.approx((0.002 + 0.012 - 0.001) / 3)
-    assert "| CD | H@50 |" in rbs.render(summ, tabs, "cmd", "abc").replace(tmp_path.as_posix(), "")
+    cd_rd = summ["paired"]["CD vs RD"]["H@50"]
+    assert cd_rd["n_above"] == 3 and cd_rd["mean_diff"] == pytest.approx((0.003 + 0.008 + 0.008) / 3)
+    assert "| CD vs Student | H@50 | +0.0043 |" in rbs.render(summ, tabs, "cmd", "abc")
 
     # a seed that tried other candidates would make the selection incomparable: refused
     rbs.seed_file(2, tmp_path).write_text(json.dumps(_table(2, hs[2], {**cands, "CD": ["cd"]}, picks[2])))
