@@ -42,8 +42,9 @@ def seed_file(seed: int, results: Path = ROOT / "results") -> Path:
 
 def paired_stats(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Paired comparison of ``x`` and ``y`` (one value per seed, same seed order): mean and std
-    (ddof 1) of ``x - y``, the two-sided paired t-test (t, p; NaN when every difference is equal,
-    up to rounding, and the test is undefined) and how many seeds have ``x > y``."""
+    (ddof 1) of ``x - y``, its 95% confidence interval ``mean ± t_{0.975, n-1}·std/√n``, the
+    two-sided paired t-test (t, p; NaN when every difference is equal, up to rounding, and the test
+    is undefined) and how many seeds have ``x > y``."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"paired_stats: expected two 1-d arrays of one shape, got {x.shape} and {y.shape}")
@@ -54,8 +55,10 @@ def paired_stats(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     if np.ptp(d) > 1e-12 * max(1.0, float(np.abs(x).max()), float(np.abs(y).max())):
         res = stats.ttest_rel(x, y)
         t, p = float(res.statistic), float(res.pvalue)
+    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
     return {"n": int(d.size), "mean_diff": float(d.mean()), "std_diff": float(d.std(ddof=1)),
-            "t": t, "p": p, "n_above": int((d > 0).sum())}
+            "ci95": [float(d.mean()) - half, float(d.mean()) + half], "t": t, "p": p,
+            "n_above": int((d > 0).sum())}
 
 
 def _candidates(tab: dict) -> dict[str, list[tuple[str, str]]]:
@@ -137,17 +140,21 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -
             lines.append(f"| {lb} | " + " | ".join(f"{v:.4f}" for v in r["per_seed"]) +
                          f" | {r['mean']:.4f} ± {r['std']:.4f} | {'—' if pv is None else f'{pv:.4f}'} |")
         lines.append("")
-    lines += ["Paired over seeds (Δ = A − B; relative to B's mean; p: two-sided paired t-test, "
-              "`scipy.stats.ttest_rel`; above: seeds where A is higher):", "",
-              "| A vs B | metric | mean Δ | std Δ | relative | t | p | seeds above |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["Paired over seeds (Δ = A − B; relative to B's mean; 95% CI of the mean Δ from the t "
+              "distribution; p: two-sided paired t-test, `scipy.stats.ttest_rel`; above: seeds where A "
+              "is higher; paper Δ: the same difference in BD Table 2):", "",
+              "| A vs B | metric | mean Δ | std Δ | relative | 95% CI | t | p | seeds above | paper Δ |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for a, b in PAIRS:
         for m in METRICS:
             c = summ["paired"][f"{a} vs {b}"][m]
             rel = 100 * c["mean_diff"] / summ["rows"][b][m]["mean"]
             t = "—" if math.isnan(c["t"]) else f"{c['t']:+.2f}"
+            pa, pb = (paper.get(lb, [None] * 2)[pidx[m]] for lb in (a, b))
+            pd_ = "—" if pa is None or pb is None else f"{pa - pb:+.4f}"
+            lo, hi = c["ci95"]
             lines.append(f"| {a} vs {b} | {m} | {c['mean_diff']:+.4f} | {c['std_diff']:.4f} | {rel:+.1f}% | "
-                         f"{t} | {_p(c['p'])} | {c['n_above']}/{c['n']} |")
+                         f"[{lo:+.4f}, {hi:+.4f}] | {t} | {_p(c['p'])} | {c['n_above']}/{c['n']} | {pd_} |")
     lines += ["", "Candidates chosen on validation, per seed:", "", "| method | " +
               " | ".join(f"seed {s}" for s in seeds) + " | counts |", "|---|" + "---|" * (len(seeds) + 1)]
     for lb in COMPARED:

@@ -40,6 +40,9 @@ def test_paired_stats_matches_the_paired_t_test_by_hand() -> None:
     assert r["std_diff"] == pytest.approx(sd, abs=1e-12)
     assert r["t"] == pytest.approx(t, rel=1e-9)
     assert r["p"] == pytest.approx(_t_two_sided_p(t, n - 1), abs=2e-5)
+    half = 2.7764451051977987 * sd / math.sqrt(n)  # t_{0.975, 4} from a printed table
+    assert r["ci95"] == pytest.approx([mean - half, mean + half], abs=1e-12)
+    assert _t_two_sided_p(2.7764451051977987, n - 1) == pytest.approx(0.05, abs=1e-5)  # the constant
     flipped = rbs.paired_stats(np.array(y), np.array(x))  # symmetric p, opposite sign, complement above
     assert flipped["t"] == pytest.approx(-t) and flipped["p"] == pytest.approx(r["p"])
     assert flipped["n_above"] == 1
