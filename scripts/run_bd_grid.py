@@ -13,6 +13,10 @@ Outputs: ``results/bd_grid_<dataset>.md`` / ``.json`` (valid and test H@50 of bo
 seed, commit, command, settings) and PNGs in ``results/bd_grid_<dataset>/``.
 
     python scripts/run_bd_grid.py [--data-dir DIR] [--seed 0] [--threads 1] [--only RUN ...] [--table-only]
+    python scripts/run_bd_grid.py --summary 0 1 2   # mean ± std over the seeds' tables, paired t-tests
+
+Seeds other than 0: ``--seed S --runs runs/bd/citeulike-bd-seedS`` (run_bd.py's layout; tables get
+the suffix ``_seedS``).
 """
 
 from __future__ import annotations
@@ -217,6 +221,52 @@ def plots(o: dict, out_dir: Path) -> list[str]:
     return made
 
 
+def summary(seeds: list[int]) -> None:
+    """``results/bd_grid_<dataset>_seeds.md`` / ``.json`` from the per-seed grid tables: test and
+    valid H@50 of both models, mean ± std over the seeds that have the run, and the paired
+    difference to the λ = 0 control with a two-sided paired t-test over the common seeds."""
+    import numpy as np
+    from scipy import stats
+
+    per = {}
+    for sd in seeds:
+        f = ROOT / "results" / f"bd_grid_{rb.DATASET}{'' if sd == 0 else f'_seed{sd}'}.json"
+        if f.is_file():
+            per[sd] = json.loads(f.read_text())
+    names = list(dict.fromkeys(n for o in per.values() for n in o["runs"]))
+    out = {"dataset": rb.DATASET, "seeds": sorted(per), "commit": rb.commit(),
+           "command": "python " + " ".join(["scripts/run_bd_grid.py"] + sys.argv[1:]),
+           "per_seed_commits": {sd: o["commit"] for sd, o in per.items()}, "runs": {}}
+    lines = [f"# BD grids on {rb.DATASET} over seeds: H@50 mean ± std (full ranking)", "",
+             f"commit {out['commit']}; `{out['command']}`; from the per-seed tables "
+             f"`results/bd_grid_{rb.DATASET}[_seedS].json` (their commits: {out['per_seed_commits']}). "
+             "Δ: paired difference to the λ = 0 control (`bd-lambda0`) on test, p: two-sided paired "
+             "t-test over the seeds both have. A frozen model's figures are its pre-trained ones.", "",
+             "| run | seeds | valid T | test T | Δ T vs control (p) | valid S | test S "
+             "| Δ S vs control (p) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        have = [sd for sd in per if n in per[sd]["runs"]]
+        r = {"seeds": have}
+        cells = []
+        for model in MODELS:
+            for split in ("valid", "test"):
+                x = np.array([per[sd]["runs"][n][f"{split}_{model}"] for sd in have])
+                r[f"{split}_{model}"] = x.tolist()
+                cells.append(f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f}")
+            common = [sd for sd in have if CONTROL_RUN in per[sd]["runs"]]
+            d = np.array([per[sd]["runs"][n][f"test_{model}"] - per[sd]["runs"][CONTROL_RUN][f"test_{model}"]
+                          for sd in common])
+            pv = float(stats.ttest_rel(d, np.zeros_like(d)).pvalue) if len(d) > 1 and d.any() else None
+            r[f"delta_test_{model}"], r[f"p_{model}"] = d.tolist(), pv
+            cells.append(f"{d.mean():+.4f}" + (f" ({pv:.2f})" if pv is not None else ""))
+        out["runs"][n] = r
+        lines.append(f"| `{n}` | {','.join(map(str, have))} | " + " | ".join(cells) + " |")
+    atomic_json(out, ROOT / "results" / f"bd_grid_{rb.DATASET}_seeds.json")
+    atomic_text("\n".join(lines) + "\n", ROOT / "results" / f"bd_grid_{rb.DATASET}_seeds.md")
+    print("\n".join(lines))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None)
@@ -229,7 +279,12 @@ def main() -> None:
     p.add_argument("--shared-base", action="store_true")
     p.add_argument("--only", nargs="*", choices=sorted(GRID_RUNS), default=None)
     p.add_argument("--table-only", action="store_true", help="only collect finished runs into the table")
+    p.add_argument("--summary", type=int, nargs="+", default=None, metavar="SEED",
+                   help="only summarise these seeds' tables over seeds")
     a = p.parse_args()
+    if a.summary:
+        summary(a.summary)
+        return
     torch.set_num_threads(a.threads)
     dataset = rb.load_dataset_for(rb.cfg_for(a.data_dir, rb.DIMS["teacher"], 1, a.seed))
     base = rb.base_models(a, dataset)
