@@ -14,6 +14,7 @@ is reused; an interrupted one resumes from its checkpoint):
    Eq. 6, Figs. 1/4 PNGs) to ``results/bd_<dataset>_analysis/``.
 
     python scripts/run_bd.py [--data-dir DIR] [--epochs 30] [--seed 0] [--threads 1] [--only RUN ...]
+        [--teacher-run DIR --student-run DIR]   # start BD from given finished base runs
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def base_models(a, dataset) -> dict[str, Path]:
     """Pre-trained Teacher and Student: the issue-#5 runs if finished, else our own."""
     out = {}
     for name, dim in DIMS.items():
+        given = getattr(a, f"{name}_run", None)
+        if given:  # a finished run named on the command line (e.g. issue #5's base models)
+            if metrics_of(Path(given)) is None:
+                raise SystemExit(f"--{name}-run {given}: no metrics.json (not a finished run)")
+            out[name] = Path(given).resolve()
+            continue
         shared = ROOT / "runs" / "baselines" / DATASET / name
         own = Path(a.runs) / name
         if metrics_of(shared) is not None and a.shared_base:
@@ -166,6 +173,8 @@ def main() -> None:
     p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / DATASET))
     p.add_argument("--own-base", action="store_true", help="(default) train our own teacher/student")
     p.add_argument("--shared-base", action="store_true", help="reuse runs/baselines' teacher/student")
+    p.add_argument("--teacher-run", default=None, help="a finished teacher run to start BD from")
+    p.add_argument("--student-run", default=None, help="a finished student run to start BD from")
     p.add_argument("--stage", choices=["base", "all"], default="all")
     p.add_argument("--only", nargs="*", choices=sorted(RUNS) + ["cd", "rd"], default=None,
                    help="run these runs only")

@@ -3,6 +3,15 @@ seed 0 lives in ``runs/bd/citeulike-bd``) into ``results/bd_seeds.md`` / ``.json
 per seed, mean ± std, and a paired t-test over seeds of each BD run against its reference.
 
     python scripts/run_bd_seeds.py [--seeds 0 1 2]
+
+``--paper-teacher``: BD started from issue #5's base models instead (the config
+``configs/bpr-citeulike-bd.yaml``, a teacher at the paper's level, H@50 about 0.12, 1.8x the
+student, as in BD Table 2): runs of ``scripts/run_bd.py --seed S --teacher-run T --student-run S
+--runs runs/bd/citeulike-bd-paperteacher-seedS --only bd-rd-labelonly0 bd-lambda0`` with T, S =
+``runs/base/bpr-bd-{teacher,student}`` (seed 0) or ``runs/baselines-sS/citeulike-bd/{teacher,student}``;
+written to ``results/bd_seeds_paperteacher.md`` / ``.json``.
+
+    python scripts/run_bd_seeds.py --paper-teacher --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -37,31 +46,61 @@ ROWS = [
 ]
 
 
+#: the --paper-teacher rows: BD and its λ = 0 control from issue #5's base models
+PAPER_TEACHER_ROWS = [
+    ("Teacher", "teacher", "model", None),
+    ("Student", "student", "model", None),
+    ("control λ=0: teacher", "bd-lambda0", "teacher", "Teacher"),
+    ("BD-Teacher (paper τ)", "bd-rd-labelonly0", "teacher", "control λ=0: teacher"),
+    ("BD-Teacher (paper τ) vs Teacher", "bd-rd-labelonly0", "teacher", "Teacher"),
+    ("control λ=0: student", "bd-lambda0", "student", "Student"),
+    ("BD-Student (paper τ)", "bd-rd-labelonly0", "student", "control λ=0: student"),
+    ("BD-Student (paper τ) vs Student", "bd-rd-labelonly0", "student", "Student"),
+]
+
+
 def run_dir(seed: int) -> Path:
     return ROOT / "runs" / "bd" / ("citeulike-bd" if seed == 0 else f"citeulike-bd-seed{seed}")
+
+
+def paper_teacher_file(seed: int, run: str) -> Path:
+    """metrics.json of a --paper-teacher row: the base runs of issue #5, or the BD runs."""
+    if run in ("teacher", "student"):
+        base = (ROOT / "runs" / "base" / f"bpr-bd-{run}" if seed == 0
+                else ROOT / "runs" / f"baselines-s{seed}" / "citeulike-bd" / run)
+        return base / "metrics.json"
+    return ROOT / "runs" / "bd" / f"citeulike-bd-paperteacher-seed{seed}" / run / "metrics.json"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--paper-teacher", action="store_true", help="BD from issue #5's base models")
     a = p.parse_args()
+    rows = PAPER_TEACHER_ROWS if a.paper_teacher else ROWS
+    tag = "_paperteacher" if a.paper_teacher else ""
     table: dict[str, dict[int, dict[str, float]]] = {}
-    for label, run, model, _ in ROWS:
+    for label, run, model, _ in rows:
         for s in a.seeds:
-            f = run_dir(s) / run / "metrics.json"
+            f = paper_teacher_file(s, run) if a.paper_teacher else run_dir(s) / run / "metrics.json"
             if f.is_file():
                 m = json.loads(f.read_text())["models"][model]["test"]["full"]
                 table.setdefault(label, {})[s] = {"H@50": m["H@50"], "N@50": m["N@50"]}
     git = ["git", "rev-parse", "HEAD"]
     commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    lines = ["# BD over seeds: citeulike-bd, BPR 50 / 5, full ranking, test split", "",
-             f"commit {commit}; `python scripts/run_bd_seeds.py --seeds {' '.join(map(str, a.seeds))}`; "
-             "runs from `scripts/run_bd.py --epochs 30 --seed S` (settings in results/bd_citeulike-bd.md).",
+    flag = "--paper-teacher " if a.paper_teacher else ""
+    origin = ("BD from issue #5's base models (`configs/bpr-citeulike-bd.yaml`; see the script's doc)"
+              if a.paper_teacher else "runs from `scripts/run_bd.py --epochs 30 --seed S`")
+    title = "# BD over seeds: citeulike-bd, BPR 50 / 5, full ranking, test split"
+    seeds_arg = " ".join(map(str, a.seeds))
+    lines = [title + (" (paper-level teacher)" if a.paper_teacher else ""), "",
+             f"commit {commit}; `python scripts/run_bd_seeds.py {flag}--seeds {seeds_arg}`; "
+             f"{origin} (BD settings in results/bd_citeulike-bd.md).",
              "p: paired t-test over the seeds both rows have (two-sided), H@50.", "",
              "| row | seeds | H@50 per seed | H@50 mean ± std | N@50 mean | vs | Δ H@50 | p |",
              "|---|---|---|---|---|---|---|---|"]
     out = {"seeds": a.seeds, "commit": commit, "rows": {}}
-    for label, _, _, ref in ROWS:
+    for label, _, _, ref in rows:
         if label not in table:
             continue
         seeds = sorted(table[label])
@@ -81,8 +120,8 @@ def main() -> None:
         lines.append(f"| {label} | {','.join(map(str, seeds))} | {' '.join(f'{v:.4f}' for v in h)} | "
                      f"{h.mean():.4f} ± {h.std(ddof=1) if len(h) > 1 else 0:.4f} | {n.mean():.4f} | {vs} | "
                      f"{delta} | {pval} |")
-    atomic_json(out, ROOT / "results" / "bd_seeds.json")
-    atomic_text("\n".join(lines) + "\n", ROOT / "results" / "bd_seeds.md")
+    atomic_json(out, ROOT / "results" / f"bd_seeds{tag}.json")
+    atomic_text("\n".join(lines) + "\n", ROOT / "results" / f"bd_seeds{tag}.md")
     print("\n".join(lines))
 
 
