@@ -9,7 +9,7 @@ for RD and CD vs the Student (and CD vs RD) the mean difference, a two-sided pai
 seeds (``scipy.stats.ttest_rel``) and how many seeds are above. Every seed must have tried the same
 candidates (else the selection differs between seeds and the script stops).
 
-    python scripts/run_baselines_seeds.py [--seeds 0 1 2 3 4]
+    python scripts/run_baselines_seeds.py [--seeds 0 1 2 3 4 5 6 7 8 9]
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     a = p.parse_args(argv)
     if len(set(a.seeds)) != len(a.seeds) or len(a.seeds) < 2:
         raise SystemExit("--seeds: expected at least 2 distinct seeds")
