@@ -106,6 +106,11 @@ def summarise(tabs: dict[int, dict]) -> dict[str, Any]:
         if lb in COMPARED:
             out["rows"][lb]["chosen"] = chosen[lb]
             out["rows"][lb]["chosen_counts"] = dict(Counter(chosen[lb]).most_common())
+    out["valid_by_candidate"] = {}  # label -> run name -> validation monitor per seed (test never shown)
+    for s in seeds:
+        for t in tabs[s]["tried"]:
+            out["valid_by_candidate"].setdefault(t["label"], {}).setdefault(
+                Path(t["run"]).name, []).append(t["valid_monitor"])
     for a, b in PAIRS:
         out["paired"][f"{a} vs {b}"] = {m: paired_stats(np.array(per[a][m]), np.array(per[b][m]))
                                         for m in METRICS}
@@ -162,9 +167,15 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -
         lines.append(f"| {lb} | " + " | ".join(f"`{c}`" for c in r["chosen"]) + " | " +
                      ", ".join(f"`{k}` {v}" for k, v in r["chosen_counts"].items()) + " |")
     cands = _candidates(tabs[seeds[0]])
-    lines += ["", "Candidates every seed tried: " + "; ".join(
-        f"{lb}: " + ", ".join(f"`{n}` {p}" for n, p in cs) for lb, cs in cands.items()) + ".", "",
-        "Per-seed tables and their commands:", ""]
+    lines += ["", f"Candidates every seed tried, with their mean validation {tabs[seeds[0]]['monitor']} over "
+              "the seeds (their test metrics are not shown) and how often validation chose each:", "",
+              "| method | run | params | mean valid | chosen |", "|---|---|---|---:|---:|"]
+    for lb, cs in cands.items():
+        for n, prm in cs:
+            v = summ["valid_by_candidate"][lb][n]
+            lines.append(f"| {lb} | `{n}` | `{prm}` | {np.mean(v):.4f} | "
+                         f"{summ['rows'][lb]['chosen_counts'].get(n, 0)}/{len(seeds)} |")
+    lines += ["", "Per-seed tables and their commands:", ""]
     for s in seeds:
         lines.append(f"- seed {s}: `{seed_file(s).relative_to(ROOT)}` (commit `{tabs[s]['commit']}`): "
                      f"`{tabs[s]['command']}`")

@@ -63,10 +63,10 @@ def _table(seed: int, h: dict[str, float], cands: dict[str, list[str]], chosen: 
     for lb, v in h.items():
         run = f"runs/x/{chosen.get(lb, lb.lower())}"
         rows[lb] = {"run": run, "test": {"H@50": v, "N@50": v / 4}}
-    tried = [{"label": lb, "run": f"runs/x/{n}", "params": {"i": i}, "valid_monitor": 0.0, "best_epoch": 1}
-             for lb, ns in cands.items() for i, n in enumerate(ns)]
+    tried = [{"label": lb, "run": f"runs/x/{n}", "params": {"i": i}, "valid_monitor": 0.01 * i + 0.001 * seed,
+              "best_epoch": 1} for lb, ns in cands.items() for i, n in enumerate(ns)]
     return {"dataset": "citeulike-bd", "seed": seed, "commit": "abc", "command": f"cmd {seed}",
-            "rows": rows, "tried": tried, "paper": {"Student": [0.07, 0.02, 0.1, 0.03]}}
+            "monitor": "H@50", "rows": rows, "tried": tried, "paper": {"Student": [0.07, 0.02, 0.1, 0.03]}}
 
 
 def test_load_and_summarise_seed_tables(tmp_path: Path) -> None:
@@ -87,7 +87,11 @@ def test_load_and_summarise_seed_tables(tmp_path: Path) -> None:
     assert cd["n_above"] == 2 and cd["mean_diff"] == pytest.approx((0.002 + 0.012 - 0.001) / 3)
     cd_rd = summ["paired"]["CD vs RD"]["H@50"]
     assert cd_rd["n_above"] == 3 and cd_rd["mean_diff"] == pytest.approx((0.003 + 0.008 + 0.008) / 3)
-    assert "| CD vs Student | H@50 | +0.0043 |" in rbs.render(summ, tabs, "cmd", "abc")
+    assert summ["valid_by_candidate"]["RD"] == {"rd": [0.0, 0.001, 0.002],
+                                                "rd-a0.2": pytest.approx([0.01, 0.011, 0.012])}
+    text = rbs.render(summ, tabs, "cmd", "abc")
+    assert "| CD vs Student | H@50 | +0.0043 |" in text
+    assert '| CD | `cd-l1` | `{"i": 1}` | 0.0110 | 1/3 |' in text  # mean valid, times chosen
 
     # a seed that tried other candidates would make the selection incomparable: refused
     rbs.seed_file(2, tmp_path).write_text(json.dumps(_table(2, hs[2], {**cands, "CD": ["cd"]}, picks[2])))
