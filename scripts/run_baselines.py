@@ -28,6 +28,8 @@ train.epochs=100 --train-missing --teacher-run <snapshot>`` (equal 100-epoch bud
 student); and the same with ``--set train.epochs=400 --tag _400epochs --out runs/baselines-e400``
 (the config's longer budget; its KD runs continued the 100-epoch runs' checkpoints, which is the
 same as training them for 400 epochs from the start: resume restores every RNG and optimiser).
+For ``bd``, seeds 1-9: ``--only bd --seed S --train-missing --tag _seedS --out runs/baselines-sS``;
+``scripts/run_baselines_seeds.py`` summarises the 10 seeds (paired t-tests vs the Student).
 """
 
 from __future__ import annotations
