@@ -213,6 +213,8 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
             distill = {"method": method, "teacher": str(t_dir), "params": params}
             cfg = make_config(cfg_file, {**over, "model": {"size": "student"}, "distill": distill}, args.set)
             _same_config(d, cfg, strict=True)
+            if args.candidates and name not in args.candidates:
+                continue  # not asked for (e.g. only the defaults under another optimiser)
             if _metrics(d) is None and args.labels and label not in args.labels:
                 continue  # another process runs it; the table lists finished runs only
             if _metrics(d) is None:
@@ -340,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tag", default="", help="suffix of the results files (baselines_<dataset><tag>.md)")
     p.add_argument("--labels", nargs="*", default=None,
                    help="run only these methods' candidates (e.g. to run methods in parallel)")
+    p.add_argument("--candidates", nargs="*", default=None,
+                   help="run only these candidates by run name (e.g. rd cd: the defaults)")
     p.add_argument("--teacher-run", default=None, help="use this finished run folder as the teacher")
     p.add_argument("--teacher-snapshot", action="store_true",
                    help="unfinished base teacher: use its best-on-validation checkpoint so far")
