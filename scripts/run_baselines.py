@@ -282,6 +282,8 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
         cmd += " --train-missing"
     if args.teacher_run:
         cmd += f" --teacher-run {args.teacher_run}"
+    if getattr(args, "candidates", None):
+        cmd += " --candidates " + " ".join(args.candidates)
     if args.tag:
         cmd += f" --tag {args.tag} --out {Path(args.out).resolve().relative_to(ROOT)}"
     lines = [
