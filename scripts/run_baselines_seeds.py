@@ -35,8 +35,11 @@ PAIRS = (("RD", "Student"), ("CD", "Student"), ("CD", "RD"))  # paired over seed
 METRICS = ("H@50", "N@50")
 
 
-def seed_file(seed: int, results: Path = ROOT / "results") -> Path:
-    """The per-seed table of ``run_baselines.py`` (seed 0 has no tag)."""
+def seed_file(seed: int, results: Path = ROOT / "results", variant: str = "") -> Path:
+    """The per-seed table of ``run_baselines.py`` (seed 0 has no tag); a ``variant`` (e.g.
+    ``paperopt``) has the tag ``_<variant>_seedS`` for every seed."""
+    if variant:
+        return results / f"baselines_{DATASET}_{variant}_seed{seed}.json"
     return results / (f"baselines_{DATASET}.json" if seed == 0 else f"baselines_{DATASET}_seed{seed}.json")
 
 
@@ -69,11 +72,11 @@ def _candidates(tab: dict) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def load_seeds(seeds: list[int], results: Path = ROOT / "results") -> dict[int, dict]:
+def load_seeds(seeds: list[int], results: Path = ROOT / "results", variant: str = "") -> dict[int, dict]:
     """The per-seed tables, checked: right dataset and seed, the same candidates everywhere."""
     tabs: dict[int, dict] = {}
     for s in seeds:
-        f = seed_file(s, results)
+        f = seed_file(s, results, variant)
         if not f.is_file():
             raise SystemExit(f"{f}: missing; run `python scripts/run_baselines.py --only bd --seed {s} "
                              f"--train-missing --tag _seed{s} --out runs/baselines-s{s}` first")
@@ -126,7 +129,7 @@ def _p(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:.3f}"
 
 
-def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -> str:
+def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str, variant: str = "") -> str:
     seeds = summ["seeds"]
     lines = [f"# Frozen-teacher baselines on {DATASET} over seeds (full ranking, test split)", "",
              f"BPR teacher dim 50 -> student dim 5 (`configs/bpr-citeulike-bd.yaml`); seeds "
@@ -177,7 +180,8 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -
                          f"{summ['rows'][lb]['chosen_counts'].get(n, 0)}/{len(seeds)} |")
     lines += ["", "Per-seed tables and their commands:", ""]
     for s in seeds:
-        lines.append(f"- seed {s}: `{seed_file(s).relative_to(ROOT)}` (commit `{tabs[s]['commit']}`): "
+        f = seed_file(s, variant=variant).relative_to(ROOT)
+        lines.append(f"- seed {s}: `{f}` (commit `{tabs[s]['commit']}`): "
                      f"`{tabs[s]['command']}`")
     return "\n".join(lines) + "\n"
 
@@ -185,21 +189,26 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str) -
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--variant", default="", help="per-seed tables tagged _<variant>_seedS (e.g. paperopt)")
     a = p.parse_args(argv)
     if len(set(a.seeds)) != len(a.seeds) or len(a.seeds) < 2:
         raise SystemExit("--seeds: expected at least 2 distinct seeds")
-    tabs = load_seeds(sorted(a.seeds))
+    tabs = load_seeds(sorted(a.seeds), variant=a.variant)
     summ = summarise(tabs)
     commit = _commit()
     cmd = "python scripts/run_baselines_seeds.py --seeds " + " ".join(map(str, sorted(a.seeds)))
-    text = render(summ, tabs, cmd, commit)
+    if a.variant:
+        cmd += f" --variant {a.variant}"
+    text = render(summ, tabs, cmd, commit, a.variant)
+    tag = f"_{a.variant}" if a.variant else ""
     out = ROOT / "results"
     atomic_json({"dataset": DATASET, "commit": commit, "command": cmd,
-                 "per_seed_tables": {str(s): {"file": str(seed_file(s).relative_to(ROOT)),
+                 "per_seed_tables": {str(s): {"file": str(seed_file(s, ROOT / "results",
+                                                                   a.variant).relative_to(ROOT)),
                                               "commit": tabs[s]["commit"], "command": tabs[s]["command"]}
                                      for s in summ["seeds"]},
-                 **summ}, out / f"baselines_{DATASET}_seeds.json")
-    atomic_text(text, out / f"baselines_{DATASET}_seeds.md")
+                 **summ}, out / f"baselines_{DATASET}{tag}_seeds.json")
+    atomic_text(text, out / f"baselines_{DATASET}{tag}_seeds.md")
     print(text)
 
 
