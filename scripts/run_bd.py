@@ -178,8 +178,13 @@ def main() -> None:
     p.add_argument("--stage", choices=["base", "all"], default="all")
     p.add_argument("--only", nargs="*", choices=sorted(RUNS) + ["cd", "rd"], default=None,
                    help="run these runs only")
+    p.add_argument("--batch-size", type=int, default=None, help="override BASE_TRAIN's batch size")
+    p.add_argument("--lr", type=float, default=None, help="override BASE_TRAIN's learning rate")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    for key in ("batch_size", "lr"):  # e.g. the paper's optimiser: --batch-size 128 --lr 1e-3
+        if getattr(a, key) is not None:
+            BASE_TRAIN[key] = getattr(a, key)
     cfg0 = cfg_for(a.data_dir, DIMS["teacher"], 1, a.seed)
     dataset = load_dataset_for(cfg0)
     base = base_models(a, dataset)

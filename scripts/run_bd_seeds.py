@@ -12,6 +12,13 @@ student, as in BD Table 2): runs of ``scripts/run_bd.py --seed S --teacher-run T
 written to ``results/bd_seeds_paperteacher.md`` / ``.json``.
 
     python scripts/run_bd_seeds.py --paper-teacher --seeds 0 1 2 3 4
+
+``--paper-opt``: the same with the paper's optimiser (BD Sec. 5.1.5: Adam, batch 128, lr 1e-3) for
+the student and BD: the student of ``scripts/run_baselines.py ... --set train.batch_size=128 --set
+train.lr=0.001 --out runs/baselines-paperopt-sS``, BD by ``scripts/run_bd.py --batch-size 128 --lr
+1e-3 --teacher-run T --student-run runs/baselines-paperopt-sS/citeulike-bd/student --runs
+runs/bd/citeulike-bd-paperopt-seedS --only bd-rd-labelonly0 bd-lambda0``; written to
+``results/bd_seeds_paperopt.md``.
 """
 
 from __future__ import annotations
@@ -63,32 +70,43 @@ def run_dir(seed: int) -> Path:
     return ROOT / "runs" / "bd" / ("citeulike-bd" if seed == 0 else f"citeulike-bd-seed{seed}")
 
 
-def paper_teacher_file(seed: int, run: str) -> Path:
-    """metrics.json of a --paper-teacher row: the base runs of issue #5, or the BD runs."""
+def paper_teacher_file(seed: int, run: str, paper_opt: bool = False) -> Path:
+    """metrics.json of a --paper-teacher row: the base runs of issue #5, or the BD runs. With
+    ``paper_opt`` (--paper-opt) the student is issue #5's student trained with the paper's
+    optimiser (``runs/baselines-paperopt-sS``) and the BD runs are ``citeulike-bd-paperopt-seedS``."""
+    if run == "student" and paper_opt:
+        return ROOT / "runs" / f"baselines-paperopt-s{seed}" / "citeulike-bd" / run / "metrics.json"
     if run in ("teacher", "student"):
         base = (ROOT / "runs" / "base" / f"bpr-bd-{run}" if seed == 0
                 else ROOT / "runs" / f"baselines-s{seed}" / "citeulike-bd" / run)
         return base / "metrics.json"
-    return ROOT / "runs" / "bd" / f"citeulike-bd-paperteacher-seed{seed}" / run / "metrics.json"
+    variant = "paperopt" if paper_opt else "paperteacher"
+    return ROOT / "runs" / "bd" / f"citeulike-bd-{variant}-seed{seed}" / run / "metrics.json"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--paper-teacher", action="store_true", help="BD from issue #5's base models")
+    p.add_argument("--paper-opt", action="store_true",
+                   help="with --paper-teacher: BD and the student with the paper's optimiser "
+                        "(run_bd.py --batch-size 128 --lr 1e-3)")
     a = p.parse_args()
+    if a.paper_opt:
+        a.paper_teacher = True
     rows = PAPER_TEACHER_ROWS if a.paper_teacher else ROWS
-    tag = "_paperteacher" if a.paper_teacher else ""
+    tag = "_paperopt" if a.paper_opt else "_paperteacher" if a.paper_teacher else ""
     table: dict[str, dict[int, dict[str, float]]] = {}
     for label, run, model, _ in rows:
         for s in a.seeds:
-            f = paper_teacher_file(s, run) if a.paper_teacher else run_dir(s) / run / "metrics.json"
+            f = (paper_teacher_file(s, run, a.paper_opt) if a.paper_teacher
+                 else run_dir(s) / run / "metrics.json")
             if f.is_file():
                 m = json.loads(f.read_text())["models"][model]["test"]["full"]
                 table.setdefault(label, {})[s] = {"H@50": m["H@50"], "N@50": m["N@50"]}
     git = ["git", "rev-parse", "HEAD"]
     commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    flag = "--paper-teacher " if a.paper_teacher else ""
+    flag = "--paper-opt " if a.paper_opt else "--paper-teacher " if a.paper_teacher else ""
     origin = ("BD from issue #5's base models (`configs/bpr-citeulike-bd.yaml`; see the script's doc)"
               if a.paper_teacher else "runs from `scripts/run_bd.py --epochs 30 --seed S`")
     title = "# BD over seeds: citeulike-bd, BPR 50 / 5, full ranking, test split"
