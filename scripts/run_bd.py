@@ -163,6 +163,7 @@ def row(m: dict, model: str, split: str = "test") -> dict:
 
 
 def main() -> None:
+    global DATASET
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None)
     p.add_argument("--epochs", type=int, default=30, help="BD epochs (after pre-training)")
@@ -178,9 +179,15 @@ def main() -> None:
     p.add_argument("--stage", choices=["base", "all"], default="all")
     p.add_argument("--only", nargs="*", choices=sorted(RUNS) + ["cd", "rd"], default=None,
                    help="run these runs only")
+    p.add_argument("--dataset", default=None,
+                   help="another dataset than citeulike-bd (with --only: runs only, no tables)")
     p.add_argument("--batch-size", type=int, default=None, help="override BASE_TRAIN's batch size")
     p.add_argument("--lr", type=float, default=None, help="override BASE_TRAIN's learning rate")
     a = p.parse_args()
+    if a.dataset:
+        if not a.only:
+            p.error("--dataset needs --only (the tables and analyses are citeulike-bd's)")
+        DATASET = a.dataset
     torch.set_num_threads(a.threads)
     for key in ("batch_size", "lr"):  # e.g. the paper's optimiser: --batch-size 128 --lr 1e-3
         if getattr(a, key) is not None:

@@ -66,7 +66,9 @@ PAPER_TEACHER_ROWS = [
 ]
 
 
-def run_dir(seed: int) -> Path:
+def run_dir(seed: int, dataset: str = "citeulike-bd") -> Path:
+    if dataset != "citeulike-bd":  # run_bd.py --dataset D --runs runs/bd/D-seedS
+        return ROOT / "runs" / "bd" / f"{dataset}-seed{seed}"
     return ROOT / "runs" / "bd" / ("citeulike-bd" if seed == 0 else f"citeulike-bd-seed{seed}")
 
 
@@ -91,25 +93,36 @@ def main() -> None:
     p.add_argument("--paper-opt", action="store_true",
                    help="with --paper-teacher: BD and the student with the paper's optimiser "
                         "(run_bd.py --batch-size 128 --lr 1e-3)")
+    p.add_argument("--dataset", default="citeulike-bd",
+                   help="runs of `run_bd.py --dataset D --seed S --runs runs/bd/D-seedS` (e.g. ml-100k)")
     a = p.parse_args()
+    if a.dataset != "citeulike-bd" and (a.paper_teacher or a.paper_opt):
+        p.error("--dataset: citeulike-bd only with --paper-teacher / --paper-opt")
     if a.paper_opt:
         a.paper_teacher = True
     rows = PAPER_TEACHER_ROWS if a.paper_teacher else ROWS
     tag = "_paperopt" if a.paper_opt else "_paperteacher" if a.paper_teacher else ""
+    if a.dataset != "citeulike-bd":
+        tag = f"_{a.dataset}"
     table: dict[str, dict[int, dict[str, float]]] = {}
     for label, run, model, _ in rows:
         for s in a.seeds:
             f = (paper_teacher_file(s, run, a.paper_opt) if a.paper_teacher
-                 else run_dir(s) / run / "metrics.json")
+                 else run_dir(s, a.dataset) / run / "metrics.json")
             if f.is_file():
                 m = json.loads(f.read_text())["models"][model]["test"]["full"]
                 table.setdefault(label, {})[s] = {"H@50": m["H@50"], "N@50": m["N@50"]}
     git = ["git", "rev-parse", "HEAD"]
     commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     flag = "--paper-opt " if a.paper_opt else "--paper-teacher " if a.paper_teacher else ""
+    if a.dataset != "citeulike-bd":
+        flag = f"--dataset {a.dataset} "
     origin = ("BD from issue #5's base models (`configs/bpr-citeulike-bd.yaml`; see the script's doc)"
               if a.paper_teacher else "runs from `scripts/run_bd.py --epochs 30 --seed S`")
-    title = "# BD over seeds: citeulike-bd, BPR 50 / 5, full ranking, test split"
+    if a.dataset != "citeulike-bd":
+        origin = (f"runs from `scripts/run_bd.py --dataset {a.dataset} --seed S --runs runs/bd/"
+                  f"{a.dataset}-seedS --only bd-scratch bd-scratch-lambda0`")
+    title = f"# BD over seeds: {a.dataset}, BPR 50 / 5, full ranking, test split"
     seeds_arg = " ".join(map(str, a.seeds))
     lines = [title + (" (paper-level teacher)" if a.paper_teacher else ""), "",
              f"commit {commit}; `python scripts/run_bd_seeds.py {flag}--seeds {seeds_arg}`; "
