@@ -286,3 +286,6 @@ def test_demo_row_distils_from_the_teacher_row(tmp_path, monkeypatch) -> None:
     assert [r[0] for r in rows] == ["T", "CD"] and rows[1][1]["n_parameters"] < rows[0][1]["n_parameters"]
     info = json.loads((tmp_path / "cd" / "distill.json").read_text())
     assert info["method"] == "cd" and info["teacher"] == str(tmp_path / "t")
+    lines: list[str] = []  # unchanged settings: both rows reused (the runner's teacher path is no change)
+    assert demo.run_demo(tmp_path, runs=runs, print_fn=lines.append) == rows
+    assert sum("reusing" in x for x in lines) == 2

@@ -223,3 +223,10 @@ def test_demo_rows_table_and_reuse(toy_dataset, tmp_path, monkeypatch):
     assert "| T |" in table and "| S |" in table and "H@10" in table
     again = demo.run_demo(tmp_path, runs=runs, print_fn=lines.append)  # reuses finished runs
     assert again == rows and any("reusing" in x for x in lines)
+    # a row whose settings changed is trained again, and so is every row after it
+    changed = [demo.DemoRun("T", "t", {**small, "model": {"dim": 4, "size": None}}), runs[1]]
+    lines.clear()
+    third = demo.run_demo(tmp_path, runs=changed, print_fn=lines.append)
+    assert any("other settings (model.dim)" in x for x in lines)
+    assert not any("reusing" in x for x in lines)
+    assert third[0][1]["n_parameters"] != rows[0][1]["n_parameters"]

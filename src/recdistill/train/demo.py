@@ -96,10 +96,15 @@ def run_demo(
         cfg = make_config(overrides=cfg_dict)
         run_dir = out / spec.name
         mpath = run_dir / "metrics.json"
-        if mpath.exists() and not fresh:
+        stale = _changed_settings(run_dir, cfg) if mpath.exists() and not fresh else []
+        if stale:
+            print_fn(f"[{spec.label}] {run_dir} was trained with other settings ({', '.join(stale)}); "
+                     "training it again")
+        if mpath.exists() and not fresh and not stale:
             metrics = json.loads(mpath.read_text())
             print_fn(f"[{spec.label}] reusing {run_dir}")
         else:
+            fresh = True  # the rows after a (re)trained one depend on it (e.g. its teacher)
             if dataset is None:
                 dataset = load_dataset_for(cfg)
                 print_fn(f"dataset {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} "
@@ -113,6 +118,24 @@ def run_demo(
     print_fn("")
     print_fn(format_table(rows))
     return rows
+
+
+def _changed_settings(run_dir: Path, cfg: Config) -> list[str]:
+    """The settings (``section.key``) in which ``run_dir/config.yaml`` differs from ``cfg``; the
+    distiller's method and teacher, filled in by the runner, count only if ``cfg`` sets them."""
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.is_file():
+        return ["no config.yaml"]
+    saved, want = make_config(saved_file).to_dict(), cfg.to_dict()
+    out = []
+    for sec in sorted(set(saved) | set(want)):
+        a, b = saved.get(sec) or {}, want.get(sec) or {}
+        for key in sorted(set(a) | set(b)):
+            if sec == "distill" and key in ("method", "teacher") and not b.get(key):
+                continue
+            if a.get(key) != b.get(key):
+                out.append(f"{sec}.{key}")
+    return out
 
 
 def format_table(rows: list[tuple[str, dict[str, Any]]], protocol: str = "full") -> str:
