@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 SCHEMES = ("rank-discrepancy", "rank-aware", "top-n", "uniform", "swapped", "reversed")
 FIXED = (None, "teacher", "student")
+#: BDConfig.monitor_model: the model(s) whose validation drives early stopping
+MONITORS = ("auto", "student", "teacher", "both")
 LEARNERS = ("teacher", "student")
 
 
@@ -97,6 +99,16 @@ class BDConfig:
     chunk: users per chunk when ranking at refresh time.
     teacher_dim, student_dim: model sizes (Fig. 3: S, M, T) for models built from scratch;
         None = the dataset's size presets (BD: 50 / 5).
+    monitor_model: which model's validation (``train.monitor``, e.g. H@50) drives early stopping
+        (``train.patience`` validations without improvement), one of :data:`MONITORS`:
+        ``"auto"`` (default, the behaviour before this setting existed) = the student, or the
+        teacher when the student is fixed; ``"student"``; ``"teacher"``; ``"both"`` = stop only
+        once neither model improved for ``patience`` validations. Each model keeps its own
+        best-validation state whatever is monitored. Not a paper hyperparameter (the paper trains
+        until convergence); with ``"auto"`` the student's early best (often BD epoch 2 on
+        citeulike-bd) ends runs after a few periods, which cuts the teacher's schedule short
+        (``results/bd_notes.md``). A fixed model cannot be monitored.
+        CLI: ``--set distill.params.monitor_model=teacher``.
     """
 
     lambda_t2s: float = 0.5
@@ -117,6 +129,7 @@ class BDConfig:
     chunk: int = 256
     teacher_dim: int | None = None
     student_dim: int | None = None
+    monitor_model: str = "auto"
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ValueError:
@@ -138,6 +151,11 @@ class BDConfig:
             raise bad("sampling", f"one of {', '.join(SCHEMES)}")
         if self.fixed not in FIXED:
             raise bad("fixed", "None, 'teacher' or 'student'")
+        if self.monitor_model not in MONITORS:
+            raise bad("monitor_model", f"one of {', '.join(MONITORS)}")
+        if self.fixed is not None and self.monitor_model in (self.fixed, "both"):
+            raise bad("monitor_model", f"a trained model (the {self.fixed} is fixed): 'auto' or "
+                      f"{self.learners[0]!r}")
         for name in ("teacher_dim", "student_dim"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -159,6 +177,15 @@ class BDConfig:
     def learners(self) -> tuple[str, ...]:
         """The models that are trained ("teacher", "student"), without the fixed one."""
         return tuple(n for n in LEARNERS if n != self.fixed)
+
+    @property
+    def stop_on(self) -> tuple[str, ...]:
+        """The models whose validation drives early stopping (``monitor_model`` resolved)."""
+        if self.monitor_model == "auto":
+            return ("student",) if "student" in self.learners else ("teacher",)
+        if self.monitor_model == "both":
+            return LEARNERS
+        return (self.monitor_model,)
 
     def weight(self, learner: str) -> float:
         """λ of the learner's distillation term (λ_{S→T} for the teacher, λ_{T→S} for the student)."""
@@ -533,7 +560,8 @@ def run_bd(
 
     ``config``: data, model (``model.name`` for both; sizes from the presets, or ``teacher_dim`` /
     ``student_dim``, else those of ``bd_config``), training settings (``train.epochs`` counts
-    warm-up and BD epochs). Models
+    warm-up and BD epochs; early stopping after ``train.patience`` validations without improvement
+    of the model(s) named by ``bd_config.monitor_model``). Models
     start from ``teacher_run`` / ``student_run`` (pre-trained run directories) when given, else
     from scratch. A ``fixed`` model must be pre-trained. ``out_dir`` gets ``teacher.pt``,
     ``student.pt`` (the trained ones; each model's best validation state), ``metrics.json``
@@ -568,7 +596,8 @@ def run_bd(
     from recdistill.train.trainer import Trainer
 
     primary = "student" if "student" in distiller.models else "teacher"
-    trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary)
+    trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary,
+                      stop_on=cfg.stop_on)
     metrics = trainer.fit(resume=resume)
     if metrics:
         metrics["refresh_seconds"] = [round(x, 3) for x in distiller.refresh_seconds]

@@ -2,14 +2,19 @@
 
 Contract (what a distiller codes against)
 -----------------------------------------
-``Trainer(models, objective, dataset, config, out_dir=None, primary=None)``
+``Trainer(models, objective, dataset, config, out_dir=None, primary=None, stop_on=None)``
 
 - ``models``: ``{name: Recommender}``, the *trained* models, in update order (teacher before
   student, as BD's Algorithm 1). One Adam optimizer with L2 ``weight_decay`` per model. A frozen
   model (a distiller's pre-trained teacher) is not in ``models``: the objective holds it.
-- ``primary``: the model whose validation ``monitor`` drives early stopping (default "student"
-  if present, else the only model). Every model is validated and logged, and every model's own
-  best state (by its own ``monitor``) is kept, checkpointed and saved.
+- ``primary``: the run's main model, whose validation ``monitor`` drives early stopping unless
+  ``stop_on`` says otherwise (default "student" if present, else the only model). Every model
+  is validated and logged, and every model's own best state (by its own ``monitor``) is kept,
+  checkpointed and saved.
+- ``stop_on``: the models whose validation drives early stopping instead (default
+  ``(primary,)``): the run stops after ``patience`` validations in a row that improved none of
+  them (e.g. ``("teacher", "student")``: stop when neither improved). BD sets it from
+  ``BDConfig.monitor_model``.
 - ``objective`` (:class:`Objective`):
 
   - ``on_epoch_start(epoch)``: called before each epoch (0-based): rank refresh, resampling.
@@ -43,7 +48,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -92,7 +97,13 @@ def _default_primary(models: dict[str, Recommender]) -> str:
 
 
 class Trainer:
-    """Adam + L2, validation every ``eval_every`` epochs, early stopping, atomic checkpoints."""
+    """Adam + L2, validation every ``eval_every`` epochs, early stopping, atomic checkpoints.
+
+    ``primary``: the model reported as the run's (``best_epoch`` in the log, ``metrics["primary"]``).
+    ``stop_on``: the models whose validation drives early stopping (default: ``(primary,)``). The
+    run stops once ``patience`` validations in a row improved none of them; every model keeps its
+    own best-validation state either way.
+    """
 
     def __init__(
         self,
@@ -102,6 +113,7 @@ class Trainer:
         config: Config,
         out_dir: str | Path | None = None,
         primary: str | None = None,
+        stop_on: Sequence[str] | None = None,
     ) -> None:
         if not models:
             raise ValueError("Trainer needs at least one model to train")
@@ -114,6 +126,10 @@ class Trainer:
         self.primary = primary or _default_primary(models)
         if self.primary not in models:
             raise ValueError(f"primary model {self.primary!r} not in {sorted(models)}")
+        self.stop_on: tuple[str, ...] = tuple(stop_on) if stop_on else (self.primary,)
+        unknown = [n for n in self.stop_on if n not in models]
+        if unknown:
+            raise ValueError(f"stop_on model(s) {unknown} not in {sorted(models)}")
         units = {m.batch_unit for m in models.values()}
         if len(units) != 1:
             raise ValueError(f"models mix batch units {sorted(units)}; the default batches need one")
@@ -228,15 +244,14 @@ class Trainer:
     def validate(self) -> dict[str, dict[str, float]]:
         """Validation metrics of every model; updates best states and the stopping counter."""
         valid = {n: self.evaluate(m, "valid") for n, m in self.models.items()}
+        improved = False
         for n, m in self.models.items():
             score = self._monitor_value(valid[n])
             if score > self.best[n]["score"]:
                 self.best[n] = {"score": score, "epoch": self.epoch, "valid": valid[n]}
                 self.best_states[n] = copy.deepcopy({k: v.detach().cpu() for k, v in m.state_dict().items()})
-                if n == self.primary:
-                    self.bad_evals = 0
-            elif n == self.primary:
-                self.bad_evals += 1
+                improved = improved or n in self.stop_on
+        self.bad_evals = 0 if improved else self.bad_evals + 1
         if self.bad_evals >= self.tc.patience:
             self.stopped = True
         return valid
@@ -360,6 +375,7 @@ class Trainer:
         out: dict[str, Any] = {
             "dataset": self.dataset.name,
             "primary": self.primary,
+            "stop_on": list(self.stop_on),
             "monitor": self.monitor,
             "protocol": self.protocol,
             "epochs_run": self.epoch,
