@@ -10,11 +10,14 @@ student peaks at BD epoch 2, so the teacher never got more than about 12 BD epoc
   ``--epochs`` BD epochs, early stopping on ``--monitor`` (default: the teacher) after ``--patience``
   validations without improvement; each model keeps its own best-validation state;
 - per seed, BD and its control (λ = 0 both ways, the same schedule and draws: extra L_CF epochs);
-- ``--grid``: on ``--grid-seed`` (0), τ ∈ {2, 5, 10} x ε_e ∈ {1e-3, 1e-4, 1e-5} (the paper's
-  Sec. 5.1.5 grid, other settings at ``run_bd.BD_BASE``); the teacher's validation H@50 (best state)
-  picks the setting, which is then run on every seed. Test metrics never select anything.
+- ``--grid``: on ``--grid-seed`` (0), τ ∈ {2, 5, 10} x ε_e ∈ {1e-3, 1e-4, 1e-5} at 5 draws per
+  interaction (the paper's Sec. 5.1.5 grid, other settings at ``run_bd.BD_BASE``), then the draws
+  per interaction ``--draws`` (paper {1, 5, 10}) at the best (τ, ε_e); the teacher's validation
+  H@50 (best state) over all these runs picks the setting, which is then run on every seed. Test
+  metrics never select anything.
 
-Runs go to ``<runs>/seedS/<name>`` (``bd-tau{τ}-ee{ε_e}``, ``lambda0``). A finished run (one with
+Runs go to ``<runs>/seedS/<name>`` (``bd-tau{τ}-ee{ε_e}[-s{draws}]``, ``-s`` only when not 5;
+``lambda0``). A finished run (one with
 ``metrics.json``) is reused after checking that its settings are the ones asked for; an
 interrupted one resumes from its checkpoint. After every run the tables are rewritten:
 ``results/bd_long_citeulike-bd.md`` / ``.json`` (per-run epochs, test H@50 / N@50, paired t-tests
@@ -54,7 +57,8 @@ BD_BASE = {"warmup_epochs": 0, "period": 10, "n_samples": 5, "eps_t": 1e-4, "eps
            "label_only_tau": False}
 TAUS = (2.0, 5.0, 10.0)
 EPS_E = (1e-3, 1e-4, 1e-5)
-DEFAULT = (2.0, 1e-4)
+DRAWS = 5  # BD_BASE's n_samples
+DEFAULT = (2.0, 1e-4, DRAWS)
 OUT = ROOT / "results" / f"bd_long_{DATASET}"
 
 
@@ -72,15 +76,16 @@ def base_run(seed: int, model: str) -> Path:
     return ROOT / "runs" / f"baselines-s{seed}" / DATASET / "teacher"
 
 
-def bd_name(tau: float, eps_e: float) -> str:
-    return f"bd-tau{tau:g}-ee{eps_e:g}"
+def bd_name(tau: float, eps_e: float, n_samples: int = DRAWS) -> str:
+    return f"bd-tau{tau:g}-ee{eps_e:g}" + (f"-s{n_samples}" if n_samples != DRAWS else "")
 
 
 def bd_params(name: str) -> dict:
     if name == "lambda0":
         return dict(BD_BASE, lambda_t2s=0.0, lambda_s2t=0.0)
-    tau, ee = name.removeprefix("bd-tau").split("-ee")
-    return dict(BD_BASE, tau=float(tau), eps_e=float(ee))
+    tau, rest = name.removeprefix("bd-tau").split("-ee")
+    ee, _, n = rest.partition("-s")
+    return dict(BD_BASE, tau=float(tau), eps_e=float(ee), n_samples=int(n) if n else DRAWS)
 
 
 def metrics_of(run: Path) -> dict | None:
@@ -129,19 +134,34 @@ def one_run(a, dataset, seed: int, name: str) -> dict:
     return m
 
 
-def chosen_setting(a) -> tuple[float, float] | None:
-    """The grid point with the best teacher validation H@50 on the grid seed (None: grid unfinished)."""
+def _best(a, points: list[tuple[float, float, int]]) -> tuple[float, float, int] | None:
+    """The point with the best teacher validation H@50 on the grid seed (None: one is unfinished;
+    ties: the first)."""
     runs = Path(a.runs) / f"seed{a.grid_seed}"
     best, best_v = None, -1.0
-    for tau in TAUS:
-        for ee in EPS_E:
-            m = metrics_of(runs / bd_name(tau, ee))
-            if m is None:
-                return None
-            v = m["models"]["teacher"]["valid"]["full"]["H@50"]
-            if v > best_v:
-                best, best_v = (tau, ee), v
+    for pt in points:
+        m = metrics_of(runs / bd_name(*pt))
+        if m is None:
+            return None
+        v = m["models"]["teacher"]["valid"]["full"]["H@50"]
+        if v > best_v:
+            best, best_v = pt, v
     return best
+
+
+def grid_points(a, stage: int) -> list[tuple[float, float, int]] | None:
+    """Stage 1: τ x ε_e at 5 draws; stage 2: the draws at stage 1's best (None: stage 1 unfinished)."""
+    first = [(tau, ee, DRAWS) for tau in TAUS for ee in EPS_E]
+    if stage == 1:
+        return first
+    b = _best(a, first)
+    return None if b is None else [(b[0], b[1], n) for n in a.draws if n != DRAWS]
+
+
+def chosen_setting(a) -> tuple[float, float, int] | None:
+    """The best of both stages by the teacher's validation H@50 (None: grid unfinished)."""
+    second = grid_points(a, 2)
+    return None if second is None else _best(a, grid_points(a, 1) + second)
 
 
 # ---------------------------------------------------------------------------- tables
@@ -209,15 +229,16 @@ def summarise(a) -> str:
                 data.setdefault(label, {})[s] = r
     commit = git_commit()
     cmd = "python scripts/run_bd_long.py " + " ".join(x for x in sys.argv[1:] if x != "--summary")
-    if a.summary:
-        cmd += "` (tables rewritten from the finished runs by the same command with `--summary"
+    note = (" Tables rewritten from the finished runs by the same command with `--summary`."
+            if a.summary else "")
     out: dict = {"command": cmd, "commit": commit, "seeds": a.seeds, "monitor_model": a.monitor,
                  "epochs": a.epochs, "patience_validations": a.patience, "train": TRAIN, "bd_base": BD_BASE,
-                 "grid": None, "chosen": None if chosen is None else {"tau": chosen[0], "eps_e": chosen[1]},
+                 "grid": None,
+                 "chosen": None if chosen is None else dict(zip(("tau", "eps_e", "n_samples"), chosen)),
                  "rows": {}, "runs": {}}
     lines = [f"# BD with long schedules, early stopping on the {a.monitor}: {DATASET}, BPR 50 / 5, "
              "full ranking, test split", "",
-             f"commit {commit}; `{cmd}`.", "",
+             f"commit {commit}; `{cmd}`.{note}", "",
              f"Paper-level teacher (issue #5) and the student trained with the paper's optimiser, as "
              f"`run_bd_seeds.py --paper-opt`; BD and the λ = 0 control with batch 128, lr 1e-3, up to "
              f"{a.epochs} BD epochs, validation every 2 epochs, early stopping when the "
@@ -283,28 +304,30 @@ def summarise(a) -> str:
     if a.grid:
         g = a.grid_seed
         lines += ["", f"## Grid on seed {g} (selection: the teacher's validation H@50 of its best state)",
-                  "", "Test columns are shown for reference only; they select nothing.", "",
-                  "| τ | ε_e | valid H@50 T | valid H@50 S | BD epochs run | best epoch T | test H@50 T | "
-                  "test H@50 S |", "|---|---|---|---|---|---|---|---|"]
+                  "", "τ x ε_e at 5 draws per interaction, then the draws at the best (τ, ε_e). Test "
+                  "columns are shown for reference only; they select nothing.", "",
+                  "| τ | ε_e | draws | valid H@50 T | valid H@50 S | BD epochs run | best epoch T | "
+                  "test H@50 T | test H@50 S |", "|---|---|---|---|---|---|---|---|---|"]
         grid = {}
         c = _bd_row(a, g, "lambda0", "teacher", "valid")
-        for tau in TAUS:
-            for ee in EPS_E:
-                n = bd_name(tau, ee)
-                v, vs_ = _bd_row(a, g, n, "teacher", "valid"), _bd_row(a, g, n, "student", "valid")
-                t, ts = _bd_row(a, g, n, "teacher"), _bd_row(a, g, n, "student")
-                if v is None:
-                    lines.append(f"| {tau:g} | {ee:g} | (not run) | | | | | |")
-                    continue
-                grid[n] = {"tau": tau, "eps_e": ee, "valid_teacher": v["H@50"], "valid_student": vs_["H@50"],
-                           "epochs_run": v["epochs_run"], "best_epoch_teacher": v["best_epoch"],
-                           "test_teacher": t["H@50"], "test_student": ts["H@50"]}
-                mark = " **chosen**" if chosen == (tau, ee) else ""
-                lines.append(f"| {tau:g} | {ee:g}{mark} | {v['H@50']:.4f} | {vs_['H@50']:.4f} | "
-                             f"{v['epochs_run']} | {v['best_epoch']} | {t['H@50']:.4f} | {ts['H@50']:.4f} |")
+        points = grid_points(a, 1) + (grid_points(a, 2) or [])
+        for tau, ee, nd_ in points:
+            n = bd_name(tau, ee, nd_)
+            v, vs_ = _bd_row(a, g, n, "teacher", "valid"), _bd_row(a, g, n, "student", "valid")
+            t, ts = _bd_row(a, g, n, "teacher"), _bd_row(a, g, n, "student")
+            if v is None:
+                lines.append(f"| {tau:g} | {ee:g} | {nd_} | (not run) | | | | | |")
+                continue
+            grid[n] = {"tau": tau, "eps_e": ee, "n_samples": nd_, "valid_teacher": v["H@50"],
+                       "valid_student": vs_["H@50"], "epochs_run": v["epochs_run"],
+                       "best_epoch_teacher": v["best_epoch"], "test_teacher": t["H@50"],
+                       "test_student": ts["H@50"]}
+            mark = " **chosen**" if chosen == (tau, ee, nd_) else ""
+            lines.append(f"| {tau:g} | {ee:g} | {nd_}{mark} | {v['H@50']:.4f} | {vs_['H@50']:.4f} | "
+                         f"{v['epochs_run']} | {v['best_epoch']} | {t['H@50']:.4f} | {ts['H@50']:.4f} |")
         if c is not None:
             cs = _bd_row(a, g, "lambda0", "student", "valid")
-            lines.append(f"| control λ = 0 | | {c['H@50']:.4f} | {cs['H@50']:.4f} | {c['epochs_run']} | "
+            lines.append(f"| control λ = 0 | | | {c['H@50']:.4f} | {cs['H@50']:.4f} | {c['epochs_run']} | "
                          f"{c['best_epoch']} | | |")
         tv = _base_row(g, "teacher", "valid")
         if tv is not None:
@@ -330,6 +353,8 @@ def main() -> None:
                    help="BDConfig.monitor_model")
     p.add_argument("--grid", action="store_true",
                    help="τ x ε_e grid on --grid-seed, then the chosen on all seeds")
+    p.add_argument("--draws", type=int, nargs="+", default=[1, 5, 10],
+                   help="with --grid: draws per interaction tried at the best (τ, ε_e)")
     p.add_argument("--grid-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / "long"))
@@ -349,13 +374,13 @@ def main() -> None:
         print(summarise(a))
         return
     # 2. the grid on one seed, selected on the teacher's validation H@50
-    for tau in TAUS:
-        for ee in EPS_E:
-            one_run(a, dataset, a.grid_seed, bd_name(tau, ee))
+    for stage in (1, 2):
+        for pt in grid_points(a, stage):
+            one_run(a, dataset, a.grid_seed, bd_name(*pt))
             summarise(a)
     chosen = chosen_setting(a)
-    print(f"chosen on seed {a.grid_seed} (teacher valid H@50): tau={chosen[0]:g} eps_e={chosen[1]:g}",
-          flush=True)
+    print(f"chosen on seed {a.grid_seed} (teacher valid H@50): tau={chosen[0]:g} eps_e={chosen[1]:g} "
+          f"draws={chosen[2]}", flush=True)
     # 3. the chosen setting on every seed
     if chosen != DEFAULT:
         for s in a.seeds:
