@@ -150,18 +150,28 @@ def _best(a, points: list[tuple[float, float, int]]) -> tuple[float, float, int]
 
 
 def grid_points(a, stage: int) -> list[tuple[float, float, int]] | None:
-    """Stage 1: τ x ε_e at 5 draws; stage 2: the draws at stage 1's best (None: stage 1 unfinished)."""
+    """Stage 1: τ x ε_e at 5 draws; stage 2: the draws at stage 1's best (None: stage 1 unfinished).
+    With ``--grid-points`` stage 1 is cut to the named points that are finished, plus those named."""
     first = [(tau, ee, DRAWS) for tau in TAUS for ee in EPS_E]
     if stage == 1:
         return first
-    b = _best(a, first)
+    b = _best(a, _selectable(a, first))
     return None if b is None else [(b[0], b[1], n) for n in a.draws if n != DRAWS]
+
+
+def _selectable(a, points: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """All points; with ``--grid-points`` (a cut grid, for time) the finished ones and the named."""
+    if a.grid_points is None:
+        return points
+    runs = Path(a.runs) / f"seed{a.grid_seed}"
+    return [pt for pt in points
+            if bd_name(*pt) in a.grid_points or metrics_of(runs / bd_name(*pt)) is not None]
 
 
 def chosen_setting(a) -> tuple[float, float, int] | None:
     """The best of both stages by the teacher's validation H@50 (None: grid unfinished)."""
     second = grid_points(a, 2)
-    return None if second is None else _best(a, grid_points(a, 1) + second)
+    return None if second is None else _best(a, _selectable(a, grid_points(a, 1)) + second)
 
 
 # ---------------------------------------------------------------------------- tables
@@ -233,7 +243,7 @@ def summarise(a) -> str:
             if a.summary else "")
     out: dict = {"command": cmd, "commit": commit, "seeds": a.seeds, "monitor_model": a.monitor,
                  "epochs": a.epochs, "patience_validations": a.patience, "train": TRAIN, "bd_base": BD_BASE,
-                 "grid": None,
+                 "grid": None, "grid_points": a.grid_points, "draws": a.draws,
                  "chosen": None if chosen is None else dict(zip(("tau", "eps_e", "n_samples"), chosen)),
                  "rows": {}, "runs": {}}
     lines = [f"# BD with long schedules, early stopping on the {a.monitor}: {DATASET}, BPR 50 / 5, "
@@ -333,6 +343,9 @@ def summarise(a) -> str:
         if tv is not None:
             lines.append(f"\nTeacher before BD: valid H@50 {tv['H@50']:.4f}.")
         out["grid"] = grid
+        if a.grid_points is not None:
+            lines.append("\nThe grid was cut for time (`--grid-points`): the setting is chosen among "
+                         "the points that were run; '(not run)' points took no part.")
         if chosen is None:
             lines.append("\nGrid unfinished: no setting chosen; the BD rows above use the default "
                          f"{bd_name(*DEFAULT)}.")
@@ -355,6 +368,9 @@ def main() -> None:
                    help="τ x ε_e grid on --grid-seed, then the chosen on all seeds")
     p.add_argument("--draws", type=int, nargs="+", default=[1, 5, 10],
                    help="with --grid: draws per interaction tried at the best (τ, ε_e)")
+    p.add_argument("--grid-points", nargs="*", default=None,
+                   help="with --grid: cut the τ x ε_e grid (for time) to these runs (e.g. "
+                        "bd-tau10-ee0.0001) and the ones already finished; selection among those")
     p.add_argument("--grid-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / "long"))
@@ -375,7 +391,7 @@ def main() -> None:
         return
     # 2. the grid on one seed, selected on the teacher's validation H@50
     for stage in (1, 2):
-        for pt in grid_points(a, stage):
+        for pt in _selectable(a, grid_points(a, stage)) if stage == 1 else grid_points(a, stage):
             one_run(a, dataset, a.grid_seed, bd_name(*pt))
             summarise(a)
     chosen = chosen_setting(a)
