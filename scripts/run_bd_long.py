@@ -303,7 +303,7 @@ def summarise(a) -> str:
     for s in a.seeds:
         for n in names:
             traj = _teacher_trajectory(a, s, n)
-            if traj:
+            if traj and f"seed{s}/{n}" in out["runs"]:  # finished runs only
                 out["runs"][f"seed{s}/{n}"]["valid_teacher_H@50"] = traj
                 shown = [(e, v) for e, v in traj if e == 2 or e % 10 == 0 or e == traj[-1][0]]
                 lines.append(f"- seed {s} `{n}`: " + ", ".join(f"{e}: {v:.4f}" for e, v in shown))
@@ -381,7 +381,14 @@ def main() -> None:
         print(summarise(a))
         return
     dataset = load_dataset_for(train_config(a, a.seeds[0]))
-    # 1. the defaults and the control on every seed (the main comparison)
+    # 1. the control and the defaults on every seed (the main comparison); when an earlier call
+    # has already chosen a grid setting, each seed's control and chosen run go first (for time)
+    known = chosen_setting(a) if a.grid else None
+    if known is not None and known != DEFAULT:
+        for s in a.seeds:
+            for n in ("lambda0", bd_name(*known)):
+                one_run(a, dataset, s, n)
+                summarise(a)
     for s in a.seeds:
         for n in ("lambda0", bd_name(*DEFAULT)):
             one_run(a, dataset, s, n)
