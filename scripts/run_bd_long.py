@@ -272,7 +272,8 @@ def summarise(a) -> str:
                 y = np.array([data[ref][s]["H@50"] for s in common])
                 vs, delta, rel = ref, f"{(x - y).mean():+.4f}", f"{(x / y - 1).mean() * 100:+.1f}%"
                 if len(common) >= 2:
-                    pval = f"{stats.ttest_rel(x, y).pvalue:.3f}"
+                    pv = stats.ttest_rel(x, y).pvalue
+                    pval = f"{pv:.3f}" if pv >= 0.001 else f"{pv:.1e}"
         out["rows"][label] = {"seeds": seeds, "H@50": h.tolist(), "N@50": nd.tolist(), "vs": vs,
                               "delta_H@50": delta, "rel": rel, "p": pval}
         sd = h.std(ddof=1) if len(h) > 1 else 0.0
