@@ -27,6 +27,15 @@ folder whose config differs stops the script). The report ``results/kd_tune_cite
 (+ ``.json``) is generated from the finished runs::
 
     python scripts/run_kd_tune.py --data-dir ../shared/data --threads 1 [--stage 1|2|3|report|all]
+
+The committed results were made, for time (2 h, one CPU core shared), with a reduced protocol::
+
+    python scripts/run_kd_tune.py --data-dir ../shared/data --threads 1 --lrs 1e-3 2e-3 \
+        --extra 1e-4:0 --search coord --top 2 --top-cd 1 --axes alpha k lambda_kd
+
+(lr 1e-4 with reg 0 only; coordinate search; RD's top 2 and CD's best on seed 0 also on seed 1;
+CD searched over λ_KD only, n_samples 10 and τ 1 fixed). ``--methods rd`` first ran RD's stages 2
+and 3 before CD's, so RD's test finished first.
 """
 
 from __future__ import annotations
