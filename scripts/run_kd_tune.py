@@ -31,11 +31,11 @@ folder whose config differs stops the script). The report ``results/kd_tune_cite
 The committed results were made, for time (2 h, one CPU core shared), with a reduced protocol::
 
     python scripts/run_kd_tune.py --data-dir ../shared/data --threads 1 --lrs 1e-3 2e-3 \
-        --extra 1e-4:0 --search coord --top 2 --top-cd 1 --axes alpha k lambda_kd
+        --extra 1e-4:0 --search coord
 
-(lr 1e-4 with reg 0 only; coordinate search; RD's top 2 and CD's best on seed 0 also on seed 1;
-CD searched over λ_KD only, n_samples 10 and τ 1 fixed). ``--methods rd`` first ran RD's stages 2
-and 3 before CD's, so RD's test finished first.
+(lr 1e-4 with reg 0 only; coordinate search instead of the full KD grid). Earlier invocations
+with ``--methods rd``, then ``--top 2 --top-cd 1 --axes alpha k lambda_kd``, ran parts of it first
+(RD's test before CD's tuning), all reused by the final one.
 """
 
 from __future__ import annotations
@@ -386,6 +386,20 @@ def _params(p: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in p.items())
 
 
+def _edges(chosen: dict, axes: dict[str, list]) -> str:
+    """Which chosen values lie on the edge (smallest/largest value) of their searched axis."""
+    e = [
+        f"{k} = {chosen[k]:g} is the {'smallest' if chosen[k] == min(vs) else 'largest'} value tried"
+        for k, vs in axes.items()
+        if len(vs) > 1 and chosen[k] in (min(vs), max(vs))
+    ]
+    return (
+        ("At the grid's edge: " + "; ".join(e) + " (a value beyond it might do better).")
+        if e
+        else ("Every chosen value is inside its grid.")
+    )
+
+
 def report(R: Runner, s1: dict, s2: dict, s3: dict, cmd: str, t_total: float) -> str:
     a = R.a
     commit = _commit()
@@ -438,6 +452,14 @@ def report(R: Runner, s1: dict, s2: dict, s3: dict, cmd: str, t_total: float) ->
         )
     ch = s1["chosen"]
     L += ["", f"Chosen: lr {ch['lr']:g}, reg {ch['reg']:g}." if ch else "Chosen: — (stage 1 unfinished).", ""]
+    if ch:
+        L += [
+            _edges(
+                {"lr": ch["lr"], "reg": ch["reg"]},
+                {k: sorted({g[k] for g in s1["grid"]}) for k in ("lr", "reg")},
+            ),
+            "",
+        ]
     # stage 2
     L += [
         f"## Stage 2: KD on validation (student lr/reg from stage 1), search `{a.search}`",
@@ -500,6 +522,13 @@ def report(R: Runner, s1: dict, s2: dict, s3: dict, cmd: str, t_total: float) ->
             L.append("")
             L.append("(unfinished: some points of this search were not run.)")
         ends = [r for x in m2["points"] for r in x["runs"] if r["best_at_budget_end"]]
+        if m2["chosen"] is not None:
+            searched = {
+                k: v
+                for k, v in (RD_AXES if method == "rd" else CD_AXES).items()
+                if a.axes is None or k in a.axes
+            }
+            L += ["", _edges(m2["chosen"], searched)]
         L += [
             "",
             f"Runs with the best epoch at the budget's end: {len(ends)}."
@@ -587,7 +616,9 @@ def report(R: Runner, s1: dict, s2: dict, s3: dict, cmd: str, t_total: float) ->
                     )
             L.append("")
     L += [
-        f"Runs trained by this invocation: {R.n_trained}; its wall time {t_total / 60:.1f} min. "
+        f"Runs trained by this invocation: {R.n_trained}; its wall time {t_total / 60:.1f} min (runs are "
+        "reused: earlier invocations with subsets of the options trained most of them, see the script's "
+        "docstring). "
         f"Runs: `{_rel(R.out)}/s<seed>/<name>`; all values and configs in `kd_tune_{DATASET}.json`.",
         "",
     ]
