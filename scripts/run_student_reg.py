@@ -12,6 +12,9 @@ tuned before this script.
    overrides and the default RD and CD (``--candidates rd cd``), each seed's existing teacher
    (seed 0: ``runs/base/bpr-bd-teacher``; others: ``runs/baselines-s<S>/citeulike-bd/teacher``),
    tag ``_reg_seed<S>``; then ``scripts/run_baselines_seeds.py --variant reg`` (paired t-tests).
+   ``--extra-kd rd:alpha=0.01 ...``: further RD/CD settings on the same student (``recdistill
+   distill``, same overrides), e.g. the choices of ``scripts/run_kd_tune.py``'s grid, in
+   ``runs/baselines-reg-s<S>/citeulike-bd/<method>-<key><value>``.
 3. BD on the chosen student, seeds ``--bd-seeds``: ``scripts/run_bd.py`` with the same optimiser
    (batch 128, lr 0.002, both models), the seed's teacher and the step-2 student, BD (paper τ)
    and its λ = 0 control (``--only bd-rd-labelonly0 bd-lambda0``), early stopping on the student
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -97,6 +101,24 @@ def bd_command(seed: int, data_dir: str | None) -> list[str]:
     return cmd
 
 
+def extra_name(spec: str) -> str:
+    """``rd:alpha=0.01,k=20`` -> ``rd-alpha0.01-k20`` (the run's folder name)."""
+    method, _, params = spec.partition(":")
+    return "-".join([method, *(kv.replace("=", "") for kv in params.split(",") if kv)])
+
+
+def extra_command(spec: str, seed: int, reg: float, data_dir: str | None) -> list[str]:
+    method, _, params = spec.partition(":")
+    cmd = ["recdistill", "distill", "--method", method, "--teacher", teacher_run(seed), "--dataset", DATASET,
+           "--config", str(CONFIG.relative_to(ROOT)), "--size", "student", "--seed", str(seed),
+           "--out", str(reg_run(seed, extra_name(spec)).relative_to(ROOT)), "--no-progress"]
+    for s in [*OPT, f"model.params.reg={reg:g}", *(f"distill.params.{kv}" for kv in params.split(",") if kv)]:
+        cmd += ["--set", s]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    return cmd
+
+
 def reg_run(seed: int, run: str) -> Path:
     """A run folder of step 2 (``student``, ``rd``, ``cd``) or step 3 (``bd-...``)."""
     if run.startswith("bd-"):
@@ -119,12 +141,14 @@ BD_ROWS = [
 ]
 
 
-def bd_table(seeds: list[int]) -> tuple[list[str], dict]:
+def bd_table(seeds: list[int], extra: list[str] = ()) -> tuple[list[str], dict]:
     """Test H@50 rows of steps 2-3 over ``seeds`` with paired t-tests (``scipy.stats.ttest_rel``)."""
     from scipy import stats
 
+    rows = BD_ROWS[:4] + [(f"{extra_name(e)} (reg)", extra_name(e), "student", "Student (reg)")
+                          for e in extra] + BD_ROWS[4:]
     vals: dict[str, dict[int, float]] = {}
-    for label, run, model, _ in BD_ROWS:
+    for label, run, model, _ in rows:
         for s in seeds:
             f = (ROOT / teacher_run(s) if run == "teacher" else reg_run(s, run)) / "metrics.json"
             if f.is_file():
@@ -133,7 +157,7 @@ def bd_table(seeds: list[int]) -> tuple[list[str], dict]:
     lines = ["| row | H@50 per seed | mean ± std | vs | Δ | p | seeds above |",
              "|---|---|---|---|---:|---:|---:|"]
     out = {}
-    for label, _, _, ref in BD_ROWS:
+    for label, _, _, ref in rows:
         if label not in vals:
             continue
         ss = sorted(vals[label])
@@ -187,6 +211,8 @@ def main() -> None:
     p.add_argument("--regs", type=float, nargs="+", default=[0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
     p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--extra-kd", nargs="*", default=[], metavar="METHOD:K=V[,K=V]",
+                   help="more RD/CD settings on the chosen student, e.g. rd:alpha=0.01")
     p.add_argument("--bd-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--stage", choices=["grid", "kd", "all"], default="all")
     a = p.parse_args()
@@ -208,13 +234,23 @@ def main() -> None:
                 "--variant", "reg"]
         cmds.append(" ".join(["python", *summ[1:]]))
         subprocess.run(summ, cwd=ROOT, check=True)
+        for spec in a.extra_kd:
+            for s in a.seeds:
+                cmd = extra_command(spec, s, chosen, a.data_dir)
+                cmds.append(" ".join(cmd))
+                if (reg_run(s, extra_name(spec)) / "metrics.json").is_file():
+                    continue
+                if (reg_run(s, extra_name(spec)) / "checkpoint.pt").is_file():
+                    cmd.append("--resume")
+                print(f"[kd+] seed {s}: {cmds[-1]}", flush=True)
+                subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if a.stage == "all":
         for s in a.bd_seeds:
             cmd = bd_command(s, a.data_dir)
             cmds.append(" ".join(["python", *cmd[1:]]))
             print(f"[bd] seed {s}: {cmds[-1]}", flush=True)
             subprocess.run(cmd, cwd=ROOT, check=True)
-    table, rows = bd_table(sorted(set(a.seeds) | set(a.bd_seeds)))
+    table, rows = bd_table(sorted(set(a.seeds) | set(a.bd_seeds)), a.extra_kd)
     commit = _commit()
     out = ROOT / "results" / f"student_reg_{DATASET}"
     text = render(grid, a.regs, a.grid_seeds, chosen, cmds, commit)
