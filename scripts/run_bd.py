@@ -195,10 +195,13 @@ def main() -> None:
     cfg0 = cfg_for(a.data_dir, DIMS["teacher"], 1, a.seed)
     dataset = load_dataset_for(cfg0)
     base = base_models(a, dataset)
-    results: dict[str, dict] = {"Teacher": row(metrics_of(base["teacher"]), "model"),
-                                "Student": row(metrics_of(base["student"]), "model")}
-    base_valid = {"Teacher": row(metrics_of(base["teacher"]), "model", "valid"),
-                  "Student": row(metrics_of(base["student"]), "model", "valid")}
+    def base_row(role: str, split: str = "test") -> dict:
+        """A base run's row: its only model, or its ``role`` model (e.g. a BD run as the teacher)."""
+        m = metrics_of(base[role])
+        return row(m, "model" if "model" in m["models"] else role, split)
+
+    results: dict[str, dict] = {"Teacher": base_row("teacher"), "Student": base_row("student")}
+    base_valid = {"Teacher": base_row("teacher", "valid"), "Student": base_row("student", "valid")}
     valid: dict[str, dict] = {}
     if a.stage == "base":
         return

@@ -18,13 +18,19 @@ tuned before this script.
 3. BD on the chosen student, seeds ``--bd-seeds``: ``scripts/run_bd.py`` with the same optimiser
    (batch 128, lr 0.002, both models), the seed's teacher and the step-2 student, BD (paper τ)
    and its λ = 0 control (``--only bd-rd-labelonly0 bd-lambda0``), early stopping on the student
-   (the default), in ``runs/bd/citeulike-bd-reg-seed<S>``.
+   (the default), in ``runs/bd/citeulike-bd-reg-seed<S>``. ``--bd-converged-seeds``: the same from a
+   converged teacher (the λ = 0 control of ``scripts/run_bd_long.py``, ``runs/bd/long/seed<S>/lambda0``)
+   in ``runs/bd/citeulike-bd-regconv-seed<S>`` (rows "conv.: ...").
 
 Writes ``results/student_reg_citeulike-bd.md`` (+ ``.json``): the grid's validation table, the
 choice, the test table of step 3 against step 2's rows (paired t-tests over seeds), and the
 commands. Resumable: finished runs are reused. Usage::
 
     python scripts/run_student_reg.py --data-dir ../shared/data [--stage grid|kd|all]
+
+The committed table: ``--extra-kd rd:alpha=0.01 cd:lambda_kd=0.01 cd:lambda_kd=0.01,tau=2
+--bd-seeds 0 1 2 3 4 --bd-converged-seeds 0 1 2 3 4`` (the KD extras are the choices of
+``scripts/run_kd_tune.py``).
 """
 
 from __future__ import annotations
@@ -90,11 +96,19 @@ def kd_command(seed: int, reg: float, data_dir: str | None) -> list[str]:
     return cmd
 
 
-def bd_command(seed: int, data_dir: str | None) -> list[str]:
+def converged_teacher(seed: int) -> str:
+    """The teacher of ``scripts/run_bd_long.py``'s λ = 0 control (issue #5's teacher after up to
+    100 more L_CF epochs at batch 128, lr 1e-3, best validation state): a converged teacher."""
+    return f"runs/bd/long/seed{seed}/lambda0"
+
+
+def bd_command(seed: int, data_dir: str | None, converged: bool = False) -> list[str]:
     student = str(reg_run(seed, "student").relative_to(ROOT))
+    teacher = converged_teacher(seed) if converged else teacher_run(seed)
+    runs = f"runs/bd/{DATASET}-reg{'conv' if converged else ''}-seed{seed}"
     cmd = [sys.executable, "scripts/run_bd.py", "--seed", str(seed), "--batch-size", "128", "--lr", "0.002",
-           "--teacher-run", teacher_run(seed), "--student-run", student,
-           "--runs", f"runs/bd/{DATASET}-reg-seed{seed}", "--only", "bd-rd-labelonly0", "bd-lambda0",
+           "--teacher-run", teacher, "--student-run", student,
+           "--runs", runs, "--only", "bd-rd-labelonly0", "bd-lambda0",
            "--threads", "1"]
     if data_dir:
         cmd += ["--data-dir", data_dir]
@@ -121,6 +135,8 @@ def extra_command(spec: str, seed: int, reg: float, data_dir: str | None) -> lis
 
 def reg_run(seed: int, run: str) -> Path:
     """A run folder of step 2 (``student``, ``rd``, ``cd``) or step 3 (``bd-...``)."""
+    if run.startswith("conv:"):  # BD from the converged teacher
+        return ROOT / "runs" / "bd" / f"{DATASET}-regconv-seed{seed}" / run[5:]
     if run.startswith("bd-"):
         return ROOT / "runs" / "bd" / f"{DATASET}-reg-seed{seed}" / run
     return ROOT / "runs" / f"baselines-reg-s{seed}" / DATASET / run
@@ -138,6 +154,11 @@ BD_ROWS = [
     ("control λ=0: teacher", "bd-lambda0", "teacher", "Teacher"),
     ("BD-Teacher", "bd-rd-labelonly0", "teacher", "control λ=0: teacher"),
     ("BD-Teacher vs Teacher", "bd-rd-labelonly0", "teacher", "Teacher"),
+    ("converged teacher", "converged", "teacher", None),
+    ("conv.: control λ=0: teacher", "conv:bd-lambda0", "teacher", "converged teacher"),
+    ("conv.: BD-Teacher", "conv:bd-rd-labelonly0", "teacher", "conv.: control λ=0: teacher"),
+    ("conv.: control λ=0: student", "conv:bd-lambda0", "student", "Student (reg)"),
+    ("conv.: BD-Student", "conv:bd-rd-labelonly0", "student", "conv.: control λ=0: student"),
 ]
 
 
@@ -150,7 +171,8 @@ def bd_table(seeds: list[int], extra: list[str] = ()) -> tuple[list[str], dict]:
     vals: dict[str, dict[int, float]] = {}
     for label, run, model, _ in rows:
         for s in seeds:
-            f = (ROOT / teacher_run(s) if run == "teacher" else reg_run(s, run)) / "metrics.json"
+            d = {"teacher": ROOT / teacher_run(s), "converged": ROOT / converged_teacher(s)}.get(run)
+            f = (d if d is not None else reg_run(s, run)) / "metrics.json"
             if f.is_file():
                 m = json.loads(f.read_text())["models"][model]
                 vals.setdefault(label, {})[s] = m["test"]["full"]["H@50"]
@@ -214,6 +236,8 @@ def main() -> None:
     p.add_argument("--extra-kd", nargs="*", default=[], metavar="METHOD:K=V[,K=V]",
                    help="more RD/CD settings on the chosen student, e.g. rd:alpha=0.01")
     p.add_argument("--bd-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--bd-converged-seeds", type=int, nargs="*", default=[],
+                   help="also BD from the converged teacher of run_bd_long.py's λ = 0 control")
     p.add_argument("--stage", choices=["grid", "kd", "all"], default="all")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -249,6 +273,11 @@ def main() -> None:
             cmd = bd_command(s, a.data_dir)
             cmds.append(" ".join(["python", *cmd[1:]]))
             print(f"[bd] seed {s}: {cmds[-1]}", flush=True)
+            subprocess.run(cmd, cwd=ROOT, check=True)
+        for s in a.bd_converged_seeds:
+            cmd = bd_command(s, a.data_dir, converged=True)
+            cmds.append(" ".join(["python", *cmd[1:]]))
+            print(f"[bd, converged teacher] seed {s}: {cmds[-1]}", flush=True)
             subprocess.run(cmd, cwd=ROOT, check=True)
     table, rows = bd_table(sorted(set(a.seeds) | set(a.bd_seeds)), a.extra_kd)
     commit = _commit()
