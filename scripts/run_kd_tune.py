@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from scipy import stats
+from run_baselines_seeds import paired_stats  # the tested one (scripts/ is on sys.path)
 
 from recdistill.config import make_config
 from recdistill.distill import load_distillers
@@ -305,25 +305,6 @@ def _user_hits(run: str, model: str, dataset: Any, k: int) -> np.ndarray:
     m = load_run(ROOT / run, dataset=dataset).models[model]
     ranks = heldout_ranks(m.score_all, dataset, PROTO, "test", device=m.device)  # (n_users,)
     return np.where(ranks > 0, (ranks <= k).astype(np.float64), np.nan)
-
-
-def paired_stats(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Mean, std, 95% t-CI of ``x - y`` and the two-sided paired t-test over the pairs."""
-    d = np.asarray(x, float) - np.asarray(y, float)
-    t, p = math.nan, math.nan
-    if np.ptp(d) > 1e-12:
-        res = stats.ttest_rel(x, y)
-        t, p = float(res.statistic), float(res.pvalue)
-    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
-    return {
-        "n": int(d.size),
-        "mean_diff": float(d.mean()),
-        "std_diff": float(d.std(ddof=1)),
-        "ci95": [float(d.mean()) - half, float(d.mean()) + half],
-        "t": t,
-        "p": p,
-        "n_above": int((d > 0).sum()),
-    }
 
 
 def stage3(R: Runner, s1: dict, s2: dict, train: bool = True, students_only: bool = False) -> dict[str, Any]:

@@ -164,7 +164,7 @@ BD_ROWS = [
 
 def bd_table(seeds: list[int], extra: list[str] = ()) -> tuple[list[str], dict]:
     """Test H@50 rows of steps 2-3 over ``seeds`` with paired t-tests (``scipy.stats.ttest_rel``)."""
-    from scipy import stats
+    from run_baselines_seeds import paired_stats  # scripts/ is on sys.path
 
     rows = BD_ROWS[:4] + [(f"{extra_name(e)} (reg)", extra_name(e), "student", "Student (reg)")
                           for e in extra] + BD_ROWS[4:]
@@ -189,9 +189,10 @@ def bd_table(seeds: list[int], extra: list[str] = ()) -> tuple[list[str], dict]:
         vs = delta = pval = above = ""
         common = [s for s in ss if ref in vals and s in vals[ref]]
         if len(common) >= 2:
-            x, y = np.array([vals[label][s] for s in common]), np.array([vals[ref][s] for s in common])
-            vs, delta = ref, f"{(x - y).mean():+.4f}"
-            pval, above = f"{stats.ttest_rel(x, y).pvalue:.3f}", f"{int((x > y).sum())}/{len(common)}"
+            x, y = (np.array([vals[r][s] for s in common]) for r in (label, ref))
+            st = paired_stats(x, y)
+            vs, delta = ref, f"{st['mean_diff']:+.4f}"
+            pval, above = f"{st['p']:.3f}", f"{st['n_above']}/{st['n']}"
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {vs} | {delta} | {pval} | {above} |")
         out[label] = {"seeds": ss, "H@50": h.tolist(), "vs": vs, "delta": delta, "p": pval}
     return lines, out
