@@ -68,3 +68,21 @@ def make_toy_dataset(
 @pytest.fixture
 def toy_dataset() -> Dataset:
     return make_toy_dataset()
+
+
+def run_bd(config, bd, out_dir=None, dataset=None, teacher_run=None, student_run=None,
+           teacher_dim=None, student_dim=None, resume=False):
+    """BD through the run layer (``recdistill.runs.distill_run``) from a ``BDConfig``; explicit
+    sizes override the config's."""
+    import dataclasses
+
+    from recdistill.runs import distill_run
+
+    params = dataclasses.asdict(bd)
+    if teacher_dim is not None:
+        params["teacher_dim"] = teacher_dim
+    if student_dim is not None:
+        params["student_dim"] = student_dim
+    cfg = dataclasses.replace(config, distill=dataclasses.replace(config.distill, method="bd", params=params))
+    return distill_run(cfg, out_dir, dataset=dataset, teacher=teacher_run, student=student_run,
+                       resume=resume, log=lambda s: None)

@@ -13,8 +13,8 @@ from recdistill.analysis.report import rank_diff_report
 from recdistill.cli import main
 from recdistill.config import make_config
 from recdistill.models import build_model
-from recdistill.train.io import save_model
-from recdistill.train.run import load_dataset_for, write_config
+from recdistill.models.store import save_model
+from recdistill.runs import load_dataset_for, write_config
 
 
 def test_report_matches_its_parts(tmp_path):

@@ -12,16 +12,22 @@ import torch
 from torch import nn
 
 from conftest import make_toy_dataset
-from recdistill.distill.bd import (
-    BD,
-    SCHEMES,
-    BDConfig,
-    draw_bd_samples,
-    draw_ragged,
-    sampling_weights,
-)
+from recdistill.distill.bd import BD, SCHEMES, BDConfig, bd_refresh, bd_weight
 from recdistill.losses import bd_loss
 from recdistill.models.base import Batch, Recommender
+from recdistill.ranking import RankChunk, RankEngine
+
+
+def draw_bd_samples(T, S, train, cfg, generator, learners=("teacher", "student")):
+    """The first round of one BD refresh through the rank engine: {learner: int32 (nnz, s)}."""
+    out = bd_refresh(RankEngine(train, chunk_size=cfg.chunk), T, S, cfg, generator, learners)
+    return {n: d.index[0] for n, d in out.draws.items()}
+
+
+def sampling_weights(scheme, learner, rt, rs, cfg):
+    """The scheme's weights (B, m) from rank matrices (1 = top, 0 = observed)."""
+    c = RankChunk(torch.arange(rt.shape[0]), rt.to(torch.int32), rs.to(torch.int32))
+    return bd_weight(scheme, learner, cfg)(c)
 
 
 class TableModel(Recommender):
@@ -97,9 +103,10 @@ def test_config_defaults_and_validation():
     assert (cfg.lambda_t2s, cfg.lambda_s2t, cfg.period, cfg.sampling) == (0.5, 0.5, 10, "rank-discrepancy")
     assert cfg.learners == ("teacher", "student")
     assert BDConfig(fixed="teacher").learners == ("student",)
-    assert BDConfig.from_dict({"tau": 5.0}).tau == 5.0
-    with pytest.raises(ValueError, match="unknown BD config key"):
-        BDConfig.from_dict({"taus": 5.0})
+    assert BD.build_config({"tau": 5.0}).tau == 5.0
+    with pytest.raises(ValueError, match="unknown config key 'distill.params.taus'"):
+        BD.build_config({"taus": 5.0})
+    assert cfg.fresh_draws  # Algorithm 1: new draws every epoch
     with pytest.raises(ValueError, match="sampling='rank'"):
         BDConfig(sampling="rank")
     with pytest.raises(ValueError, match="eps_t=0"):
@@ -118,40 +125,22 @@ def test_sampling_weights_match_paper_equations(scheme, learner):
     m = 12
     rt = torch.from_numpy(np.stack([rng.permutation(m) + 1 for _ in range(4)]))
     rs = torch.from_numpy(np.stack([rng.permutation(m) + 1 for _ in range(4)]))
-    unobs = torch.ones(4, m, dtype=torch.bool)
-    w = sampling_weights(scheme, learner, rt, rs, cfg, unobs, dtype=torch.float64)
-    w32 = sampling_weights(scheme, learner, rt, rs, cfg, unobs)
-    assert w32.dtype == torch.float32 and torch.allclose(w32.double(), w, rtol=1e-5, atol=1e-7)
+    w = sampling_weights(scheme, learner, rt, rs, cfg)
+    assert w.dtype == torch.float32
     for b in range(4):
         dt = {j: int(rt[b, j]) for j in range(m)}
         ds = {j: int(rs[b, j]) for j in range(m)}
         ref = _brute_probs(scheme, learner, dt, ds, cfg)
-        got = w[b] / w[b].sum()
-        assert np.allclose(got.numpy(), [ref[j] for j in range(m)], atol=1e-12)
+        got = w[b].double() / w[b].double().sum()
+        assert np.allclose(got.numpy(), [ref[j] for j in range(m)], rtol=1e-5, atol=1e-7)
 
 
 def test_exp_weights_do_not_overflow_and_respect_mask():
     cfg = BDConfig(eps_e=1.0)
-    rt = torch.tensor([[1, 5000, 2000, 3]])
-    rs = torch.tensor([[5000, 1, 3, 2000]])
-    keep = torch.tensor([[True, True, False, True]])
-    w = sampling_weights("rank-discrepancy", "teacher", rt, rs, cfg, keep)
+    rt = torch.tensor([[1, 5000, 0, 3]])  # entry 2 observed (rank 0)
+    rs = torch.tensor([[5000, 1, 0, 2000]])
+    w = sampling_weights("rank-discrepancy", "teacher", rt, rs, cfg)
     assert torch.isfinite(w).all() and w[0, 2] == 0 and w[0, 1] == 1.0
-
-
-def test_draw_ragged_counts_support_and_frequencies():
-    g = torch.Generator().manual_seed(0)
-    w = torch.tensor([[0.0, 1.0, 3.0, 0.0], [2.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 5.0]], dtype=torch.float64)
-    counts = torch.tensor([40000, 20000, 7])
-    items = draw_ragged(w, counts, g)
-    assert items.shape == (60007,)
-    row = np.repeat([0, 1, 2], counts.numpy())
-    assert (w[torch.from_numpy(row), items] > 0).all()  # never a zero-weight item
-    f0 = np.bincount(items[:40000].numpy(), minlength=4) / 40000
-    assert np.allclose(f0, [0, 0.25, 0.75, 0], atol=0.01)
-    f1 = np.bincount(items[40000:60000].numpy(), minlength=4) / 20000
-    assert np.allclose(f1, [0.5, 0, 0, 0.5], atol=0.015)
-    assert (items[60000:] == 3).all()
 
 
 @pytest.mark.parametrize("scheme", ["rank-discrepancy", "swapped", "rank-aware", "uniform"])
@@ -223,7 +212,7 @@ def test_objective_loss_is_eq2_and_only_the_learner_gets_gradients(label_only):
         T.zero_grad()
         S.zero_grad()
         loss, parts = obj.loss(name, batch, 2)
-        items = obj.draws[name][idx].long().numpy()  # (4, 3)
+        items = obj.draws[name][obj.draw_round(2)][idx].long().numpy()  # (4, 3)
         users = batch.users.numpy()
         # loop reference of Eq. 3: Σ_j BCE(σ(z^X/τ), σ(z^Y/τ)), mean over the batch's interactions
         kd = 0.0
@@ -251,10 +240,10 @@ def test_objective_user_batches_sum_over_all_draws_of_the_user():
     obj.on_epoch_start(0)
     users = torch.tensor([1, 4, 7])
     batch = Batch(users=users, idx=users)
-    kd = obj.distill_loss("student", batch)
+    kd = obj.distill_loss("student", batch, 0)
     ref = 0.0
     for u in users.tolist():
-        items = obj.draws["student"][ds.train.indptr[u] : ds.train.indptr[u + 1]].flatten().long()
+        items = obj.draws["student"][0][ds.train.indptr[u] : ds.train.indptr[u + 1]].flatten().long()
         ref += float(bd_loss(S.z[u, items][None].detach(), torch.from_numpy(t_tab[u])[items][None], 2.0,
                              reduction="sum"))
     assert float(kd.detach()) == pytest.approx(ref / 3, rel=1e-9)
@@ -277,6 +266,35 @@ def test_draws_as_negatives_feed_the_base_loss():
     idx = np.array([2, 6])
     batch = _interaction_batch(ds.train, idx, np.zeros((2, 1), dtype=np.int64) + 29)
     _, parts = obj.loss("student", batch, 0)
-    neg = obj.draws["student"][idx][:, :1].long().numpy()
+    neg = obj.draws["student"][0][idx][:, :1].long().numpy()
     ref = _interaction_batch(ds.train, idx, neg)
     assert parts["base"] == pytest.approx(float(S.base_loss(ref).detach()))
+
+
+def test_fresh_draws_every_epoch_from_the_period_distribution():
+    """Algorithm 1 lines 6 and 9: two epochs of one period get different, independent draws from
+    the same (period-fixed) distribution; ``fresh_draws=False`` reuses the refresh's draws."""
+    from scipy.stats import chi2_contingency
+
+    ds, T, S, *_ = _setup(seed=9, n_users=3, n_items=30)
+    cfg = BDConfig(n_samples=2000, eps_t=0.05, eps_e=0.1, warmup_epochs=0, period=3)
+    obj = BD(T, S, ds, cfg, seed=0)
+    obj.on_epoch_start(0)
+    assert obj.draws["student"].shape == (3, ds.train.nnz, 2000)
+    idx = torch.arange(ds.train.nnz)
+    batch = Batch(users=torch.zeros(ds.train.nnz, dtype=torch.long), idx=idx)
+    d0 = obj.batch_draws("student", batch, 0)[1]
+    obj.on_epoch_start(1)  # same period: no new refresh
+    assert obj.n_refresh == 1
+    d1 = obj.batch_draws("student", batch, 1)[1]
+    assert not torch.equal(d0, d1)
+    u = 0
+    rows = slice(ds.train.indptr[u], ds.train.indptr[u + 1])
+    a = np.bincount(d0[rows].flatten().numpy(), minlength=ds.n_items)
+    b = np.bincount(d1[rows].flatten().numpy(), minlength=ds.n_items)
+    keep = (a + b) > 0
+    assert chi2_contingency(np.stack([a[keep], b[keep]]))[1] > 1e-3  # same distribution
+    frozen = BD(T, S, ds, BDConfig(n_samples=5, warmup_epochs=0, period=3, fresh_draws=False), seed=0)
+    frozen.on_epoch_start(0)
+    assert frozen.draws["student"].shape[0] == 1
+    assert torch.equal(frozen.batch_draws("student", batch, 0)[1], frozen.batch_draws("student", batch, 2)[1])

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from conftest import make_toy_dataset
+from conftest import make_toy_dataset, run_bd
 from recdistill.config import make_config
-from recdistill.distill.bd import MONITORS, BDConfig, run_bd
+from recdistill.distill.bd import MONITORS, BDConfig
 from recdistill.models import build_model
 from recdistill.train.trainer import BaseObjective, Trainer
 
@@ -108,7 +108,9 @@ def test_bdconfig_monitor_model_resolves_and_validates():
         BDConfig(fixed="student", monitor_model="student")
     with pytest.raises(ValueError, match="monitor_model"):
         BDConfig(fixed="teacher", monitor_model="both")
-    assert BDConfig.from_dict({"monitor_model": "teacher"}).to_dict()["monitor_model"] == "teacher"
+    from recdistill.distill.bd import BD
+
+    assert BD.build_config({"monitor_model": "teacher"}).monitor_model == "teacher"
 
 
 # ------------------------------------------------------------------ BD end to end
@@ -153,11 +155,11 @@ def test_run_bd_stop_epoch_follows_monitor_model(ds, tmp_path):
                            dataset=ds, teacher_dim=8, student_dim=2)
         assert met["epochs_run"] == expect[m], (m, expect)
         assert met["stop_on"] == list(BDConfig(monitor_model=m).stop_on)
-        assert json.loads((tmp_path / m / "bd.json").read_text())["bd"]["monitor_model"] == m
+        assert json.loads((tmp_path / m / "distill.json").read_text())["params"]["monitor_model"] == m
 
 
 def test_registered_bd_run_reads_monitor_model(ds, tmp_path):
-    from recdistill.distill import load_distillers
+    from recdistill.runs import distill_run
 
     def cfg(params):
         return make_config(overrides={
@@ -167,10 +169,10 @@ def test_registered_bd_run_reads_monitor_model(ds, tmp_path):
                                                    "student_dim": 3, **params}},
         })
 
-    tr, _, met = load_distillers().get("bd").run(cfg({"monitor_model": "teacher"}), out_dir=tmp_path / "t",
+    tr, _, met = distill_run(cfg({"monitor_model": "teacher"}), tmp_path / "t",
                                                  dataset=ds)
     assert tr.stop_on == ("teacher",) and met["stop_on"] == ["teacher"]
-    tr, _, met = load_distillers().get("bd").run(cfg({}), out_dir=tmp_path / "d", dataset=ds)
+    tr, _, met = distill_run(cfg({}), tmp_path / "d", dataset=ds)
     assert tr.stop_on == ("student",) and met["stop_on"] == ["student"] and met["primary"] == "student"
 
 
@@ -185,4 +187,4 @@ def test_distill_cli_sets_monitor_model(data_dir, tmp_path):
                "--set", "distill.params.monitor_model=both", "--out", str(out)])
     assert rc == 0
     assert json.loads((out / "metrics.json").read_text())["stop_on"] == ["teacher", "student"]
-    assert json.loads((out / "bd.json").read_text())["bd"]["monitor_model"] == "both"
+    assert json.loads((out / "distill.json").read_text())["params"]["monitor_model"] == "both"

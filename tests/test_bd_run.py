@@ -7,11 +7,10 @@ import json
 import pytest
 import torch
 
-from conftest import make_toy_dataset
+from conftest import make_toy_dataset, run_bd
 from recdistill.config import make_config
-from recdistill.distill.bd import BDConfig, run_bd
-from recdistill.train.io import load_run
-from recdistill.train.run import train_run
+from recdistill.distill.bd import BDConfig
+from recdistill.runs import load_run, train_run
 
 
 def _config(model: str = "bpr", epochs: int = 4, seed: int = 0, eval_every: int = 1):
@@ -38,7 +37,7 @@ def test_run_bd_trains_both_models_and_writes_run(ds, model, tmp_path):
     assert set(metrics["models"]) == {"teacher", "student"}
     for name in ("teacher", "student"):
         assert 0 <= metrics["models"][name]["test"]["full"]["H@10"] <= 1
-    assert {"teacher.pt", "student.pt", "metrics.json", "bd.json", "config.yaml", "log.jsonl"} <= {
+    assert {"teacher.pt", "student.pt", "metrics.json", "distill.json", "config.yaml", "log.jsonl"} <= {
         p.name for p in tmp_path.iterdir()
     }
     log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -96,7 +95,7 @@ def test_fixed_teacher_is_frozen_and_required(ds, tmp_path):
 
 
 def test_registered_run_reads_distill_params(ds, tmp_path):
-    from recdistill.distill import load_distillers
+    from recdistill.runs import distill_run
 
     cfg = make_config(overrides={
         "data": {"name": "toy"}, "model": {"name": "bpr"},
@@ -104,13 +103,13 @@ def test_registered_run_reads_distill_params(ds, tmp_path):
         "distill": {"method": "bd", "params": {"warmup_epochs": 1, "n_samples": 2, "teacher_dim": 6,
                                                "student_dim": 3, "sampling": "uniform"}},
     })
-    _, d, metrics = load_distillers().get("bd").run(cfg, out_dir=tmp_path, dataset=ds)
+    _, d, metrics = distill_run(cfg, tmp_path, dataset=ds)
     assert d.cfg.sampling == "uniform" and d.n_refresh == 1
     assert metrics["models"]["teacher"]["n_parameters"] == 6 * (ds.n_users + ds.n_items)
     assert metrics["models"]["student"]["n_parameters"] == 3 * (ds.n_users + ds.n_items)
     bad = make_config(overrides={"data": {"name": "toy"}, "distill": {"method": "bd", "params": {"tau": 0}}})
     with pytest.raises(ValueError, match="tau=0"):
-        load_distillers().get("bd").run(bad, dataset=ds)
+        distill_run(bad, dataset=ds)
 
 
 def test_distill_cli_runs_bd_and_reads_a_bd_run_as_teacher(data_dir, tmp_path, capsys):
@@ -129,7 +128,7 @@ def test_distill_cli_runs_bd_and_reads_a_bd_run_as_teacher(data_dir, tmp_path, c
     # a BD run's teacher (not its student) starts the next BD run
     assert main(["distill", "--method", "bd", "--model", "bpr", "--dim", "2", "--teacher",
                  str(tmp_path / "a"), "--out", str(tmp_path / "b"), *common]) == 0
-    assert json.loads((tmp_path / "b" / "bd.json").read_text())["teacher_parameters"] == run.models[
+    assert json.loads((tmp_path / "b" / "distill.json").read_text())["teacher_parameters"] == run.models[
         "teacher"].n_parameters
 
 

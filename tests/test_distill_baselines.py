@@ -12,12 +12,12 @@ from tests.conftest import make_toy_dataset
 
 from recdistill.config import make_config as make_run_config
 from recdistill.distill import load_distillers
-from recdistill.distill.base import PairSet, draw_uniform_excluding, draw_without_replacement
 from recdistill.distill.rd import rd_weights, student_ranks_of
 from recdistill.distill.teacher import ScoreTeacher
 from recdistill.losses import rd_loss, relaxed_permutation_loss
 from recdistill.models import BPR
 from recdistill.models.base import Batch
+from recdistill.runs import distill_run
 
 REG = load_distillers()
 
@@ -35,38 +35,6 @@ def _teacher(ds, seed: int = 0) -> ScoreTeacher:
 def _student(ds, dim: int = 4) -> BPR:
     torch.manual_seed(0)
     return BPR(ds.n_users, ds.n_items, dim=dim)
-
-
-# ------------------------------------------------------------------------------ drawing helpers
-def test_gumbel_draws_follow_successive_sampling() -> None:
-    w = torch.tensor([4.0, 2.0, 1.0, 1.0, 0.0], dtype=torch.float64)
-    n = 20000
-    pos, valid = draw_without_replacement(w.expand(n, 5), 2, torch.Generator().manual_seed(0))
-    assert valid.all() and (pos[:, 0] < pos[:, 1]).all() and (pos != 4).all()  # sorted, w=0 never
-    # P({0, 1}) under successive sampling: p(0)p(1|0) + p(1)p(0|1)
-    p = w / w.sum()
-    p01 = p[0] * p[1] / (1 - p[0]) + p[1] * p[0] / (1 - p[1])
-    freq = ((pos[:, 0] == 0) & (pos[:, 1] == 1)).double().mean()
-    assert abs(float(freq - p01)) < 4 * math.sqrt(float(p01 * (1 - p01)) / n)
-    # fewer drawable columns than k: padded and marked invalid
-    pos, valid = draw_without_replacement(torch.tensor([[1.0, 0.0, 2.0]]), 3, torch.Generator())
-    assert valid.tolist() == [[True, True, False]] and pos[0, :2].tolist() == [0, 2]
-
-
-def test_uniform_excluding_never_returns_excluded() -> None:
-    rows = torch.arange(4)
-    ex_r = torch.tensor([0, 0, 1, 1, 1, 3])
-    ex_c = torch.tensor([0, 1, 2, 3, 4, 0])
-    excl = PairSet(ex_r, ex_c, 6)
-    cols, valid = draw_uniform_excluding(rows, 6, 500, excl, torch.Generator().manual_seed(0))
-    assert valid.all()
-    for r in range(4):  # loop reference on a tiny case
-        banned = {int(c) for rr, c in zip(ex_r, ex_c) if int(rr) == r}
-        assert banned.isdisjoint(set(cols[r].tolist()))
-        assert set(cols[r].tolist()) == set(range(6)) - banned  # every allowed column appears
-    full = PairSet(torch.zeros(6, dtype=torch.long), torch.arange(6), 6)
-    _, valid = draw_uniform_excluding(torch.tensor([0]), 6, 3, full, torch.Generator(), max_rounds=3)
-    assert not valid.any()
 
 
 # ---------------------------------------------------------------------------------------- RD
@@ -251,9 +219,9 @@ def test_end_to_end_runs_and_is_deterministic(ds, tmp_path, method: str) -> None
     cls = REG.get(method)
     out = []
     for k in range(2):
-        tr, d, metrics = cls.run(
+        tr, d, metrics = distill_run(
             cfg,
-            out_dir=tmp_path / f"r{k}",
+            tmp_path / f"r{k}",
             dataset=ds,
             teacher=_teacher(ds),
             cache_dir=tmp_path / "cache",
@@ -270,8 +238,8 @@ def test_end_to_end_runs_and_is_deterministic(ds, tmp_path, method: str) -> None
 
 
 def test_demo_row_distils_from_the_teacher_row(tmp_path, monkeypatch) -> None:
-    import recdistill.train.demo as demo
-    from recdistill.distill.base import demo_runner
+    import recdistill.runs.demo as demo
+    from recdistill.runs.demo import demo_runner
 
     toy = make_toy_dataset(n_users=20, n_items=60, density=0.1, n_candidates=5, seed=1)
     monkeypatch.setattr(demo, "load_dataset_for", lambda config: toy)

@@ -13,7 +13,7 @@ import torch
 from recdistill.config import make_config
 from recdistill.data.dataset import Dataset
 from recdistill.models import BPR, CDAE, MODELS, Batch, NeuMF, build_model, resolve_dim
-from recdistill.models.sampling import NegativeSampler
+from recdistill.ranking.negatives import NegativeSampler
 from recdistill.train import BaseObjective, Trainer
 
 MODEL_NAMES = ["bpr", "neumf", "cdae"]

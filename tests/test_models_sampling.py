@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from conftest import make_toy_dataset
-from recdistill.models.sampling import NegativeSampler, train_pairs
+from recdistill.data.pairs import csr_pairs
+from recdistill.ranking.negatives import NegativeSampler
 
 
 def test_never_returns_a_positive_and_covers_all_negatives():
@@ -41,7 +42,7 @@ def test_seeded_and_is_observed():
     a = s.sample(u, 5, torch.Generator().manual_seed(7))
     b = s.sample(u, 5, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
-    users, items = train_pairs(ds.train)
+    users, items = csr_pairs(ds.train)
     assert s.is_observed(torch.from_numpy(users), torch.from_numpy(items)).all()
 
 

@@ -201,7 +201,8 @@ def test_dense_validation_errors(ds, tmp_path: Path) -> None:
 
 def test_teacher_from_a_trained_run(ds, tmp_path: Path) -> None:
     from recdistill.config import make_config
-    from recdistill.train import train_run
+    from recdistill.runs import load_teacher as load_run_teacher
+    from recdistill.runs import train_run
 
     cfg = make_config(
         overrides={
@@ -211,7 +212,9 @@ def test_teacher_from_a_trained_run(ds, tmp_path: Path) -> None:
         }
     )
     trainer, _ = train_run(cfg, tmp_path / "run", dataset=ds)
-    t = load_teacher(tmp_path / "run", ds)
+    with pytest.raises(ValueError, match="run directory"):  # the data layer never loads runs
+        load_teacher(tmp_path / "run", ds)
+    t = load_run_teacher(tmp_path / "run", ds)
     assert isinstance(t, ModelTeacher) and t.source == str(tmp_path / "run")
     users = torch.arange(ds.n_users)
     torch.testing.assert_close(t.score_all(users), trainer.models["model"].score_all(users).detach())

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from recdistill.analysis.profile import profile_model, topk_lists
 from recdistill.cli import main
 from recdistill.config import make_config
 from recdistill.models import build_model
 from recdistill.models.base import Batch
-from recdistill.train import BaseObjective, Trainer, load_run, train_run
-from recdistill.train.profile import profile_model, topk_lists
+from recdistill.runs import load_run, train_run
+from recdistill.train import BaseObjective, Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -177,11 +178,11 @@ def test_topk_lists_match_bruteforce(toy_dataset):
 
 
 def test_cli_train_evaluate_profile(toy_dataset, tmp_path, monkeypatch, capsys):
-    import recdistill.train as train_pkg
-    import recdistill.train.run as run_mod
+    import recdistill.runs as runs_pkg
+    import recdistill.runs.train as run_mod
 
     monkeypatch.setattr(run_mod, "load_dataset_for", lambda config: toy_dataset)
-    monkeypatch.setattr(train_pkg, "load_dataset_for", lambda config: toy_dataset)
+    monkeypatch.setattr(runs_pkg, "load_dataset_for", lambda config: toy_dataset)
     out = tmp_path / "run"
     rc = main(["train", "--model", "bpr", "--dim", "4", "--epochs", "2", "--out", str(out),
                "--no-progress", "--set", "train.ks=[5,10]", "--set", "train.monitor=H@10"])
@@ -210,7 +211,7 @@ def test_resume_with_sparse_checkpoints(toy_dataset, tmp_path):
 
 
 def test_demo_rows_table_and_reuse(toy_dataset, tmp_path, monkeypatch):
-    import recdistill.train.demo as demo
+    import recdistill.runs.demo as demo
 
     monkeypatch.setattr(demo, "load_dataset_for", lambda config: toy_dataset)
     small = {"train": {"epochs": 2, "ks": [5, 10], "monitor": "H@10", "eval_every": 1}}

@@ -49,6 +49,12 @@ class ModelConfig:
     dim: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.size not in (None, "teacher", "student"):
+            raise ValueError(f"model.size: expected teacher|student|null, got {self.size!r}")
+        if self.dim is not None and self.dim < 1:
+            raise ValueError(f"model.dim: expected a positive integer or null, got {self.dim}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -60,6 +66,7 @@ class TrainConfig:
     ``eval_protocol``; "auto": sampled and H@5 for ``*-dcd`` datasets, else full and H@50).
     ks: cut-offs reported. seed: fixes initialisation, sampling and batch order.
     checkpoint_every: write ``checkpoint.pt`` every N epochs (and at the end).
+    Values are checked here, so a config from any path (YAML, ``--set``, Python) is validated.
     """
 
     epochs: int = 200
@@ -77,6 +84,21 @@ class TrainConfig:
     progress: bool = True
     eval_batch_size: int = 512
     checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.eval_protocol not in ("auto", "full", "sampled"):
+            raise ValueError(f"train.eval_protocol: expected auto|full|sampled, got {self.eval_protocol!r}")
+        for key in ("epochs", "batch_size", "eval_every", "eval_batch_size", "checkpoint_every", "patience"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key}: expected a positive integer, got {getattr(self, key)}")
+        if self.n_neg is not None and self.n_neg < 1:
+            raise ValueError(f"train.n_neg: expected a positive integer or null, got {self.n_neg}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr: expected a number > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"train.weight_decay: expected a number >= 0, got {self.weight_decay}")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ValueError(f"train.ks: expected positive cut-offs, got {list(self.ks)}")
 
 
 @dataclass(frozen=True)
@@ -100,9 +122,12 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
     def resolved_protocol(self) -> str:
+        """``train.eval_protocol``, or with "auto" the protocol of the dataset's description."""
         if self.train.eval_protocol != "auto":
             return self.train.eval_protocol
-        return "sampled" if self.data.name.endswith("-dcd") else "full"
+        from recdistill.data.catalog import dataset_protocol
+
+        return dataset_protocol(self.data.name)
 
     def resolved_monitor(self) -> str:
         if self.train.monitor != "auto":
@@ -246,13 +271,7 @@ def make_config(
         merged = _deep_merge(merged, overrides)
     for item in sets:
         merged = _deep_merge(merged, parse_set(item))
-    cfg = parse_dataclass(Config, merged)
-    if cfg.train.eval_protocol not in ("auto", "full", "sampled"):
-        raise ValueError(f"train.eval_protocol: expected auto|full|sampled, got {cfg.train.eval_protocol!r}")
-    for key in ("epochs", "batch_size", "eval_every", "eval_batch_size", "checkpoint_every"):
-        if getattr(cfg.train, key) < 1:
-            raise ValueError(f"train.{key}: expected a positive integer, got {getattr(cfg.train, key)}")
-    return cfg
+    return parse_dataclass(Config, merged)
 
 
 # ---- command-line flags shared by every training command (train, distill ...) ----

@@ -18,6 +18,7 @@ from recdistill.analysis.rank_diff import (
     rank_difference,
     student_better_share,
 )
+from recdistill.atomic import atomic_json
 from recdistill.data.dataset import Dataset
 from recdistill.models.base import Recommender
 
@@ -48,8 +49,6 @@ def rank_diff_report(
     The summary has the share of test interactions the student ranks better (Sec. 2: 36% on
     CiteULike for NeuMF), Eq. 6 (Table 4) and mean / median ranks of both models.
     """
-    from recdistill.train.io import atomic_json
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     modes = (teacher.training, student.training)

@@ -41,8 +41,8 @@ def _load(spec: str, data_dir: str | None, device: str, dataset=None):  # type: 
     """``RUN`` or ``RUN:NAME`` -> (model, dataset)."""
     import dataclasses
 
-    from recdistill.train.io import load_config, load_model
-    from recdistill.train.run import load_dataset_for
+    from recdistill.models.store import load_model
+    from recdistill.runs import load_config, load_dataset_for
 
     run, _, name = spec.partition(":")
     run_dir = Path(run)
@@ -61,7 +61,7 @@ def _load(spec: str, data_dir: str | None, device: str, dataset=None):  # type: 
 
 def cmd_rank_diff(args: argparse.Namespace) -> int:
     from recdistill.analysis.report import rank_diff_report
-    from recdistill.train.io import atomic_text
+    from recdistill.atomic import atomic_text
 
     teacher, dataset = _load(args.teacher, args.data_dir, args.device)
     student, _ = _load(args.student, args.data_dir, args.device, dataset)

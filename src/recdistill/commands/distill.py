@@ -1,7 +1,7 @@
 """`recdistill distill`: train a student with a registered distiller (parse, then call the API).
 
-Methods come from ``recdistill.distill.DISTILLERS``; each class's ``run(config, **kwargs)`` does
-the work, so a new method needs no change here. Hyperparameters: ``--set distill.params.KEY=V``
+Methods come from ``recdistill.distill.DISTILLERS``; :func:`recdistill.runs.distill_run` runs any
+of them, so a new method needs no change here. Hyperparameters: ``--set distill.params.KEY=V``
 (validated by the method's own dataclass; unknown keys are errors).
 """
 
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from recdistill.distill import load_distillers
+    from recdistill.runs import distill_run, method_config
 
     registry = load_distillers()
     if args.list_methods:
@@ -59,17 +60,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
     method = args.method or cfg.distill.method
     if not method:
         raise ValueError(f"--method is required; known: {', '.join(registry.names())}")
-    cls = registry.get(method)
     distill = dataclasses.replace(cfg.distill, method=method, teacher=args.teacher or cfg.distill.teacher)
     model = cfg.model
     if args.size is None and args.dim is None and model.size == "teacher" and model.dim is None:
         model = dataclasses.replace(model, size="student")  # distill trains a student by default
     cfg = dataclasses.replace(cfg, distill=distill, model=model)
+    method_config(cfg)  # the method's parameters are checked before anything else
     if not args.out:
         raise ValueError("--out is required: the run directory to write")
-    _, _, metrics = cls.run(
+    _, _, metrics = distill_run(
         cfg,
-        out_dir=args.out,
+        args.out,
         teacher=distill.teacher,
         student=args.student,
         resume=args.resume,

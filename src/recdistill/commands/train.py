@@ -51,7 +51,7 @@ def _override_data_dir(cfg, data_dir):  # type: ignore[no-untyped-def]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from recdistill.train import train_run
+    from recdistill.runs import train_run
 
     cfg = config_from_args(args)
     if not args.out:
@@ -71,8 +71,7 @@ def _fmt(metrics: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recdistill.eval import evaluate_model
-    from recdistill.train import load_dataset_for, load_run
-    from recdistill.train.io import load_config
+    from recdistill.runs import load_config, load_dataset_for, load_run
 
     cfg = _override_data_dir(load_config(args.run_dir), args.data_dir)
     run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=args.device)
@@ -86,9 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from recdistill.train import load_dataset_for, load_run
-    from recdistill.train.io import load_config
-    from recdistill.train.profile import profile_model
+    from recdistill.analysis.profile import profile_model
+    from recdistill.runs import load_config, load_dataset_for, load_run
 
     cfg = _override_data_dir(load_config(args.run_dir), args.data_dir)
     run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=args.device)
@@ -101,7 +99,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from recdistill.train.demo import run_demo
+    from recdistill.runs.demo import run_demo
 
     run_demo(Path(args.out), data_dir=args.data_dir, device=args.device, seed=args.seed,
              max_epochs=args.epochs, fresh=args.fresh)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recdistill.atomic import atomic_write
 from recdistill.data.dataset import Dataset
-from recdistill.data.io import atomic_write
 
 CACHE_VERSION = 1  # bump when the pipeline's output changes for the same input and settings
 
@@ -60,11 +60,7 @@ def save_dataset(ds: Dataset, path: Path) -> None:
         info=np.array(json.dumps(ds.info, default=str)),
     )
 
-    def _w(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, _w)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_cached(path: Path) -> Dataset | None:

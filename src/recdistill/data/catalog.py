@@ -22,7 +22,13 @@ from recdistill.registry import Registry
 @dataclass(frozen=True)
 class DatasetSpec:
     """A named dataset: its raw file (relative to the data directory, compression suffix
-    optional), how to read it, and the papers' default settings."""
+    optional), how to read it, and the papers' default settings.
+
+    protocol: the evaluation protocol of the paper that uses it, "full" (BD: every unobserved
+    item) or "sampled" (DCD: 499 sampled candidates); ``train.eval_protocol: auto`` picks it.
+    sizes: the size presets of that paper (``recdistill.models.PRESETS``): "bd" (teacher 50,
+    student 5) or "dcd" (200, 20).
+    """
 
     name: str
     file: str
@@ -30,6 +36,14 @@ class DatasetSpec:
     description: str
     format: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "full"
+    sizes: str = "bd"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("full", "sampled"):
+            raise ValueError(f"dataset {self.name!r}: protocol={self.protocol!r}, expected full|sampled")
+        if self.sizes not in ("bd", "dcd"):
+            raise ValueError(f"dataset {self.name!r}: sizes={self.sizes!r}, expected bd|dcd")
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -37,6 +51,16 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 def _add(spec: DatasetSpec) -> None:
     DATASETS.register(spec.name)(spec)
+
+
+def dataset_protocol(name: str) -> str:
+    """The evaluation protocol of a named dataset's paper ("full" for files and unknown names)."""
+    return DATASETS.get(name).protocol if name in DATASETS else "full"
+
+
+def dataset_sizes(name: str) -> str:
+    """The size-preset family of a named dataset ("bd" for files and unknown names)."""
+    return DATASETS.get(name).sizes if name in DATASETS else "bd"
 
 
 _add(
@@ -63,6 +87,8 @@ _add(
         "citeulike-t/derrd_loo_split.tsv",
         "published",
         "CiteULike-t, DE-RRD/DCD's published LOO split (5,219 / 25,181 / 115,142 train)",
+        protocol="sampled",
+        sizes="dcd",
     )
 )
 _add(

@@ -9,7 +9,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from recdistill.data.io import atomic_write_bytes, sha256_bytes
+from recdistill.atomic import atomic_bytes
+from recdistill.data.io import sha256_bytes
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def fetch(source: Source, data_dir: str | Path, timeout: float = 60.0) -> Path:
         data = _member(source.url, data, source.member)
         _check(f"{source.url}!{source.member}", data, source.content_sha256)
     out = Path(data_dir) / source.target
-    atomic_write_bytes(out, data)
+    atomic_bytes(data, out)
     return out
 
 

@@ -1,8 +1,8 @@
 """Distillation methods, one module per method, found by name in ``DISTILLERS``.
 
 Every module in this package that defines a distiller registers it with
-``@DISTILLERS.register("<name>")``; the package imports all its modules on first use of
-:func:`load_distillers`, so adding a method is adding a file (the CLI lists ``DISTILLERS``).
+``@DISTILLERS.register("<name>")``; :func:`load_distillers` imports all the method modules, so
+adding a method is adding a file (the CLI lists ``DISTILLERS``).
 
 >>> load_distillers().get("rdd")  # doctest: +SKIP
 KeyError: "unknown distiller 'rdd'; known: bd, cd, ir-rrd, rd, rrd, rrd+ir-rrd"
@@ -13,13 +13,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from recdistill.distill.base import Distiller, FrozenTeacherDistiller, make_config
+from recdistill.distill.base import DISTILLERS, Distiller, FrozenTeacherDistiller, make_config
 from recdistill.registry import Registry
 
-DISTILLERS: Registry[type[Distiller]] = Registry("distiller")
-
 #: modules of this package that hold no distiller
-_SUPPORT_MODULES = frozenset({"base", "teacher", "targets"})
+_SUPPORT_MODULES = frozenset({"base", "teacher"})
 
 
 def load_distillers() -> Registry[type[Distiller]]:

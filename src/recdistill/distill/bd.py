@@ -6,9 +6,12 @@ with ``L_BD(X; Y) = Σ_{j ∈ RDS_{Y→X}(I_u^-)} BCE(σ(z^X_uj/τ), σ(z^Y_uj/�
 drawn by rank-discrepancy-aware sampling over the unobserved items ``I_u^-`` (ranks 1 = top):
     T→S (the student learns): ``p(i) ∝ tanh(max((rank_S(i) - rank_T(i)) · ε_t, 0))``   (Eq. 4)
     S→T (the teacher learns): ``p(i) ∝ exp((rank_T(i) - rank_S(i)) · ε_e)``           (Eq. 5)
-Algorithm 1: warm up with ``L_CF`` only; every ``p`` epochs recompute both ranking lists and draw,
-for every training interaction (u, i), ``n_samples`` items per direction (with replacement); these
-draws serve the whole period. The trainer updates the teacher, then the student, per batch.
+Algorithm 1: warm up with ``L_CF`` only; every ``p`` epochs recompute both ranking lists (lines
+3-4); every epoch draw, for every training interaction (u, i), ``n_samples`` items per direction
+with replacement from the period's fixed distributions (lines 6 and 9). The ranks and draws come
+from the rank engine (:meth:`recdistill.ranking.RankEngine.refresh`, one ``DrawSpec`` per learner,
+``rounds = p``: one independent draw per epoch of the period). The trainer updates the teacher,
+then the student, per batch.
 
 Sampling schemes (Table 5), named by :data:`SCHEMES`:
 - ``rank-discrepancy``: Eqs. 4 and 5 (the paper's directions).
@@ -22,45 +25,35 @@ Sampling schemes (Table 5), named by :data:`SCHEMES`:
   rank differences have the opposite sign to Eqs. 4-5: teacher ``exp((rank_S - rank_T) ε_e)``,
   student ``tanh(max((rank_T - rank_S) ε_t, 0))`` (METHODS.md, "Known trap").
 
-Observed (training) items are never drawn (weight 0; they are excluded from the ranks, as the
-rank engine's ``rank_rows`` does). A user whose weights are all zero (e.g. the two lists agree)
-gets uniform draws. ``reversed`` keeps that exclusion (the notebook's multiply-by-0 mask lets
+Observed (training) items are never drawn (they are excluded from the ranks and the draws by the
+rank engine). A user whose weights are all zero (e.g. the two lists agree) gets uniform draws. ``reversed`` keeps that exclusion (the notebook's multiply-by-0 mask lets
 observed items be drawn).
 
 Losses per batch: interaction batches (BPR, NeuMF) sum ``L_BD`` over the row's ``n_samples`` draws
 and average over rows (as ``L_CF``); user batches (CDAE) sum over all ``deg(u)·n_samples`` draws of
 the user and average over users. The other model's soft label carries no gradient. Draws are
-stored as int32 (nnz, n_samples) per direction and looked up by ``Batch.idx``.
+stored as int32 (p, nnz, n_samples) per direction and looked up by the epoch's round and
+``Batch.idx``.
 
 Initialisation (the paper's Algorithm 1, line 1): both models are warmed up with ``L_CF`` only
 for ``warmup_epochs``; the official notebook instead starts from fully pre-trained models, which
 ``recdistill distill --method bd --teacher RUN --student RUN`` also allows (``warmup_epochs`` may
-then be 0). Both are supported; on citeulike-bd with BPR, starting from scratch gave the best
-BD-Student and pre-training the cheapest runs (``results/bd_notes.md``).
+then be 0). Both are supported (measured comparisons: ``results/bd_notes.md``).
 """
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from recdistill.data.dataset import Dataset
-from recdistill.distill import DISTILLERS
-from recdistill.distill.base import Distiller
+from recdistill.distill.base import DISTILLERS, Distiller
 from recdistill.losses import bd_loss
 from recdistill.models.base import Batch, Recommender
-from recdistill.ranking.order import rank_rows
-
-if TYPE_CHECKING:
-    from recdistill.config import Config
-    from recdistill.train.trainer import Trainer
+from recdistill.ranking import DrawSpec, RankEngine, Refresh, WeightFn, make_weight
 
 SCHEMES = ("rank-discrepancy", "rank-aware", "top-n", "uniform", "swapped", "reversed")
 FIXED = (None, "teacher", "student")
@@ -78,11 +71,12 @@ class BDConfig:
     eps_t, eps_e: ε_t of Eq. 4 and ε_e of Eq. 5 (paper grids 1e-2..1e-5 / 1e-3..1e-5; best ≈1e-4).
     tau: temperature τ of the soft labels (paper {2, 5, 10}; notebook 2).
     label_only_tau: False = the paper's ``BCE(σ(z^X/τ), σ(z^Y/τ))``; True = the notebook's
-        ``BCE(σ(z^X), σ(z^Y/τ))``. Default False (the paper's): on the validation split
-        (citeulike-bd, BPR 50/5, mean of seeds 0-2) it gave H@50 T/S 0.0803/0.0403 against
-        0.0801/0.0399 for the notebook's, equal within noise (``results/bd_notes.md``).
+        ``BCE(σ(z^X), σ(z^Y/τ))``.
     period: p of Algorithm 1, epochs between rank refreshes (paper 10).
     warmup_epochs: epochs of ``L_CF`` only before the first refresh (Algorithm 1, line 1).
+    fresh_draws: True (Algorithm 1) = new draws every epoch from the period's distributions;
+        False = one draw per refresh, reused for the whole period (the behaviour before this
+        setting existed; kept to compare with earlier results).
     sampling: one of :data:`SCHEMES`.
     fixed: None (bidirectional), "teacher" or "student" (that model frozen: Fig. 3 "fixed T/S").
     rank_aware_t: T_r of the rank-aware scheme. top_n: N of the top-N scheme.
@@ -91,24 +85,18 @@ class BDConfig:
     standardize: opt-in, not the paper's (default False = Eq. 3 as written). Each model's logits
         enter Eq. 3 standardised per user, ``(z(u,j) - μ_u)/σ_u``, with ``μ_u``, ``σ_u`` the mean
         and (population) std of that model's logits over ``I_u^-`` at the last refresh (constants
-        for the period). BPR fixes only per-user score differences, so two models' absolute
-        logits (offset, scale) are arbitrary; standardising makes the BCE compare where each model
-        places the item within its own per-user distribution (``results/bd_logits_*.md``).
-        On citeulike-bd (BPR 50/5, 3 seeds) it did not help BD-Teacher (test H@50 0.1377 vs
-        0.1358 without, control 0.1518) and left BD-Student unchanged (``results/bd_notes.md``).
+        for the period): BPR fixes only per-user score differences, so two models' absolute
+        logits (offset, scale) are arbitrary.
     chunk: users per chunk when ranking at refresh time.
     teacher_dim, student_dim: model sizes (Fig. 3: S, M, T) for models built from scratch;
         None = the dataset's size presets (BD: 50 / 5).
-    monitor_model: which model's validation (``train.monitor``, e.g. H@50) drives early stopping
+    monitor_model: which model's validation (``train.monitor``) drives early stopping
         (``train.patience`` validations without improvement), one of :data:`MONITORS`:
-        ``"auto"`` (default, the behaviour before this setting existed) = the student, or the
-        teacher when the student is fixed; ``"student"``; ``"teacher"``; ``"both"`` = stop only
-        once neither model improved for ``patience`` validations. Each model keeps its own
-        best-validation state whatever is monitored. Not a paper hyperparameter (the paper trains
-        until convergence); with ``"auto"`` the student's early best (often BD epoch 2 on
-        citeulike-bd) ends runs after a few periods, which cuts the teacher's schedule short
-        (``results/bd_notes.md``). A fixed model cannot be monitored.
-        CLI: ``--set distill.params.monitor_model=teacher``.
+        ``"auto"`` = the student, or the teacher when the student is fixed; ``"student"``;
+        ``"teacher"``; ``"both"`` = stop only once neither model improved for ``patience``
+        validations. Each model keeps its own best-validation state whatever is monitored. Not
+        a paper hyperparameter (the paper trains until convergence). A fixed model cannot be
+        monitored.
     """
 
     lambda_t2s: float = 0.5
@@ -120,6 +108,7 @@ class BDConfig:
     label_only_tau: bool = False
     period: int = 10
     warmup_epochs: int = 10
+    fresh_draws: bool = True
     sampling: str = "rank-discrepancy"
     fixed: str | None = None
     rank_aware_t: float = 10.0
@@ -161,18 +150,6 @@ class BDConfig:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise bad(name, "None or an integer >= 1")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BDConfig:
-        """Build from a dict; unknown keys are an error (no silent defaults)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown BD config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @property
     def learners(self) -> tuple[str, ...]:
         """The models that are trained ("teacher", "student"), without the fixed one."""
@@ -192,172 +169,53 @@ class BDConfig:
         return self.lambda_s2t if learner == "teacher" else self.lambda_t2s
 
 
-def sampling_weights(
-    scheme: str,
-    learner: str,
-    rank_t: torch.Tensor,
-    rank_s: torch.Tensor,
-    cfg: BDConfig,
-    unobserved: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Unnormalised draw weights for ``learner`` from ranks (B, m) of the teacher and the student.
+def bd_weight(scheme: str, learner: str, cfg: BDConfig) -> WeightFn:
+    """The draw weight function (:mod:`recdistill.ranking.weights`) of ``learner`` under ``scheme``.
 
-    Returns ``dtype`` (B, m), zero where ``unobserved`` (B, m) bool is False. For the exp
-    functions the maximum over the row's unobserved items is subtracted (same distribution, no
-    overflow).
+    rank-discrepancy: Eq. 5 for the teacher ``exp((rank_T - rank_S) ε_e)``, Eq. 4 for the student
+    ``tanh(max((rank_S - rank_T) ε_t, 0))``; swapped: the functions exchanged; reversed: the
+    notebook's signs; rank-aware / top-n: the other model's list; uniform.
     """
-    rt, rs = rank_t.to(dtype), rank_s.to(dtype)  # (B, m)
-    keep = torch.ones_like(rt, dtype=torch.bool) if unobserved is None else unobserved  # (B, m)
-    return _weights(scheme, learner, rt, rs, cfg, keep).masked_fill_(~keep, 0.0)
-
-
-def _weights(
-    scheme: str, learner: str, rt: torch.Tensor, rs: torch.Tensor, cfg: BDConfig, keep: torch.Tensor
-) -> torch.Tensor:
-    other = rs if learner == "teacher" else rt  # (B, m) the list the learner follows
-
-    def tanh_w(d: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(d.mul_(cfg.eps_t).clamp_(min=0.0))  # (B, m)
-
-    def exp_w(d: torch.Tensor) -> torch.Tensor:
-        x = d.mul_(cfg.eps_e)  # (B, m)
-        top = x.masked_fill(~keep, float("-inf")).amax(dim=1, keepdim=True)  # (B, 1)
-        return torch.exp(x.sub_(top).masked_fill_(~keep, float("-inf")))  # (B, m)
-
-    if scheme == "rank-discrepancy":  # Eq. 4 (student) and Eq. 5 (teacher)
-        return exp_w(rt - rs) if learner == "teacher" else tanh_w(rs - rt)
+    teacher = learner == "teacher"
+    other = "s" if teacher else "t"  # the list the learner follows
+    if scheme == "rank-discrepancy":  # Eq. 5 (teacher) and Eq. 4 (student)
+        return make_weight("exp_disc", eps=cfg.eps_e, d="t-s") if teacher else make_weight(
+            "tanh_disc", eps=cfg.eps_t, d="s-t")
     if scheme == "swapped":  # Table 5: functions swapped, discrepancy directions kept
-        return tanh_w(rt - rs) if learner == "teacher" else exp_w(rs - rt)
+        return make_weight("tanh_disc", eps=cfg.eps_t, d="t-s") if teacher else make_weight(
+            "exp_disc", eps=cfg.eps_e, d="s-t")
     if scheme == "reversed":  # the official notebook: signs of Eqs. 4-5 reversed
-        return exp_w(rs - rt) if learner == "teacher" else tanh_w(rt - rs)
+        return make_weight("exp_disc", eps=cfg.eps_e, d="s-t") if teacher else make_weight(
+            "tanh_disc", eps=cfg.eps_t, d="t-s")
     if scheme == "rank-aware":
-        return torch.exp(-(other - 1) / cfg.rank_aware_t)  # (B, m)
+        return make_weight("rank_aware", temperature=cfg.rank_aware_t, by=other)
     if scheme == "top-n":
-        return (other <= cfg.top_n).to(rt.dtype)  # (B, m)
+        return make_weight("top_n", n=cfg.top_n, by=other)
     if scheme == "uniform":
-        return torch.ones_like(rt)  # (B, m)
+        return make_weight("uniform")
     raise ValueError(f"unknown sampling scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
 
-def draw_ragged(
-    weights: torch.Tensor, counts: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """Draw ``counts[b]`` items with replacement from row b's weights (B, m), by inverse CDF on
-    one flat cumulative sum (no loop over rows). Returns int64 (counts.sum(),) items, rows in order.
-    A row with zero total weight must not be asked for draws."""
-    B, m = weights.shape
-    cdf = torch.cumsum(weights.reshape(-1), 0, dtype=torch.float64)  # (B*m,)
-    ends = cdf[m - 1 :: m]  # (B,) cumulative total at each row's end
-    starts = torch.cat([ends.new_zeros(1), ends[:-1]])  # (B,)
-    row = torch.repeat_interleave(torch.arange(B, device=weights.device), counts)  # (N,)
-    # uniforms from the (CPU) generator: the same draws on any device
-    u = torch.rand(row.numel(), generator=generator, dtype=torch.float64).to(weights.device)  # (N,)
-    target = starts[row] + u * (ends[row] - starts[row])  # (N,)
-    flat = torch.searchsorted(cdf, target, right=True)  # (N,) first index with cdf > target
-    flat = torch.minimum(flat, (row + 1) * m - 1)  # float rounding at a row's end
-    items = flat - row * m  # (N,)
-    # rounding can land on a zero-weight item just before a positive one; step to the next positive
-    zero = weights.reshape(-1)[flat] <= 0
-    if bool(zero.any()):
-        nxt = torch.searchsorted(cdf, cdf[flat[zero]], right=True)  # (n_zero,)
-        items[zero] = torch.minimum(nxt, (row[zero] + 1) * m - 1) - row[zero] * m
-    return items
-
-
-def _observed(users_np: np.ndarray, train: sp.csr_matrix, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, cols) int64 of the training entries of ``users_np`` within the block."""
-    sub = train[users_np]
-    rows = torch.from_numpy(np.repeat(np.arange(len(users_np)), np.diff(sub.indptr))).to(device)
-    return rows, torch.from_numpy(sub.indices.astype(np.int64)).to(device)
-
-
-def _ranks(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, pool) -> torch.Tensor:
-    """Exact user-side ranks (B, m) int32 among unobserved items, 0 on observed ones, from the rank
-    engine's ``rank_rows`` (ties to the lower item index)."""
-    return rank_rows(scores, rows, cols, pool=pool)[0]  # (B, m)
-
-
-def _user_stats(z: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Per-row mean and population std (floored at 1e-12) of ``z`` (B, m) over ``keep`` (B, m),
-    float64 (B, 2)."""
-    z = z.double()  # (B, m)
-    cnt = keep.sum(1).clamp_(min=1).double()  # (B,)
-    mu = torch.where(keep, z, 0.0).sum(1) / cnt  # (B,)
-    var = torch.where(keep, (z - mu[:, None]) ** 2, 0.0).sum(1) / cnt  # (B,)
-    return torch.stack([mu, var.sqrt().clamp_(min=1e-12)], 1)  # (B, 2)
-
-
-@torch.no_grad()
-def draw_bd_samples(
+def bd_refresh(
+    engine: RankEngine,
     teacher: Recommender,
     student: Recommender,
-    train: sp.csr_matrix,
     cfg: BDConfig,
     generator: torch.Generator,
     learners: tuple[str, ...] = LEARNERS,
-    stats: dict[str, torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
-    """One refresh of Algorithm 1 (lines 3-4 and the draws of lines 6 and 9, for the period).
+) -> Refresh:
+    """One refresh of Algorithm 1 (lines 3-4) with the draws of lines 6 and 9 for the period.
 
-    Ranks every user's unobserved items by both models (chunks of users, exact argsort) and draws
-    ``deg(u) · n_samples`` items per user and learner from the scheme's distribution. Returns
-    ``{learner: int32 (nnz, n_samples)}``, row k = the draws of the k-th training interaction in
-    CSR order (``train.indices``), on the models' device.
-
-    ``stats``: if a dict is given, it is filled with float64 (n_users, 2) per model
-    (``"teacher"``, ``"student"``): each user's mean and population std of the model's logits over
-    ``I_u^-`` (for ``BDConfig.standardize``; std floored at 1e-12).
+    Ranks every user's unobserved items by both models and draws, per learner (``draws[name]``),
+    ``n_samples`` items per training interaction: int32 ``index`` (rounds, nnz, n_samples), row
+    k = the k-th training interaction in CSR order (``engine.train.indices``); ``rounds`` = p
+    with ``fresh_draws`` (one per epoch), else 1. With ``standardize``, ``stats_t`` / ``stats_s``
+    hold each user's (mean, std) of the model's logits over ``I_u^-``.
     """
-    device = teacher.device
-    train = sp.csr_matrix(train)
-    train.sort_indices()
-    n_users = train.shape[0]
-    deg_all = np.diff(train.indptr)
-    s = cfg.n_samples
-    out = {name: torch.empty(train.nnz * s, dtype=torch.int32, device=device) for name in learners}
-    if stats is not None:
-        for name in LEARNERS:
-            stats[name] = torch.zeros(n_users, 2, dtype=torch.float64, device=device)  # (n, 2)
-    modes = (teacher.training, student.training)
-    teacher.eval()
-    student.eval()
-    n_threads = torch.get_num_threads() if device.type == "cpu" else 1
-    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    try:
-        pos = 0
-        for start in range(0, n_users, cfg.chunk):
-            users = np.arange(start, min(start + cfg.chunk, n_users))
-            deg = torch.from_numpy(deg_all[users]).to(device)  # (B,)
-            if int(deg.sum()) == 0 and stats is None:
-                continue
-            ut = torch.from_numpy(users).to(device)  # (B,)
-            rows, cols = _observed(users, train, device)  # (nnz_B,), (nnz_B,)
-            z_t, z_s = teacher.score_all(ut), student.score_all(ut)  # (B, m) each
-            rank_t = _ranks(z_t.float(), rows, cols, pool)  # (B, m) int32
-            rank_s = _ranks(z_s.float(), rows, cols, pool)  # (B, m) int32
-            unobserved = rank_t > 0  # (B, m)
-            if stats is not None:
-                for name, z in (("teacher", z_t), ("student", z_s)):
-                    stats[name][ut] = _user_stats(z, unobserved)  # (B, 2)
-            if int(deg.sum()) == 0:
-                continue
-            n = int(deg.sum()) * s
-            for name in learners:
-                w = sampling_weights(cfg.sampling, name, rank_t, rank_s, cfg, unobserved)  # (B, m)
-                empty = w.sum(1) <= 0  # (B,)
-                if bool(empty.any()):  # no discrepant item: uniform over I_u^-
-                    w[empty] = unobserved[empty].to(w.dtype)
-                items = draw_ragged(w, deg * s, generator)  # (deg_B * s,)
-                out[name][pos : pos + n] = items.to(torch.int32)
-            pos += n
-        assert pos == train.nnz * s
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        teacher.train(modes[0])
-        student.train(modes[1])
-    return {name: d.view(train.nnz, s) for name, d in out.items()}
+    rounds = cfg.period if cfg.fresh_draws else 1
+    specs = {n: DrawSpec(bd_weight(cfg.sampling, n, cfg), k=cfg.n_samples, replacement=True,
+                         per_interaction=True, rounds=rounds, keep_ranks=False) for n in learners}
+    return engine.refresh(teacher, student, "user", specs, generator=generator, score_stats=cfg.standardize)
 
 
 @DISTILLERS.register("bd")
@@ -373,7 +231,7 @@ class BD(Distiller):
 
     name = "bd"
     Config = BDConfig
-    #: BD trains the teacher too: the CLI builds both models (see :func:`run_bd`)
+    #: BD trains the teacher too: the run layer builds both models (``recdistill.runs``)
     trains_teacher = True
 
     def __init__(
@@ -391,9 +249,11 @@ class BD(Distiller):
                          device if device is not None else teacher.device, seed)
         self.cfg: BDConfig = cfg
         self.all_models = both
-        self.train = sp.csr_matrix(dataset.train)
-        self.train.sort_indices()
-        self.indptr = torch.from_numpy(self.train.indptr.astype(np.int64)).to(self.device)  # (n+1,)
+        self.engine = RankEngine(dataset.train, self.device, chunk_size=cfg.chunk)
+        if not np.array_equal(self.engine.train.indices, dataset.train.indices):
+            raise ValueError("dataset.train must be canonical CSR (sorted, unique indices per row)")
+        self.indptr = self.engine.side("user").indptr  # (n+1,) int64
+        #: {learner: int32 (rounds, nnz, n_samples)}: the period's draws, one round per epoch
         self.draws: dict[str, torch.Tensor] = {}
         #: per-user (mean, std) of each model's logits over I_u^- at the last refresh (standardize)
         self.stats: dict[str, torch.Tensor] = {}
@@ -408,20 +268,26 @@ class BD(Distiller):
     def is_distilling(self, epoch: int) -> bool:
         return epoch >= self.cfg.warmup_epochs
 
+    def draw_round(self, epoch: int) -> int:
+        """Which of the period's draws epoch ``epoch`` uses (0 without ``fresh_draws``)."""
+        return (epoch - self.cfg.warmup_epochs) % self.cfg.period if self.cfg.fresh_draws else 0
+
     def on_epoch_start(self, epoch: int) -> None:
         """Refresh ranks and draws every ``period`` epochs after warm-up (Algorithm 1, line 3)."""
         super().on_epoch_start(epoch)
         if not self.is_distilling(epoch) or (epoch - self.cfg.warmup_epochs) % self.cfg.period:
             return
-        t0 = time.perf_counter()
-        stats: dict[str, torch.Tensor] | None = {} if self.cfg.standardize else None
-        self.draws = draw_bd_samples(
-            self.all_models["teacher"], self.all_models["student"], self.train, self.cfg,
-            self.generator, self.trained, stats=stats,
-        )
-        self.stats = stats or {}
-        self.refresh_seconds.append(time.perf_counter() - t0)
+        out = bd_refresh(self.engine, self.all_models["teacher"], self.all_models["student"], self.cfg,
+                         self.generator, self.trained)
+        self.draws = {n: d.index for n, d in out.draws.items()}
+        self.stats = {}
+        if out.stats_t is not None and out.stats_s is not None:
+            self.stats = {"teacher": out.stats_t, "student": out.stats_s}
+        self.refresh_seconds.append(out.seconds)
         self.n_refresh += 1
+
+    def run_metrics(self) -> dict[str, Any]:
+        return {"refresh_seconds": [round(x, 3) for x in self.refresh_seconds], "n_refresh": self.n_refresh}
 
     def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
         """Eq. 2: ``L_CF + λ·L_BD`` (``L_CF`` alone during warm-up)."""
@@ -430,16 +296,16 @@ class BD(Distiller):
         return 1.0, {"BD": self.cfg.weight(name)}
 
     def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
-        return {"BD": self.distill_loss(name, batch)}
+        return {"BD": self.distill_loss(name, batch, epoch)}
 
-    def batch_draws(self, name: str, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The learner's draws for a batch: ``(rows (N,), items (N,))`` for user batches, or
-        ``(None, items (B, n_samples))`` for interaction batches."""
+    def batch_draws(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The learner's draws for a batch of epoch ``epoch``: ``(rows (N,), items (N,))`` for
+        user batches, or ``(None, items (B, n_samples))`` for interaction batches."""
         if batch.idx is None:
             raise ValueError("BD needs batches with idx (interaction indices or users)")
         if name not in self.draws:
             raise RuntimeError(f"no BD draws for {name!r}: on_epoch_start was not called after warm-up")
-        d = self.draws[name]  # (nnz, s) int32
+        d = self.draws[name][self.draw_round(epoch)]  # (nnz, s) int32
         if self.all_models[name].batch_unit == "user":
             start, end = self.indptr[batch.users], self.indptr[batch.users + 1]  # (B,), (B,)
             deg = end - start  # (B,)
@@ -450,12 +316,12 @@ class BD(Distiller):
             return row.repeat_interleave(s), items.reshape(-1)  # (N,), (N,)
         return None, d[batch.idx].long()  # (B, s)
 
-    def distill_loss(self, name: str, batch: Batch) -> torch.Tensor:
+    def distill_loss(self, name: str, batch: Batch, epoch: int) -> torch.Tensor:
         """``L_BD(X; Y)`` of Eq. 3 for learner X = ``name`` on its draws (sum over a row's draws,
         mean over the batch's rows: interactions, or users for user batches)."""
         other_name = "student" if name == "teacher" else "teacher"
         learner, other = self.all_models[name], self.all_models[other_name]
-        rows, items = self.batch_draws(name, batch)
+        rows, items = self.batch_draws(name, batch, epoch)
         if rows is None:  # interaction batch
             z_x = learner.score(batch.users, items)  # (B, s)
             with torch.no_grad():
@@ -486,27 +352,16 @@ class BD(Distiller):
         if name not in self.trained:
             raise ValueError(f"model {name!r} is fixed; it is not trained")
         if self.cfg.draws_as_negatives and self.is_distilling(epoch) and name in self.draws:
-            batch = self._negatives_from_draws(name, batch)
+            batch = self._negatives_from_draws(name, batch, epoch)
         return super().loss(name, batch, epoch)
 
-    def _negatives_from_draws(self, name: str, batch: Batch) -> Batch:
+    def _negatives_from_draws(self, name: str, batch: Batch, epoch: int) -> Batch:
         """Sec. 4.4: the drawn items double as the base loss's negatives."""
-        rows, items = self.batch_draws(name, batch)
+        rows, items = self.batch_draws(name, batch, epoch)
         if rows is None:
             n_neg = batch.neg.shape[1] if batch.neg is not None else 1
             return Batch(batch.users, batch.pos, items[:, :n_neg], batch.idx, None)
         return Batch(batch.users, batch.pos, items, batch.idx, rows)
-
-    @classmethod
-    def run(cls, config: Config, **kwargs: Any) -> tuple[Trainer, BD, dict[str, Any]]:
-        """``recdistill distill --method bd``: :func:`run_bd` with ``distill.params`` as the
-        :class:`BDConfig` and ``teacher`` / ``student`` (run directories) as the starting models;
-        ``distill.teacher`` is the teacher run when ``teacher`` is not given."""
-        bd = BDConfig.from_dict(dict(config.distill.params))
-        teacher = kwargs.get("teacher") or config.distill.teacher
-        return run_bd(config, bd, kwargs.get("out_dir"), dataset=kwargs.get("dataset"),
-                      teacher_run=teacher, student_run=kwargs.get("student"),
-                      resume=bool(kwargs.get("resume", False)))
 
     # -- checkpoints (the trainer saves these with its own state) --------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -521,86 +376,3 @@ class BD(Distiller):
         self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
 
-
-def _init_model(
-    config: Config, dataset: Dataset, size: str, run: str | Path | None, dim: int | None
-) -> Recommender:
-    """A pre-trained model from a run directory (its ``size`` model, e.g. a BD run's teacher, or
-    its only one), or a fresh one of the ``size`` preset / ``dim``."""
-    from recdistill.models import build_model
-    from recdistill.train.io import load_run
-
-    if run is not None:
-        models = load_run(run, dataset).models
-        if size in models:
-            model = models[size]
-        elif len(models) == 1:
-            model = next(iter(models.values()))
-        else:
-            raise ValueError(f"{run}: holds models {sorted(models)}; expected one model or a {size!r}")
-        if model.name != config.model.name:
-            raise ValueError(f"{run}: holds a {model.name!r} model, but model.name is {config.model.name!r}")
-        return model.train()
-    mc = config.model
-    return build_model(mc.name, dataset, size=None if dim is not None else size, dim=dim, **mc.params)
-
-
-def run_bd(
-    config: Config,
-    bd_config: BDConfig | None = None,
-    out_dir: str | Path | None = None,
-    dataset: Dataset | None = None,
-    teacher_run: str | Path | None = None,
-    student_run: str | Path | None = None,
-    teacher_dim: int | None = None,
-    student_dim: int | None = None,
-    resume: bool = False,
-) -> tuple[Trainer, BD, dict[str, Any]]:
-    """Train a teacher and a student together with BD (Algorithm 1); returns (trainer, bd, metrics).
-
-    ``config``: data, model (``model.name`` for both; sizes from the presets, or ``teacher_dim`` /
-    ``student_dim``, else those of ``bd_config``), training settings (``train.epochs`` counts
-    warm-up and BD epochs; early stopping after ``train.patience`` validations without improvement
-    of the model(s) named by ``bd_config.monitor_model``). Models
-    start from ``teacher_run`` / ``student_run`` (pre-trained run directories) when given, else
-    from scratch. A ``fixed`` model must be pre-trained. ``out_dir`` gets ``teacher.pt``,
-    ``student.pt`` (the trained ones; each model's best validation state), ``metrics.json``
-    (BD-Teacher and BD-Student), ``log.jsonl``, ``config.yaml`` and ``bd.json``.
-    """
-    from recdistill.train.io import atomic_json
-    from recdistill.train.run import load_dataset_for, write_config
-
-    cfg = bd_config or BDConfig()
-    if cfg.fixed == "teacher" and teacher_run is None:
-        raise ValueError("BD with fixed='teacher' needs a pre-trained teacher run (--teacher RUN)")
-    if cfg.fixed == "student" and student_run is None:
-        raise ValueError("BD with fixed='student' needs a pre-trained student run (--student RUN)")
-    if dataset is None:
-        dataset = load_dataset_for(config)
-    torch.manual_seed(config.train.seed)
-    teacher = _init_model(config, dataset, "teacher", teacher_run,
-                          teacher_dim if teacher_dim is not None else cfg.teacher_dim)
-    if student_dim is None:  # explicit argument, else BDConfig, else model.dim of the run config
-        student_dim = cfg.student_dim if cfg.student_dim is not None else config.model.dim
-    student = _init_model(config, dataset, "student", student_run, student_dim)
-    device = torch.device(config.train.device)
-    teacher.to(device)
-    student.to(device)
-    distiller = BD(teacher, student, dataset, cfg, device=device, seed=config.train.seed)
-    if out_dir is not None:
-        write_config(config, out_dir)
-        atomic_json({"bd": cfg.to_dict(), "teacher_run": None if teacher_run is None else str(teacher_run),
-                     "student_run": None if student_run is None else str(student_run),
-                     "teacher_parameters": teacher.n_parameters, "student_parameters": student.n_parameters},
-                    Path(out_dir) / "bd.json")
-    from recdistill.train.trainer import Trainer
-
-    primary = "student" if "student" in distiller.models else "teacher"
-    trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary,
-                      stop_on=cfg.stop_on)
-    metrics = trainer.fit(resume=resume)
-    if metrics:
-        metrics["refresh_seconds"] = [round(x, 3) for x in distiller.refresh_seconds]
-        if out_dir is not None:
-            atomic_json(metrics, Path(out_dir) / "metrics.json")
-    return trainer, distiller, metrics

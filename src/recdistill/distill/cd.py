@@ -7,7 +7,8 @@ student matches the teacher's soft labels on them:
 Objective: ``L_base + λ_KD·L_CD``, ``L_CD`` averaged over the rows of the batch (each training
 interaction carries its user's draws).
 
-The distribution is evaluated on the teacher's top-``n_top`` list: the probability mass beyond
+The distribution is evaluated on the teacher's top-``n_top`` list (drawn by
+:class:`recdistill.ranking.TopLists` with the ``rank_aware`` weight): the probability mass beyond
 it, ``≈ exp(-n_top/T_r)``, must be below 1e-6 (checked), so the truncation is exact to that level.
 """
 
@@ -17,14 +18,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from recdistill.data.dataset import Dataset
-from recdistill.distill import DISTILLERS
-from recdistill.distill.base import FrozenTeacherDistiller, draw_without_replacement
+from recdistill.data.pairs import PairSet
+from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
 from recdistill.losses import cd_loss
 from recdistill.models.base import Batch, Recommender
+from recdistill.ranking import TopLists, make_weight
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class CD(FrozenTeacherDistiller):
     ) -> None:
         super().__init__(student, teacher, dataset, config, device, seed)
         topn = teacher.topn(dataset, config.n_top, "user", config.cache_dir, None, self.device)
-        self.topn = torch.from_numpy(topn.astype(np.int64))  # (n_users, N), -1 = padding
+        self.lists = TopLists(topn, dataset.n_items, PairSet.from_csr(dataset.train))  # (n_users, N)
+        self.weight = make_weight("rank_aware", temperature=config.rank_temperature)
         self.samples: torch.Tensor | None = None
         self.valid: torch.Tensor | None = None
 
@@ -88,11 +90,7 @@ class CD(FrozenTeacherDistiller):
 
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)
-        c = self.config
-        r = torch.arange(1, self.topn.shape[1] + 1, dtype=torch.float64)  # (N,)
-        w = torch.where(self.topn >= 0, torch.exp(-r / c.rank_temperature), 0.0)  # (n_users, N)
-        pos, self.valid = draw_without_replacement(w, c.n_samples, self.generator)  # (n_users, n)
-        self.samples = torch.gather(self.topn, 1, pos).clamp_min(0)  # (n_users, n)
+        self.samples, self.valid = self.lists.draw(self.weight, self.config.n_samples, self.generator)
 
     def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         if self.samples is None or self.epoch != epoch:

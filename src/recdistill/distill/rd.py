@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from recdistill.data.dataset import Dataset
-from recdistill.distill import DISTILLERS
-from recdistill.distill.base import FrozenTeacherDistiller
+from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
 from recdistill.losses import rd_loss
 from recdistill.models.base import Batch, Recommender
 from recdistill.ranking import RankEngine

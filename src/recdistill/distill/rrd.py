@@ -34,15 +34,11 @@ import numpy as np
 import torch
 
 from recdistill.data.dataset import Dataset
-from recdistill.distill import DISTILLERS
-from recdistill.distill.base import (
-    FrozenTeacherDistiller,
-    PairSet,
-    draw_uniform_excluding,
-    draw_without_replacement,
-)
+from recdistill.data.pairs import PairSet, csr_pairs
+from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
 from recdistill.losses import rrd_loss
 from recdistill.models.base import Batch, Recommender
+from recdistill.ranking import TopLists, WeightFn, make_weight, uniform_indices
 
 
 @dataclass(frozen=True)
@@ -92,29 +88,18 @@ class RRDConfig:
 
 
 class _Side:
-    """One side's per-epoch targets: rows (users or items) -> K interesting, L uninteresting."""
+    """One side's per-epoch targets: rows (users or items) -> K interesting, L uninteresting,
+    drawn from the teacher's fixed top-N lists (:class:`recdistill.ranking.TopLists`)."""
 
-    def __init__(self, topn: np.ndarray, n_cols: int, observed: tuple[np.ndarray, np.ndarray]) -> None:
-        self.topn = torch.from_numpy(topn.astype(np.int64))  # (R, N), -1 = padding
-        self.n_rows, self.n_top = self.topn.shape
-        self.n_cols = n_cols
-        r = torch.arange(self.n_rows)[:, None].expand_as(self.topn)  # (R, N)
-        in_top = self.topn >= 0
-        rows = torch.cat([torch.from_numpy(observed[0]), r[in_top]])
-        cols = torch.cat([torch.from_numpy(observed[1]), self.topn[in_top]])
-        self.exclude = PairSet(rows, cols, n_cols)  # observed pairs and the top-N lists
-        self.interesting = self.uninteresting = None
-        self.i_valid = self.u_valid = None
+    def __init__(self, topn: np.ndarray, n_cols: int, observed: PairSet, k: int, l: int, temperature: float) -> None:
+        self.lists = TopLists(topn, n_cols, observed)
+        self.k, self.l = k, l
+        self.weight: WeightFn = make_weight("rank_aware", temperature=temperature)  # p ∝ exp(-r/T)
+        self.interesting = self.uninteresting = self.i_valid = self.u_valid = torch.empty(0)
 
-    def resample(self, k: int, l: int, temperature: float, generator: torch.Generator) -> None:
-        pos_w = torch.exp(-torch.arange(1, self.n_top + 1, dtype=torch.float64) / temperature)  # (N,)
-        w = torch.where(self.topn >= 0, pos_w, 0.0)  # (R, N)
-        pos, self.i_valid = draw_without_replacement(w, k, generator)  # (R, K)
-        self.interesting = torch.gather(self.topn, 1, pos).clamp_min(0)  # (R, K) teacher order
-        rows = torch.arange(self.n_rows)
-        self.uninteresting, self.u_valid = draw_uniform_excluding(
-            rows, self.n_cols, l, self.exclude, generator
-        )
+    def resample(self, generator: torch.Generator) -> None:
+        self.interesting, self.i_valid = self.lists.draw(self.weight, self.k, generator)  # (R, K) teacher order
+        self.uninteresting, self.u_valid = self.lists.rest(self.l, generator)  # (R, L)
 
 
 def _student_pair_scores(student: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -147,15 +132,18 @@ class RRD(FrozenTeacherDistiller):
                 "gives ranked lists only"
             )
         c = config
-        users = np.repeat(np.arange(dataset.n_users), np.diff(dataset.train.indptr))
-        items = dataset.train.indices.astype(np.int64)
+        users, items = csr_pairs(dataset.train)
         self.user = self.item = None
         if c.user_side:
             topn = teacher.topn(dataset, c.n_top, "user", c.cache_dir, c.chunk, self.device)
-            self.user = _Side(topn, dataset.n_items, (users, items))
+            observed = PairSet(users, items, dataset.n_items)
+            self.user = _Side(topn, dataset.n_items, observed, c.n_interesting, c.n_uninteresting, c.temperature)
         if c.item_side:
             topn = teacher.topn(dataset, c.item_n_top, "item", c.cache_dir, c.chunk, self.device)
-            self.item = _Side(topn, dataset.n_users, (items, users))
+            observed = PairSet(items, users, dataset.n_users)
+            self.item = _Side(
+                topn, dataset.n_users, observed, c.item_n_interesting, c.item_n_uninteresting, c.item_temperature
+            )
 
     def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
         lams: dict[str, float] = {}
@@ -167,13 +155,9 @@ class RRD(FrozenTeacherDistiller):
 
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)
-        c = self.config
-        if self.user is not None:
-            self.user.resample(c.n_interesting, c.n_uninteresting, c.temperature, self.generator)
-        if self.item is not None:
-            self.item.resample(
-                c.item_n_interesting, c.item_n_uninteresting, c.item_temperature, self.generator
-            )
+        for side in (self.user, self.item):
+            if side is not None:
+                side.resample(self.generator)
 
     def _targets(self, side: _Side, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         r = rows.cpu()
@@ -197,9 +181,7 @@ class RRD(FrozenTeacherDistiller):
             if batch.pos is not None:
                 items = torch.unique(batch.pos)  # (I,)
             else:
-                items = torch.randint(self.dataset.n_items, (n_rows,), generator=self.generator).to(
-                    self.device
-                )
+                items = uniform_indices(self.dataset.n_items, n_rows, self.generator).to(self.device)  # (B,)
             inter, unint, iv, uv = self._targets(self.item, items)  # (I, K) users, (I, L) users
             it_k = items[:, None].expand_as(inter)  # (I, K)
             it_l = items[:, None].expand_as(unint)  # (I, L)

@@ -2,8 +2,8 @@
 
 A teacher is one of:
 
-1. **a trained run** (a directory written by ``recdistill train``): the model is rebuilt and
-   frozen (:class:`ModelTeacher`);
+1. **a trained model** (:class:`ModelTeacher`, frozen; a run directory written by
+   ``recdistill train`` is loaded into one by ``recdistill.runs.load_teacher``);
 2. **a score file** (:class:`ScoreTeacher`), e.g. produced by another library:
    - ``.npy``: a dense float array (n_users, n_items) in the dataset's internal ids;
    - ``.npz``: key ``scores`` (rows, cols), with optional ``user_ids`` (rows,) and ``item_ids``
@@ -32,8 +32,6 @@ files are written atomically (temp file + ``os.replace``).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recdistill.atomic import atomic_npy
 from recdistill.data.dataset import Dataset
 from recdistill.models.base import Recommender
 
@@ -65,18 +64,6 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     h.update(np.ascontiguousarray(dataset.train.indptr, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(dataset.train.indices, dtype=np.int64).tobytes())
     return h.hexdigest()
-
-
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def topn_from_scores(
@@ -169,7 +156,7 @@ class Teacher:
                     return arr
         arr = self._topn(dataset, n, side, chunk, device)
         if path is not None:
-            _atomic_save_npy(path, arr)
+            atomic_npy(arr, path)
         return arr
 
 
@@ -462,24 +449,16 @@ def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
     return ListTeacher(_lists_from_pairs(u, i, rank, dataset.n_users), dataset.n_items, str(path))
 
 
-def load_run_model(run_dir: Path, dataset: Dataset, device: torch.device | str = "cpu") -> Recommender:
-    """The trained model of a ``recdistill train`` run directory (its primary model), via
-    :func:`recdistill.train.load_run`."""
-    from recdistill.train import load_run
-
-    return load_run(run_dir, dataset=dataset, device=device).model
-
-
 def load_teacher(
     source: str | Path | Recommender, dataset: Dataset, device: torch.device | str = "cpu"
 ) -> Teacher:
-    """A :class:`Teacher` from a trained model, a run directory, a score file or a list file
-    (formats in the module docstring)."""
+    """A :class:`Teacher` from a trained model, a score file or a list file (formats in the module
+    docstring). A run directory is resolved by the run layer (``recdistill.runs.load_teacher``)."""
     if isinstance(source, Recommender):
         return ModelTeacher(source.to(device), source=type(source).__name__)
     path = Path(source)
     if path.is_dir():
-        return ModelTeacher(load_run_model(path, dataset, device), source=str(path))
+        raise ValueError(f"teacher {path} is a run directory: load it with recdistill.runs.load_teacher")
     if not path.is_file():
         raise FileNotFoundError(
             f"teacher not found: {path} (a run directory, .npy/.npz/.tsv scores or lists)"

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 import torch
 
 from recdistill.data.dataset import N_CANDIDATES, Dataset
+from recdistill.data.pairs import PairSet
 
 PROTOCOLS = ("full", "sampled")
 SPLITS = ("valid", "test")
@@ -59,26 +60,8 @@ def _other_split(split: str) -> str:
     return "valid" if split == "test" else "test"
 
 
-class _PairIndex:
-    """Membership of (user, item) pairs in a CSR matrix, by binary search on sorted pair keys."""
-
-    def __init__(self, m: sp.csr_matrix) -> None:
-        m = sp.csr_matrix(m, copy=True)
-        m.sum_duplicates()  # canonical: sorted, unique indices per row
-        m.eliminate_zeros()
-        self.n_cols = m.shape[1]
-        rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))  # (nnz,)
-        self.keys = rows * self.n_cols + m.indices  # (nnz,) sorted
-
-    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Boolean array of the broadcast shape of ``users`` and ``items``."""
-        q = np.asarray(users, dtype=np.int64) * self.n_cols + np.asarray(items, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.keys, q), max(self.keys.size - 1, 0))
-        return (self.keys[pos] == q) if self.keys.size else np.zeros(q.shape, dtype=bool)
-
-
 def _check_heldout(
-    dataset: Dataset, seen: _PairIndex, target: np.ndarray, other: np.ndarray, split: str
+    dataset: Dataset, seen: PairSet, target: np.ndarray, other: np.ndarray, split: str
 ) -> None:
     """Held-out items must be in range, outside the training row and distinct from each other."""
     n_users, n_items = dataset.n_users, dataset.n_items
@@ -206,7 +189,7 @@ def heldout_ranks(
             f"dataset {dataset.name!r}: train has shape {dataset.train.shape}, "
             f"expected (n_users, n_items) = ({dataset.n_users}, {dataset.n_items})"
         )
-    seen = _PairIndex(dataset.train)
+    seen = PairSet.from_csr(dataset.train)
     _check_heldout(dataset, seen, target, other, split)
 
     users = np.flatnonzero(target >= 0)  # (n_sel,) users that have a held-out item
@@ -318,7 +301,7 @@ class _SampledRanker:
     """Chunk step of the sampled protocol: the held-out item against its 499 candidates."""
 
     def __init__(
-        self, dataset: Dataset, seen: _PairIndex, target: np.ndarray, other: np.ndarray, ties: str
+        self, dataset: Dataset, seen: PairSet, target: np.ndarray, other: np.ndarray, ties: str
     ) -> None:
         cands = np.asarray(dataset.candidates)
         if cands.ndim != 2 or cands.shape[0] != dataset.n_users:

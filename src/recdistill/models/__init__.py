@@ -3,10 +3,12 @@
 Size presets (``size`` -> embedding/hidden ``dim``), so that the student has about 1/10 of the
 teacher's parameters:
 
+The family comes from the dataset's description (``DatasetSpec.sizes``; files: ``bd``):
+
 - ``bd`` (BD, WWW 2021, Table 3; every dataset except the DCD split): teacher 50, student 5.
   On CiteULike (5,219 users, 25,187 items) this gives BPR 1.52M / 0.15M, NeuMF 3.05M / 0.30M,
   CDAE 2.81M / 0.30M parameters, matching Table 3 (1.52M/0.15M, 3.05M/0.30M, 2.80M/0.30M).
-- ``dcd`` (DCD, CIKM 2021, Sec. 3.1; datasets named ``*-dcd``): teacher 200, student 20
+- ``dcd`` (DCD, CIKM 2021, Sec. 3.1; ``citeulike-dcd``): teacher 200, student 20
   (BPR on CiteULike: 6.08M / 0.61M, DCD Table 1).
 """
 
@@ -34,8 +36,11 @@ PRESETS: dict[str, dict[str, int]] = {
 
 
 def preset_family(dataset_name: str) -> str:
-    """``dcd`` for the DCD split (a dataset name ending in ``-dcd``), else ``bd``."""
-    return "dcd" if str(dataset_name).endswith("-dcd") else "bd"
+    """The size-preset family of the dataset (``DatasetSpec.sizes``: ``dcd`` for the DCD split,
+    else ``bd``)."""
+    from recdistill.data.catalog import dataset_sizes
+
+    return dataset_sizes(str(dataset_name))
 
 
 def resolve_dim(dataset_name: str, size: str | None = None, dim: int | None = None) -> int:

@@ -1,7 +1,11 @@
-"""The rank engine: exact user-/item-side ranks of unobserved entries, rank-based weights, draws.
+"""The rank engine: exact user-/item-side ranks of unobserved entries, rank-based weights, and
+every draw the package makes (``sampling`` is the one module that draws).
 
-Stable entry point: :func:`unobserved_ranks`. Distillers use :class:`RankEngine` ``.refresh`` with
-:class:`DrawSpec` s built from :data:`WEIGHTS` (see ``engine``, ``weights``, ``sampling``, ``order``).
+Stable entry point: :func:`unobserved_ranks`. Methods that rank two live models (BD, DCD) use
+:meth:`RankEngine.refresh` with :class:`DrawSpec` s built from :data:`WEIGHTS`; methods with a
+frozen teacher (CD, RRD, IR-RRD) draw from its fixed lists with :class:`TopLists`; the base
+losses' negatives come from :class:`NegativeSampler` (modules ``engine``, ``lists``,
+``negatives``, ``weights``, ``sampling``, ``order``, ``scoring``).
 """
 
 from recdistill.ranking.engine import (
@@ -11,8 +15,11 @@ from recdistill.ranking.engine import (
     Refresh,
     SideMatrix,
     canonical_csr,
+    row_stats,
     unobserved_ranks,
 )
+from recdistill.ranking.lists import TopLists
+from recdistill.ranking.negatives import NegativeSampler
 from recdistill.ranking.order import descending_keys, rank_rows
 from recdistill.ranking.sampling import (
     RowCDF,
@@ -20,7 +27,10 @@ from recdistill.ranking.sampling import (
     row_cdf,
     sample_with_replacement,
     sample_without_replacement,
+    sample_without_replacement_partial,
     top_m,
+    uniform_excluding,
+    uniform_indices,
 )
 from recdistill.ranking.weights import WEIGHTS, RankChunk, WeightFn, make_weight, product
 
@@ -29,10 +39,12 @@ __all__ = [
     "DrawSpec",
     "Draws",
     "RankChunk",
+    "NegativeSampler",
     "RankEngine",
     "Refresh",
     "RowCDF",
     "SideMatrix",
+    "TopLists",
     "WeightFn",
     "canonical_csr",
     "descending_keys",
@@ -41,8 +53,12 @@ __all__ = [
     "product",
     "rank_rows",
     "row_cdf",
+    "row_stats",
     "sample_with_replacement",
     "sample_without_replacement",
+    "sample_without_replacement_partial",
     "top_m",
+    "uniform_excluding",
+    "uniform_indices",
     "unobserved_ranks",
 ]

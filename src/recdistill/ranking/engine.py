@@ -159,6 +159,8 @@ class Refresh:
     top_t, top_s: int32 (n_rows, N), the teacher's (student's) N best unobserved entries per row,
         best first, -1 where a row has fewer; top_t_rank_s: the student's ranks of ``top_t``
         (the teacher's are 1..N); top_s_rank_t likewise.
+    stats_t, stats_s: float64 (n_rows, 2) per-row (mean, std) of each model's scores over the
+        row's unobserved entries (``refresh(score_stats=True)``), else None.
     """
 
     side: str
@@ -167,7 +169,19 @@ class Refresh:
     top_s: torch.Tensor | None = None
     top_t_rank_s: torch.Tensor | None = None
     top_s_rank_t: torch.Tensor | None = None
+    stats_t: torch.Tensor | None = None
+    stats_s: torch.Tensor | None = None
     seconds: float = 0.0
+
+
+def row_stats(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-row mean and population std (floored at 1e-12) of ``scores`` (B, m) over ``keep``
+    (B, m) bool, float64 (B, 2)."""
+    z = scores.double()  # (B, m)
+    cnt = keep.sum(1).clamp_(min=1).double()  # (B,)
+    mu = torch.where(keep, z, 0.0).sum(1) / cnt  # (B,)
+    var = torch.where(keep, (z - mu[:, None]) ** 2, 0.0).sum(1) / cnt  # (B,)
+    return torch.stack([mu, var.sqrt().clamp_(min=1e-12)], 1)  # (B, 2)
 
 
 def _gather_ranks(rank: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -240,6 +254,14 @@ class RankEngine:
     ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]]:
         """Yield ``(rows (B,), [ranks int32 (B, m) per model], [top (B, N) per model])`` chunk by
         chunk, on the engine's device (ranks: 1 = top, 0 = observed)."""
+        for r, ranks, tops, _ in self._iter(models, side, rows, top_n, False):
+            yield r, ranks, tops
+
+    def _iter(
+        self, models: list[ScoreSource], side: str, rows: Any, top_n: int, stats: bool
+    ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]]:
+        """:meth:`iter_ranks` plus, with ``stats``, each model's per-row (mean, std) of its scores
+        over the row's unobserved entries, float64 (B, 2) (empty list otherwise)."""
         sm = self.side(side)
         rows_t = self._rows(rows, sm.n_rows)
         chunk = self._chunk(sm.n_cols)
@@ -251,12 +273,15 @@ class RankEngine:
                 for s in range(0, rows_t.numel(), chunk):
                     r = rows_t[s : s + chunk].to(self.device)  # (B,)
                     obs_r, obs_c = sm.observed(r)
-                    ranks, tops = [], []
+                    ranks, tops, st = [], [], []
                     for it in its:
-                        rk, top = rank_rows(next(it), obs_r, obs_c, top_n, pool)
+                        scores = next(it)  # (B, m)
+                        rk, top = rank_rows(scores, obs_r, obs_c, top_n, pool)
                         ranks.append(rk)
                         tops.append(top)
-                    yield r, ranks, tops
+                        if stats:
+                            st.append(row_stats(scores, rk > 0))
+                    yield r, ranks, tops, st
         finally:
             if pool is not None:
                 pool.shutdown()
@@ -280,8 +305,12 @@ class RankEngine:
         specs: dict[str, DrawSpec] | None = None,
         top_n: int = 0,
         generator: torch.Generator | int | None = None,
+        score_stats: bool = False,
     ) -> Refresh:
         """Rank every row of ``side`` under both models and draw each spec (see module doc).
+
+        score_stats: also keep each model's per-row mean and population std of its scores over
+            the row's unobserved entries (``Refresh.stats_t`` / ``stats_s``, float64 (n_rows, 2)).
 
         generator: a ``torch.Generator`` (on any device; one on the engine's device avoids
             copies) or an int seed (a generator on the engine's device); required when a spec
@@ -317,9 +346,16 @@ class RankEngine:
                 out.top_t_rank_s = torch.empty_like(out.top_t)
                 out.top_s_rank_t = torch.empty_like(out.top_t)
         models = [teacher] if student is None else [teacher, student]
-        for rows, ranks, tops in self.iter_ranks(models, side, None, top_n):
+        if score_stats:
+            out.stats_t = torch.zeros((n, 2), dtype=torch.float64, device=dev)
+            if student is not None:
+                out.stats_s = torch.zeros_like(out.stats_t)
+        for rows, ranks, tops, stats in self._iter(models, side, None, top_n, score_stats):
             s, e = int(rows[0]), int(rows[-1]) + 1  # rows are a contiguous range here
             chunk = RankChunk(rows, ranks[0], ranks[1] if student is not None else None, side)
+            for buf, st in zip((out.stats_t, out.stats_s), stats):
+                if buf is not None:
+                    buf[s:e] = st
             if top_n:
                 out.top_t[s:e] = tops[0]
                 if student is not None:

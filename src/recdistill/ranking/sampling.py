@@ -10,6 +10,9 @@
   the k largest ``w_i / E_i``, ``E_i ~ Exp(1)``; the result is in the order the races were won,
   i.e. a Plackett-Luce draw (first = a draw ``∝ w``, second ``∝ w`` among the rest, ...).
 - :func:`top_m` (DCD "w/o sampling"): the k largest weights, ties to the lower index.
+- :func:`uniform_excluding` (base-loss negatives, RRD's uninteresting items): uniform columns
+  outside a :class:`~recdistill.data.pairs.PairSet`, by rejection (only rejected draws are
+  redrawn, so the loop runs over rejection rounds, never over rows).
 
 ``available`` (B, m) bool marks the entries that may be drawn (the unobserved ones); weights
 elsewhere are ignored. Fallback: a row whose available weights are all zero is drawn uniformly
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recdistill.data.pairs import PairSet
 from recdistill.ranking.order import INT32_MAX, descending_keys
 
 
@@ -160,6 +164,30 @@ def sample_without_replacement(
     Race keys ``log(U) / w`` (= ``-E / w``, ``E = -log U ~ Exp(1)``), the k smallest win. Rows
     with fewer than k positive weights are redone with a second, uniform tier for the rest.
     """
+    return _races(weights, k, generator, available, partial=False)[0]
+
+
+def sample_without_replacement_partial(
+    weights: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    available: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`sample_without_replacement`, but a row with fewer than k positive available
+    weights gets only those (no uniform completion): -> (int64 (B, k) entries, bool (B, k) valid);
+    invalid slots come last and hold an arbitrary in-range index."""
+    idx, valid = _races(weights, k, generator, available, partial=True)
+    assert valid is not None
+    return idx, valid
+
+
+def _races(
+    weights: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    available: torch.Tensor | None,
+    partial: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     avail = _check(weights, available)
     b, m = weights.shape
     if not 1 <= k <= m:
@@ -171,6 +199,8 @@ def sample_without_replacement(
     logu = _rand((b, m), generator, weights.device).log_()  # (B, m) log U in [-inf, 0)
     key = torch.div(w, logu)  # (B, m) -w/E: negative for w > 0, 0 (or -0) for w = 0
     vals, idx = torch.topk(key, k, dim=1, largest=False)  # (B, k) ascending: race order
+    if partial:
+        return idx, vals < 0  # (B, k): a slot is a real draw where its key is negative
     short = vals[:, -1] >= 0  # (B,) fewer than k positive weights in the row
     if bool(short.any()):
         rows = short.nonzero()[:, 0]  # (R,)
@@ -184,7 +214,7 @@ def sample_without_replacement(
         rest = torch.topk(rest_key, k, dim=1).indices  # (R, k)
         j = torch.arange(k, device=w.device)[None, :]  # (1, k)
         idx[rows] = torch.where(j < n_pos, first, rest.gather(1, (j - n_pos).clamp_min(0)))  # (R, k)
-    return idx
+    return idx, None
 
 
 def top_m(weights: torch.Tensor, k: int, available: torch.Tensor | None = None) -> torch.Tensor:
@@ -197,3 +227,35 @@ def top_m(weights: torch.Tensor, k: int, available: torch.Tensor | None = None) 
     idx = torch.arange(m, device=weights.device)  # (m,)
     keys = (keys << 32) | idx  # (B, m) unique
     return (torch.topk(keys, k, dim=1, largest=False).values & 0xFFFFFFFF)  # (B, k)
+
+
+def uniform_excluding(
+    rows: torch.Tensor,
+    n_cols: int,
+    k: int,
+    exclude: PairSet,
+    generator: torch.Generator,
+    max_rounds: int = 50,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k`` columns per row, uniform with replacement over the columns ``c`` with
+    ``(row, c)`` not in ``exclude``, by rejection -> (int64 (R, k) columns, bool (R, k) valid).
+
+    rows: (R,) row ids. Draws come from ``generator`` (CPU) and stay on the CPU. A draw still
+    rejected after ``max_rounds`` rounds (a row with almost every column excluded) is invalid.
+    """
+    r = rows.to("cpu", torch.int64)[:, None].expand(-1, k)  # (R, k)
+    cols = torch.randint(n_cols, r.shape, generator=generator)  # (R, k)
+    bad = exclude.contains(r, cols)  # (R, k)
+    for _ in range(max_rounds):
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            break
+        redraw = torch.randint(n_cols, (n_bad,), generator=generator)  # (n_bad,)
+        cols[bad] = redraw
+        bad[bad.clone()] = exclude.contains(r[bad], redraw)
+    return cols, ~bad
+
+
+def uniform_indices(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` ids uniform over ``0..n-1`` with replacement -> int64 (count,) on the CPU."""
+    return torch.randint(n, (count,), generator=generator)

@@ -1,18 +1,6 @@
-"""Trainer (epochs, early stopping, checkpoints, resume), saved runs, and the high-level API."""
+"""The trainer every base model and every distiller runs on (epochs, early stopping,
+checkpoints, resume). Building runs from configs is the run layer's job (:mod:`recdistill.runs`)."""
 
-from recdistill.train.io import Run, load_config, load_model, load_run, save_model
-from recdistill.train.run import load_dataset_for, train_run
 from recdistill.train.trainer import BaseObjective, Objective, Trainer
 
-__all__ = [
-    "BaseObjective",
-    "Objective",
-    "Run",
-    "Trainer",
-    "load_config",
-    "load_dataset_for",
-    "load_model",
-    "load_run",
-    "save_model",
-    "train_run",
-]
+__all__ = ["BaseObjective", "Objective", "Trainer"]

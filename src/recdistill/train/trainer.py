@@ -37,7 +37,7 @@ Contract (what a distiller codes against)
 - Files in ``out_dir``: ``checkpoint.pt`` (every ``checkpoint_every`` epochs, atomic),
   ``log.jsonl`` (one line per epoch: losses, validation metrics, times), and at the end
   ``<name>.pt`` (best state, with the registry name and constructor kwargs, see
-  ``recdistill.train.io``) and ``metrics.json`` (valid and test metrics, full and sampled
+  ``recdistill.models.store``) and ``metrics.json`` (valid and test metrics, full and sampled
   protocols, of every model's best state).
 """
 
@@ -56,11 +56,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recdistill.atomic import atomic_json, atomic_torch_save
 from recdistill.config import Config
 from recdistill.data.dataset import Dataset
+from recdistill.data.pairs import csr_pairs
 from recdistill.models.base import Batch, Recommender
-from recdistill.models.sampling import NegativeSampler, train_pairs
-from recdistill.train.io import atomic_json, atomic_torch_save, save_model
+from recdistill.models.store import save_model
+from recdistill.ranking.negatives import NegativeSampler
 
 PROTOCOLS = ("full", "sampled")
 
@@ -143,7 +145,7 @@ class Trainer:
             m.to(self.device)
         self.optimizers = {n: self.make_optimizer(m) for n, m in models.items()}
         self.sampler = NegativeSampler(dataset.train)
-        users, items = train_pairs(dataset.train)
+        users, items = csr_pairs(dataset.train)
         self.train_users = torch.from_numpy(users)  # (nnz,)
         self.train_items = torch.from_numpy(items)  # (nnz,)
         self.train_deg = torch.from_numpy(np.diff(dataset.train.indptr).astype(np.int64))  # (n_users,)

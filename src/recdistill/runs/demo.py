@@ -9,6 +9,7 @@ folders of the rows before it, e.g. the teacher's)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from typing import Any
 
 from recdistill.config import Config, make_config
 from recdistill.data.dataset import Dataset
-from recdistill.distill.base import demo_runner
-from recdistill.train.run import load_dataset_for, train_run
+from recdistill.runs.distill import distill_run
+from recdistill.runs.store import load_dataset_for
+from recdistill.runs.train import train_run
 
 #: runner(config, out_dir, earlier rows' run dirs by name, dataset) -> metrics.json content
 Runner = Callable[[Config, Path, dict[str, Path], Dataset], dict[str, Any]]
@@ -28,6 +30,20 @@ Runner = Callable[[Config, Path, dict[str, Path], Dataset], dict[str, Any]]
 def train_runner(config: Config, out_dir: Path, runs: dict[str, Path], dataset: Dataset) -> dict[str, Any]:
     """Train ``config.model`` alone with its base loss (the Teacher and Student rows)."""
     return train_run(config, out_dir, dataset=dataset)[1]
+
+
+def demo_runner(method: str, teacher_row: str = "teacher") -> Runner:
+    """A row runner: distil the row's ``config.model`` with ``method`` from the run folder of the
+    demo row ``teacher_row`` (the row's ``distill.params`` apply). Returns the run's metrics."""
+
+    def runner(config: Config, out_dir: Path, runs: dict[str, Path], dataset: Dataset) -> dict[str, Any]:
+        teacher = str(runs[teacher_row])
+        cfg = dataclasses.replace(
+            config, distill=dataclasses.replace(config.distill, method=method, teacher=teacher)
+        )
+        return distill_run(cfg, out_dir, dataset=dataset, teacher=teacher)[2]
+
+    return runner
 
 
 @dataclass

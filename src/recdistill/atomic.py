@@ -1,0 +1,62 @@
+"""Atomic files: every file the package writes goes through :func:`atomic_write`.
+
+The content is written to a temporary file in the target's folder, flushed and fsynced, then
+moved over the target with ``os.replace`` (atomic on POSIX and Windows); on any error the
+temporary file is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["atomic_bytes", "atomic_json", "atomic_npy", "atomic_text", "atomic_torch_save", "atomic_write"]
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb") -> None:
+    """Call ``write(f)`` on a temporary file next to ``path`` (opened with ``mode``), then
+    ``os.replace`` it onto ``path``. Parent folders are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_text(text: str, path: str | os.PathLike[str]) -> None:
+    atomic_write(path, lambda f: f.write(text), "w")
+
+
+def atomic_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``obj`` as indented JSON with a final newline."""
+    atomic_text(json.dumps(obj, indent=2) + "\n", path)
+
+
+def atomic_npy(arr: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """``np.save`` (no pickles: ``allow_pickle=False``)."""
+    atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save(obj)``."""
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))

@@ -1,0 +1,122 @@
+"""A run directory: its resolved config, its datasets, its saved models and metrics.
+
+Layout (written by :class:`recdistill.train.Trainer` and :mod:`recdistill.runs`): ``config.yaml``
+(the resolved config), ``<name>.pt`` per trained model (best validation state; see
+:mod:`recdistill.models.store`), ``checkpoint.pt``, ``log.jsonl`` (one line per epoch),
+``metrics.json`` and, for distillation runs, ``distill.json`` (method, formulas, parameters).
+All files are written atomically (:mod:`recdistill.atomic`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from recdistill.atomic import atomic_text
+from recdistill.config import Config, load_yaml, parse_dataclass
+from recdistill.data.dataset import Dataset
+from recdistill.distill.teacher import ModelTeacher, Teacher
+from recdistill.distill.teacher import load_teacher as load_teacher_file
+from recdistill.models.base import Recommender
+from recdistill.models.store import load_model
+
+__all__ = [
+    "Run",
+    "data_dir_for",
+    "load_config",
+    "load_dataset_for",
+    "load_run",
+    "load_teacher",
+    "run_model",
+    "write_config",
+]
+
+
+def data_dir_for(config: Config) -> str | None:
+    """``data.data_dir``, else ``$RECDISTILL_DATA``, else None (the loader's default)."""
+    return config.data.data_dir or os.environ.get("RECDISTILL_DATA") or None
+
+
+def load_dataset_for(config: Config) -> Dataset:
+    """The dataset named by ``config.data`` (via ``recdistill.data.load_dataset``)."""
+    from recdistill.data import load_dataset
+
+    data_dir = data_dir_for(config)
+    if data_dir is None:
+        return load_dataset(config.data.name)
+    return load_dataset(config.data.name, data_dir=data_dir)
+
+
+def write_config(config: Config, out_dir: str | Path) -> None:
+    """The resolved config as ``out_dir/config.yaml`` (atomic)."""
+    atomic_text(yaml.safe_dump(config.to_dict(), sort_keys=False), Path(out_dir) / "config.yaml")
+
+
+def load_config(run_dir: str | Path) -> Config:
+    """The resolved ``config.yaml`` of a run directory."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
+    return parse_dataclass(Config, load_yaml(path), "")
+
+
+@dataclass
+class Run:
+    """A finished run: its models (best states), resolved config and dataset."""
+
+    models: dict[str, Recommender]
+    config: Config
+    dataset: Dataset
+    metrics: dict[str, Any] | None
+
+    @property
+    def model(self) -> Recommender:
+        """The primary model (the only one, or "student")."""
+        if len(self.models) == 1:
+            return next(iter(self.models.values()))
+        return self.models["student"]
+
+
+def load_run(run_dir: str | Path, dataset: Dataset | None = None, device: str | torch.device = "cpu") -> Run:
+    """Load every ``<name>.pt`` of a run directory with its config and dataset.
+
+    ``dataset``: pass it to avoid reloading (it must be the run's dataset).
+    """
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    if dataset is None:
+        dataset = load_dataset_for(config)
+    files = sorted(p for p in run_dir.glob("*.pt") if p.name != "checkpoint.pt")
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no saved model (<name>.pt); did the run finish?")
+    models = {p.stem: load_model(p, dataset, device) for p in files}
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    return Run(models, config, dataset, metrics)
+
+
+def run_model(run_dir: str | Path, dataset: Dataset, role: str, device: str | torch.device = "cpu") -> Recommender:
+    """The ``role`` model ("teacher" / "student") of a run directory: its model of that name (e.g.
+    a BD run's teacher), else its only model."""
+    models = load_run(run_dir, dataset, device).models
+    if role in models:
+        return models[role]
+    if len(models) == 1:
+        return next(iter(models.values()))
+    raise ValueError(f"{run_dir}: holds models {sorted(models)}; expected one model or a {role!r}")
+
+
+def load_teacher(source: Any, dataset: Dataset, device: str | torch.device = "cpu") -> Teacher:
+    """A frozen :class:`~recdistill.distill.teacher.Teacher` from a run directory (its teacher, or
+    its only model), a trained :class:`Recommender`, a score file or a ranked-list file."""
+    if isinstance(source, Teacher):
+        return source
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        return ModelTeacher(run_model(source, dataset, "teacher", device), source=str(source))
+    return load_teacher_file(source, dataset, device)
