@@ -143,6 +143,11 @@ class Distiller:
         base_w, lams = self.weights(name, self.epoch if epoch is None else epoch)
         return format_formula(name, base_w, lams)
 
+    def targets(self) -> dict[str, torch.Tensor]:
+        """The current draws (and fixed targets) by name, e.g. ``{"interesting": (n_users, K)}``:
+        what the distiller trains on this epoch (inspection, golden tests). Default none."""
+        return {}
+
     def run_metrics(self) -> dict[str, Any]:
         """Extra figures for the run's ``metrics.json`` (e.g. refresh times); default none."""
         return {}

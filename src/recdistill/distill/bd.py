@@ -286,6 +286,9 @@ class BD(Distiller):
         self.refresh_seconds.append(out.seconds)
         self.n_refresh += 1
 
+    def targets(self) -> dict[str, torch.Tensor]:
+        return dict(self.draws)
+
     def run_metrics(self) -> dict[str, Any]:
         return {"refresh_seconds": [round(x, 3) for x in self.refresh_seconds], "n_refresh": self.n_refresh}
 

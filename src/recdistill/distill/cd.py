@@ -92,6 +92,11 @@ class CD(FrozenTeacherDistiller):
         super().on_epoch_start(epoch)
         self.samples, self.valid = self.lists.draw(self.weight, self.config.n_samples, self.generator)
 
+    def targets(self) -> dict[str, torch.Tensor]:
+        if self.samples is None or self.valid is None:
+            return {}
+        return {"samples": self.samples, "valid": self.valid}
+
     def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         if self.samples is None or self.epoch != epoch:
             self.on_epoch_start(epoch)

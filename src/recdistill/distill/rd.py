@@ -151,6 +151,9 @@ class RD(FrozenTeacherDistiller):
             self.w = rd_weights(ranks, c.k, c.lambda_position, c.mu, c.weighting)
             self.w = (self.w * self.valid).to(torch.float32)
 
+    def targets(self) -> dict[str, torch.Tensor]:
+        return {"items": self.items, "weights": self.w}
+
     def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
         return 1.0 - self.config.alpha, {"RD": self.config.alpha}
 

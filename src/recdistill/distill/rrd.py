@@ -159,6 +159,14 @@ class RRD(FrozenTeacherDistiller):
             if side is not None:
                 side.resample(self.generator)
 
+    def targets(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for tag, side in (("user", self.user), ("item", self.item)):
+            if side is not None:
+                for k in ("interesting", "i_valid", "uninteresting", "u_valid"):
+                    out[f"{tag}.{k}"] = getattr(side, k)
+        return out
+
     def _targets(self, side: _Side, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         r = rows.cpu()
         return tuple(

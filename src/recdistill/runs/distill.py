@@ -54,13 +54,15 @@ def distill_run(
     resume: bool = False,
     cache_dir: str | Path | None = None,
     log: Callable[[str], Any] = print,
+    stop_after: int | None = None,
 ) -> tuple[Trainer, Distiller, dict[str, Any]]:
     """Train with ``config.distill.method``; returns (trainer, distiller, metrics).
 
     teacher: overrides ``distill.teacher`` (a run directory, a score/list file, a Recommender or a
     Teacher). student: a pre-trained student run directory (methods that train both models).
     cache_dir: where a frozen teacher's top-N lists are cached (default ``<teacher run>/cache``
-    for a run directory) unless the method's ``cache_dir`` parameter is set.
+    for a run directory) unless the method's ``cache_dir`` parameter is set. stop_after: return
+    after this many epochs without finishing (an interruption; ``{}`` metrics).
     """
     cls, params = method_config(config)  # checked before anything is loaded
     source = teacher if teacher is not None else config.distill.teacher
@@ -85,7 +87,7 @@ def distill_run(
     stop_on = getattr(params, "stop_on", None)
     primary = "student" if "student" in distiller.models else "teacher"
     trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary, stop_on=stop_on)
-    metrics = trainer.fit(resume=resume)
+    metrics = trainer.fit(resume=resume, stop_after=stop_after)
     extra = distiller.run_metrics()
     if metrics and extra:
         metrics.update(extra)
