@@ -13,7 +13,7 @@ our default 1024. The baseline measured in the same run is the official notebook
 (per-user loop: score, ascending argsort, scatter of ranks, one ``multinomial`` per user),
 timed on ``--baseline-users`` users and extrapolated to all users.
 
-    python benchmarks/bench_bd.py [--threads 2] [--max-batches 300] [--json out.json]
+    python benchmarks/bench_bd.py [--threads 2] [--max-batches 300] [--json out.json] [--fresh-draws]
 
 Reference (issue #6, the papers' notebook on this data): 8.8 s per teacher warm-up epoch,
 46-136 s per refresh, 125-139 s per BD epoch, 7-13 hours in all, 17.5 GB.
@@ -32,8 +32,13 @@ import time
 import numpy as np
 import torch
 
-NOTEBOOK = {"warmup_epoch_teacher_s": 8.8, "refresh_s": (46, 136), "bd_epoch_s": (125, 139),
-            "total_h": (7, 13), "peak_gb": 17.5}
+NOTEBOOK = {
+    "warmup_epoch_teacher_s": 8.8,
+    "refresh_s": (46, 136),
+    "bd_epoch_s": (125, 139),
+    "total_h": (7, 13),
+    "peak_gb": 17.5,
+}
 
 
 def _peak_rss_mb() -> float:
@@ -76,8 +81,13 @@ def child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     ds = _dataset(args)
-    cfg = make_config(overrides={"data": {"name": "citeulike-bd"}, "model": {"name": "bpr"},
-                                 "train": {"batch_size": args.batch_size, "progress": False}})
+    cfg = make_config(
+        overrides={
+            "data": {"name": "citeulike-bd"},
+            "model": {"name": "bpr"},
+            "train": {"batch_size": args.batch_size, "progress": False},
+        }
+    )
     torch.manual_seed(0)
     t = build_model("bpr", ds, size="teacher")
     s = build_model("bpr", ds, size="student")
@@ -89,7 +99,8 @@ def child(args: argparse.Namespace) -> dict:
         tr = Trainer(models, BaseObjective(models), ds, cfg)
         sec, n, total = _timed_epoch(tr, tr.objective, 0, mb)
         out[f"warmup_epoch_{name}_s"] = sec * total / n
-    bd = BD(t, s, ds, BDConfig(warmup_epochs=0), seed=0)
+    # fresh_draws off (one draw per refresh, as results/bd_bench.md) unless --fresh-draws
+    bd = BD(t, s, ds, BDConfig(warmup_epochs=0, fresh_draws=args.fresh_draws), seed=0)
     tr = Trainer(bd.models, bd, ds, cfg)
     t0 = time.perf_counter()
     bd.on_epoch_start(0)  # the refresh
@@ -100,8 +111,11 @@ def child(args: argparse.Namespace) -> dict:
     out["batches_per_epoch"] = total
     w, e, p = args.warmup, args.epochs, 10
     out["schedule"] = {"warmup_epochs": w, "bd_epochs": e, "period": p}
-    out["schedule_s"] = (w * (out["warmup_epoch_teacher_s"] + out["warmup_epoch_student_s"])
-                         + e * out["bd_epoch_s"] + -(-e // p) * out["refresh_s"])
+    out["schedule_s"] = (
+        w * (out["warmup_epoch_teacher_s"] + out["warmup_epoch_student_s"])
+        + e * out["bd_epoch_s"]
+        + -(-e // p) * out["refresh_s"]
+    )
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
 
@@ -135,8 +149,10 @@ def baseline_child(args: argparse.Namespace) -> dict:
             if w_s.sum() > 0:
                 torch.multinomial(w_s, int(deg[u]) * 5, replacement=True, generator=g)
     sec = time.perf_counter() - t0
-    return {"baseline_refresh_s": sec * ds.n_users / args.baseline_users,
-            "baseline_users": args.baseline_users}
+    return {
+        "baseline_refresh_s": sec * ds.n_users / args.baseline_users,
+        "baseline_users": args.baseline_users,
+    }
 
 
 def main() -> None:
@@ -149,6 +165,11 @@ def main() -> None:
     p.add_argument("--baseline-users", type=int, default=300)
     p.add_argument("--data-dir", default=os.environ.get("RECDISTILL_DATA"))
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--fresh-draws",
+        action="store_true",
+        help="BD draws anew every epoch (a refresh draws the whole period; BDConfig.fresh_draws)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch-size", type=int, default=1024, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -156,8 +177,22 @@ def main() -> None:
         res = baseline_child(a) if a.child == "baseline" else child(a)
         print(json.dumps(res))
         return
-    base = [sys.executable, __file__, "--threads", str(a.threads), "--max-batches", str(a.max_batches),
-            "--warmup", str(a.warmup), "--epochs", str(a.epochs), "--baseline-users", str(a.baseline_users)]
+    base = [
+        sys.executable,
+        __file__,
+        "--threads",
+        str(a.threads),
+        "--max-batches",
+        str(a.max_batches),
+        "--warmup",
+        str(a.warmup),
+        "--epochs",
+        str(a.epochs),
+        "--baseline-users",
+        str(a.baseline_users),
+    ]
+    if a.fresh_draws:
+        base.append("--fresh-draws")
     if a.data_dir:
         base += ["--data-dir", a.data_dir]
 
@@ -171,16 +206,22 @@ def main() -> None:
     b = results["baseline"]["baseline_refresh_s"]
     print(f"threads={a.threads}; notebook (paper's code, GPU, its figures): {NOTEBOOK}")
     print(f"baseline refresh (notebook's per-user loop, {a.baseline_users} users extrapolated): {b:.1f} s")
-    print("| batch | warm-up epoch T (s) | warm-up epoch S (s) | refresh (s) | BD epoch (s) | "
-          "schedule (min) | peak RSS (MB) | refresh speed-up vs loop |")
+    print(
+        "| batch | warm-up epoch T (s) | warm-up epoch S (s) | refresh (s) | BD epoch (s) | "
+        "schedule (min) | peak RSS (MB) | refresh speed-up vs loop |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results["ours"]:
-        print(f"| {r['batch_size']} | {r['warmup_epoch_teacher_s']:.2f} | "
-              f"{r['warmup_epoch_student_s']:.2f} | {r['refresh_s']:.1f} | {r['bd_epoch_s']:.2f} | "
-              f"{r['schedule_s'] / 60:.1f} | "
-              f"{r['peak_rss_mb']:.0f} | {b / r['refresh_s']:.1f}x |")
-    print(f"schedule = {a.warmup} warm-up epochs (T and S) + {a.epochs} BD epochs + a refresh every 10; "
-          f"batch < 512: {a.max_batches} batches timed per epoch, extrapolated")
+        print(
+            f"| {r['batch_size']} | {r['warmup_epoch_teacher_s']:.2f} | "
+            f"{r['warmup_epoch_student_s']:.2f} | {r['refresh_s']:.1f} | {r['bd_epoch_s']:.2f} | "
+            f"{r['schedule_s'] / 60:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {b / r['refresh_s']:.1f}x |"
+        )
+    print(
+        f"schedule = {a.warmup} warm-up epochs (T and S) + {a.epochs} BD epochs + a refresh every 10; "
+        f"batch < 512: {a.max_batches} batches timed per epoch, extrapolated"
+    )
     if a.json:
         with open(a.json + ".tmp", "w") as f:
             json.dump(results, f, indent=1)

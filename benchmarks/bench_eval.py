@@ -54,8 +54,17 @@ def synthetic(name: str, seed: int = 0) -> Dataset:
     keep = np.argsort(bad, axis=1, kind="stable")[:, : N_CANDIDATES + 2]  # good draws first
     assert not np.take_along_axis(bad, keep, 1).any(), "too few distinct unobserved draws"
     out = np.take_along_axis(draws, keep, 1)  # (n_users, 2 + 499)
-    return Dataset(name, n_users, n_items, train, out[:, 0].copy(), out[:, 1].copy(),
-                   out[:, 2:].astype(np.int32), np.arange(n_users), np.arange(n_items))
+    return Dataset(
+        name,
+        n_users,
+        n_items,
+        train,
+        out[:, 0].copy(),
+        out[:, 1].copy(),
+        out[:, 2:].astype(np.int32),
+        np.arange(n_users),
+        np.arange(n_items),
+    )
 
 
 def load(name: str, use_synthetic: bool, data_dir: str | None) -> Dataset:
@@ -113,19 +122,24 @@ def main() -> None:
     p.add_argument("--synthetic", action="store_true", help="random data of the same sizes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, dim={args.dim}, "
-          f"repeat={args.repeat} (min reported), device=cpu")
+    print(
+        f"torch {torch.__version__}, threads={torch.get_num_threads()}, dim={args.dim}, "
+        f"repeat={args.repeat} (min reported), device=cpu"
+    )
     ratio = float("nan")
     for name in args.datasets:
         ds = load(name, args.synthetic, args.data_dir)
         r = bench(ds, args.dim, args.repeat, args.seed)
         ratio = r["eval"] / r["matmul"]
-        print(f"{name}{' (synthetic)' if args.synthetic else ''}: users={ds.n_users} items={ds.n_items} "
-              f"train={ds.n_train} ranked={int(r['users'])} chunk={int(r['batch_size'])} users | "
-              f"wall: matmul {r['matmul']:.3f}s  full eval {r['eval']:.3f}s  ratio {ratio:.2f}  "
-              f"sampled eval (gather from score_fn) {r['sampled']:.3f}s | "
-              f"cpu: matmul {r['matmul_cpu']:.3f}s  full eval {r['eval_cpu']:.3f}s  "
-              f"ratio {r['eval_cpu'] / r['matmul_cpu']:.2f} | random-model H@50={r['H@50']:.4f}", flush=True)
+        print(
+            f"{name}{' (synthetic)' if args.synthetic else ''}: users={ds.n_users} items={ds.n_items} "
+            f"train={ds.n_train} ranked={int(r['users'])} chunk={int(r['batch_size'])} users | "
+            f"wall: matmul {r['matmul']:.3f}s  full eval {r['eval']:.3f}s  ratio {ratio:.2f}  "
+            f"sampled eval (gather from score_fn) {r['sampled']:.3f}s | "
+            f"cpu: matmul {r['matmul_cpu']:.3f}s  full eval {r['eval_cpu']:.3f}s  "
+            f"ratio {r['eval_cpu'] / r['matmul_cpu']:.2f} | random-model H@50={r['H@50']:.4f}",
+            flush=True,
+        )
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
     print(f"eval_vs_matmul={ratio:.3f} peak_rss_gb={peak_gb:.3f}")
 

@@ -130,8 +130,15 @@ def child(cfg: dict) -> dict:
         res = eng.refresh(teacher, student, side, specs, top_n=50, generator=gen)
         sync(device)
         out["seconds"] = time.perf_counter() - t0
-        out["kept_mb"] = sum(t.numel() * t.element_size() for d in res.draws.values()
-                             for t in (d.index, d.rank_t, d.rank_s) if t is not None) / 2**20
+        out["kept_mb"] = (
+            sum(
+                t.numel() * t.element_size()
+                for d in res.draws.values()
+                for t in (d.index, d.rank_t, d.rank_s)
+                if t is not None
+            )
+            / 2**20
+        )
     elif name.startswith("floor"):
         rows = n if name == "floor-user" else m
         cols = m if name == "floor-user" else n
@@ -164,8 +171,9 @@ def child(cfg: dict) -> dict:
 
 
 @torch.no_grad()
-def loop_reference(teacher: BenchMF, student: BenchMF, train: sp.csr_matrix, n_sub: int,
-                   device: torch.device) -> dict:
+def loop_reference(
+    teacher: BenchMF, student: BenchMF, train: sp.csr_matrix, n_sub: int, device: torch.device
+) -> dict:
     """The papers' refresh (a loop over users, dense int64 matrices), on the first n_sub users."""
     n, m = train.shape
     n_sub = min(n, n_sub)
@@ -207,14 +215,23 @@ def loop_reference(teacher: BenchMF, student: BenchMF, train: sp.csr_matrix, n_s
     # dense matrices alive at the end of the reference refresh, for all users: 6 int64
     # (rank matrices, rank lists, differences), 2 float32 weights, 1 float32 mask
     dense_gb = n * m * (6 * 8 + 2 * 4 + 4) / 2**30
-    return {"seconds": sec * n / n_sub, "cpu_s_all": cpu * n / n_sub, "users_timed": n_sub,
-            "seconds_ranks_only": sec_ranks * n / n_sub, "cpu_s_ranks_only": cpu_ranks * n / n_sub,
-            "projected_dense_gb": dense_gb}
+    return {
+        "seconds": sec * n / n_sub,
+        "cpu_s_all": cpu * n / n_sub,
+        "users_timed": n_sub,
+        "seconds_ranks_only": sec_ranks * n / n_sub,
+        "cpu_s_ranks_only": cpu_ranks * n / n_sub,
+        "projected_dense_gb": dense_gb,
+    }
 
 
 def run_child(cfg: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)],
-                          capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{cfg['name']} failed:\n{proc.stderr[-3000:]}")
     for line in proc.stderr.splitlines():
@@ -234,40 +251,60 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
-    print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
+    print(
+        f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+        f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}"
+    )
     last = None
     for ds in args.datasets:
-        names = ["floor-user", "engine-user", "floor-item", "engine-item", "engine-item-fallback",
-                 "loop-user"]
+        names = [
+            "floor-user",
+            "engine-user",
+            "floor-item",
+            "engine-item",
+            "engine-item-fallback",
+            "loop-user",
+        ]
         if args.configs:
             names = [c for c in names if c in args.configs]
         elif ds != args.datasets[0]:  # the score_all-only item side: several full passes
             names.remove("engine-item-fallback")
         res = {}
         for name in names:
-            res[name] = r = run_child({"name": name, "dataset": ds, "device": args.device,
-                                       "loop_users": args.loop_users})
-            extra = {k: v for k, v in r.items()
-                     if k not in ("seconds", "peak_rss_gb", "users", "items", "nnz")}
-            print(f"{ds:11s} {name:21s} {r['seconds']:9.2f} s  peak_rss={r['peak_rss_gb']:.2f} GB  "
-                  f"{json.dumps(extra, default=lambda x: round(x, 3))}", flush=True)
+            res[name] = r = run_child(
+                {"name": name, "dataset": ds, "device": args.device, "loop_users": args.loop_users}
+            )
+            extra = {
+                k: v for k, v in r.items() if k not in ("seconds", "peak_rss_gb", "users", "items", "nnz")
+            }
+            print(
+                f"{ds:11s} {name:21s} {r['seconds']:9.2f} s  peak_rss={r['peak_rss_gb']:.2f} GB  "
+                f"{json.dumps(extra, default=lambda x: round(x, 3))}",
+                flush=True,
+            )
         # wall-clock ratios, and CPU-second ratios (steadier on a shared, loaded machine)
         for side in ("user", "item"):
             e, f = res.get(f"engine-{side}"), res.get(f"floor-{side}")
             if e and f:
-                print(f"{ds:11s} {side}-side refresh / floor = {e['seconds'] / f['seconds']:.2f} wall, "
-                      f"{e['cpu_s'] / f['cpu_s_all']:.2f} cpu")
+                print(
+                    f"{ds:11s} {side}-side refresh / floor = {e['seconds'] / f['seconds']:.2f} wall, "
+                    f"{e['cpu_s'] / f['cpu_s_all']:.2f} cpu"
+                )
         if "engine-user" in res and "loop-user" in res:
             e, lp = res["engine-user"], res["loop-user"]
-            print(f"{ds:11s} loop / user-side refresh = {lp['seconds'] / e['seconds']:.1f}x wall, "
-                  f"{lp['cpu_s_all'] / e['cpu_s']:.1f}x cpu (loop without its draws: "
-                  f"{lp['seconds_ranks_only'] / e['seconds']:.1f}x wall, "
-                  f"{lp['cpu_s_ranks_only'] / e['cpu_s']:.1f}x cpu)")
+            print(
+                f"{ds:11s} loop / user-side refresh = {lp['seconds'] / e['seconds']:.1f}x wall, "
+                f"{lp['cpu_s_all'] / e['cpu_s']:.1f}x cpu (loop without its draws: "
+                f"{lp['seconds_ranks_only'] / e['seconds']:.1f}x wall, "
+                f"{lp['cpu_s_ranks_only'] / e['cpu_s']:.1f}x cpu)"
+            )
         if last is None and "engine-user" in res and "floor-user" in res and "loop-user" in res:
             peak = max(res[k]["peak_rss_gb"] for k in res if k.startswith("engine"))
-            last = (res["engine-user"]["seconds"] / res["floor-user"]["seconds"],
-                    res["loop-user"]["seconds"] / res["engine-user"]["seconds"], peak)
+            last = (
+                res["engine-user"]["seconds"] / res["floor-user"]["seconds"],
+                res["loop-user"]["seconds"] / res["engine-user"]["seconds"],
+                peak,
+            )
     if last is not None:
         print(f"refresh_vs_floor={last[0]:.2f} vs_loop={last[1]:.1f} peak_rss_gb={last[2]:.2f}")
 

@@ -56,13 +56,14 @@ def baseline_epoch_seconds(ds, dim: int, batch_size: int, max_batches: int) -> f
     rng = np.random.default_rng(0)
     coo = ds.train.tocoo()
     users, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-    rows = [set(ds.train.indices[ds.train.indptr[u]:ds.train.indptr[u + 1]].tolist())
-            for u in range(ds.n_users)]
+    rows = [
+        set(ds.train.indices[ds.train.indptr[u] : ds.train.indptr[u + 1]].tolist()) for u in range(ds.n_users)
+    ]
     perm = rng.permutation(len(users))
     n_batches = -(-len(users) // batch_size)
     t0 = time.perf_counter()
     for b in range(max_batches):
-        idx = perm[b * batch_size:(b + 1) * batch_size]
+        idx = perm[b * batch_size : (b + 1) * batch_size]
         neg = []
         for u in users[idx]:  # the loop the reference code runs
             j = int(rng.integers(ds.n_items))
@@ -71,8 +72,7 @@ def baseline_epoch_seconds(ds, dim: int, batch_size: int, max_batches: int) -> f
             neg.append(j)
         from recdistill.models.base import Batch
 
-        batch = Batch(torch.from_numpy(users[idx]), torch.from_numpy(items[idx]),
-                      torch.tensor(neg)[:, None])
+        batch = Batch(torch.from_numpy(users[idx]), torch.from_numpy(items[idx]), torch.tensor(neg)[:, None])
         loss = m.base_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,8 +98,10 @@ def plateau(data_dir: str | None) -> None:
         curve.append((tr.epoch, time.perf_counter() - t0, tr.train_time + 0, v))
     best = max(v for *_, v in curve)
     first = next((e, t) for e, t, _, v in curve if v >= 0.99 * best)
-    print(f"plateau: best valid {tr.monitor} {best:.4f}; within 1% of it at epoch {first[0]} after "
-          f"{first[1]:.0f} s (training + validation every epoch); stopped at epoch {tr.epoch}")
+    print(
+        f"plateau: best valid {tr.monitor} {best:.4f}; within 1% of it at epoch {first[0]} after "
+        f"{first[1]:.0f} s (training + validation every epoch); stopped at epoch {tr.epoch}"
+    )
 
 
 def main() -> None:

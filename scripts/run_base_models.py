@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from recdistill.atomic import atomic_json, atomic_text
 from recdistill.config import make_config
-from recdistill.train import train_run
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.data.catalog import dataset_protocol
+from recdistill.runs import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +50,9 @@ NOTES = """Notes on the gaps (first runs, shared 2-core CPU, one seed, little tu
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -78,16 +80,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] done in {time.perf_counter() - t0:.0f} s", flush=True)
         metrics = json.loads(mpath.read_text())
         m = metrics["models"]["model"]
-        proto = "sampled" if cfg.data.name.endswith("-dcd") else "full"  # the paper's protocol
+        # the paper's protocol (the dataset's description), whatever train.eval_protocol says
+        # (configs/neumf-citeulike-bd.yaml validates on "sampled"; its paper row is full ranking)
+        proto = dataset_protocol(cfg.data.name)
         ours = {k: m["test"][proto][k] for k in paper}
-        rows.append({
-            "name": name, "dataset": cfg.data.name, "model": cfg.model.name, "size": size,
-            "dim": m.get("dim") or cfg.model.dim, "n_parameters": m["n_parameters"], "protocol": proto,
-            "test": ours, "paper": paper,
-            "ratio": {k: ours[k] / paper[k] for k in paper}, "best_epoch": m["best_epoch"],
-            "epochs_run": metrics["epochs_run"], "train_time_s": metrics["train_time_s"],
-            "seed": metrics["seed"], "config": cfg.to_dict(), "valid": m["valid"][proto],
-        })
+        rows.append(
+            {
+                "name": name,
+                "dataset": cfg.data.name,
+                "model": cfg.model.name,
+                "size": size,
+                "dim": m.get("dim") or cfg.model.dim,
+                "n_parameters": m["n_parameters"],
+                "protocol": proto,
+                "test": ours,
+                "paper": paper,
+                "ratio": {k: ours[k] / paper[k] for k in paper},
+                "best_epoch": m["best_epoch"],
+                "epochs_run": metrics["epochs_run"],
+                "train_time_s": metrics["train_time_s"],
+                "seed": metrics["seed"],
+                "config": cfg.to_dict(),
+                "valid": m["valid"][proto],
+            }
+        )
     commit = git_commit()
     out = Path(args.out)
     atomic_json({"commit": commit, "rows": rows}, out / "base_models.json")
@@ -108,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['test'][k]:.4f} | {r['paper'][k]:.4f} | {r['ratio'][k]:.2f} | {r['best_epoch']} | "
                 f"{r['train_time_s']:.0f} |"
             )
-    lines += ["", "Hyperparameters: see `configs/` (the file named in each run's config) and "
-              "`base_models.json` (resolved config per run, seed).", "", NOTES]
+    lines += [
+        "",
+        "Hyperparameters: see `configs/` (the file named in each run's config) and "
+        "`base_models.json` (resolved config per run, seed).",
+        "",
+        NOTES,
+    ]
     atomic_text("\n".join(lines) + "\n", out / "base_models.md")
     print("\n".join(lines))
     return 0

@@ -45,11 +45,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from recdistill.atomic import atomic_json, atomic_text
 from recdistill.config import make_config
-from recdistill.distill import load_distillers
-from recdistill.train import train_run
-from recdistill.train.io import atomic_json, atomic_text
-from recdistill.train.run import load_dataset_for
+from recdistill.runs import distill_run, load_dataset_for, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,9 +89,14 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
         # sampled items and temperature from the same grid), selection on validation only
         "methods": {
             "RD": [("rd", "rd", {}), ("rd-a0.2", "rd", {"alpha": 0.2}), ("rd-a0.8", "rd", {"alpha": 0.8})],
-            "CD": [("cd", "cd", {}), ("cd-l0.5", "cd", {"lambda_kd": 0.5}),
-                   ("cd-l1", "cd", {"lambda_kd": 1.0}), ("cd-n20", "cd", {"n_samples": 20}),
-                   ("cd-n50", "cd", {"n_samples": 50}), ("cd-t2", "cd", {"tau": 2.0})],
+            "CD": [
+                ("cd", "cd", {}),
+                ("cd-l0.5", "cd", {"lambda_kd": 0.5}),
+                ("cd-l1", "cd", {"lambda_kd": 1.0}),
+                ("cd-n20", "cd", {"n_samples": 20}),
+                ("cd-n50", "cd", {"n_samples": 50}),
+                ("cd-t2", "cd", {"tau": 2.0}),
+            ],
         },
     },
 }
@@ -120,8 +123,12 @@ def _same_config(d: Path, cfg: Any, strict: bool) -> None:
         return
     have, want = make_config(p).to_dict(), cfg.to_dict()
     if have != want:
-        diff = sorted(f"{sec}.{k}" for sec in want for k in set(want[sec]) | set(have.get(sec, {}))
-                      if have.get(sec, {}).get(k) != want[sec].get(k))
+        diff = sorted(
+            f"{sec}.{k}"
+            for sec in want
+            for k in set(want[sec]) | set(have.get(sec, {}))
+            if have.get(sec, {}).get(k) != want[sec].get(k)
+        )
         msg = f"{d}: its config.yaml differs from this experiment's config in {', '.join(diff)}"
         if strict:
             sys.exit(msg + "; move the folder away or use another --out")
@@ -162,8 +169,8 @@ def _snapshot(base: Path, out: Path, cfg: Any, dataset: Any) -> Path:
     a run folder ``out/teacher-snapshot-e<epoch>`` with its valid/test metrics."""
     from recdistill.eval import evaluate_model
     from recdistill.models import build_model
-    from recdistill.train.io import save_model
-    from recdistill.train.run import write_config
+    from recdistill.models.store import save_model
+    from recdistill.runs import write_config
 
     ck = torch.load(base / "checkpoint.pt", map_location="cpu", weights_only=False)
     best = ck["best"]["model"]
@@ -179,11 +186,22 @@ def _snapshot(base: Path, out: Path, cfg: Any, dataset: Any) -> Path:
     res = {"model": mc.name, "n_parameters": model.n_parameters, "best_epoch": best["epoch"]}
     for split in ("valid", "test"):
         res[split] = {proto: evaluate_model(model, dataset, proto, split, ks)}
-    atomic_json({"dataset": dataset.name, "snapshot_of": str(base), "checkpoint_epoch": ck["epoch"],
-                 "epochs_run": ck["epoch"], "train_time_s": ck["train_time"], "seed": cfg.train.seed,
-                 "models": {"model": res}}, d / "metrics.json")
-    print(f"[teacher] snapshot of {base} (checkpoint epoch {ck['epoch']}, best epoch {best['epoch']}) "
-          f"-> {d}", flush=True)
+    atomic_json(
+        {
+            "dataset": dataset.name,
+            "snapshot_of": str(base),
+            "checkpoint_epoch": ck["epoch"],
+            "epochs_run": ck["epoch"],
+            "train_time_s": ck["train_time"],
+            "seed": cfg.train.seed,
+            "models": {"model": res},
+        },
+        d / "metrics.json",
+    )
+    print(
+        f"[teacher] snapshot of {base} (checkpoint epoch {ck['epoch']}, best epoch {best['epoch']}) -> {d}",
+        flush=True,
+    )
     return d
 
 
@@ -201,10 +219,11 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
     rows: dict[str, dict[str, Any]] = {}
     for label, d in (("Teacher", t_dir), ("Student", s_dir)):
         m = _metrics(d)
-        rows[label] = {"run": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d),
-                       "config": json.loads(json.dumps(make_config(d / "config.yaml").to_dict())),
-                       **_row(m, "model", proto, monitor)}
-    reg = load_distillers()
+        rows[label] = {
+            "run": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d),
+            "config": json.loads(json.dumps(make_config(d / "config.yaml").to_dict())),
+            **_row(m, "model", proto, monitor),
+        }
     tried: list[dict[str, Any]] = []
     for label, cands in ex["methods"].items():
         best = None
@@ -220,12 +239,21 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
             if _metrics(d) is None:
                 print(f"[{name}] distilling ({method}, {params}) into {d} ...", flush=True)
                 t0 = time.perf_counter()
-                reg.get(method).run(cfg, out_dir=d, dataset=dataset, teacher=str(t_dir), resume=True)
+                distill_run(cfg, d, dataset=dataset, teacher=str(t_dir), resume=True)
                 print(f"[{name}] done in {time.perf_counter() - t0:.0f} s", flush=True)
-            r = {"run": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d), "method": method,
-                 "params": params, "config": cfg.to_dict(), **_row(_metrics(d), "student", proto, monitor)}
-            tried.append({"label": label, **{k: r[k] for k in ("run", "method", "params", "valid_monitor",
-                                                                "best_epoch")}})
+            r = {
+                "run": str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d),
+                "method": method,
+                "params": params,
+                "config": cfg.to_dict(),
+                **_row(_metrics(d), "student", proto, monitor),
+            }
+            tried.append(
+                {
+                    "label": label,
+                    **{k: r[k] for k in ("run", "method", "params", "valid_monitor", "best_epoch")},
+                }
+            )
             if best is None or r["valid_monitor"] > best["valid_monitor"]:
                 best = r
         if best is not None:
@@ -238,19 +266,30 @@ def run_experiment(key: str, args: argparse.Namespace) -> Path:
 def _row(m: dict | None, model: str, proto: str, monitor: str) -> dict[str, Any]:
     assert m is not None
     mm = m["models"][model]
-    return {"n_parameters": mm["n_parameters"], "best_epoch": mm["best_epoch"],
-            "epochs_run": m["epochs_run"], "train_time_s": m["train_time_s"],
-            "valid_monitor": mm["valid"][proto][monitor], "test": mm["test"][proto]}
+    return {
+        "n_parameters": mm["n_parameters"],
+        "best_epoch": mm["best_epoch"],
+        "epochs_run": m["epochs_run"],
+        "train_time_s": m["train_time_s"],
+        "valid_monitor": mm["valid"][proto][monitor],
+        "test": mm["test"][proto],
+    }
 
 
 def _test_hits(run: str, model: str, dataset: Any, proto: str, k: int) -> np.ndarray:
     """Per-user test hits at ``k`` (1/0; NaN for users without a test item) of a saved model."""
     from recdistill.eval import heldout_ranks
-    from recdistill.train import load_run
+    from recdistill.runs import load_run
 
     m = load_run(ROOT / run if not Path(run).is_absolute() else run, dataset=dataset).models[model]
-    ranks = heldout_ranks(m.score_all, dataset, proto, "test", device=m.device,
-                          score_items_fn=m.score if proto == "sampled" else None)  # (n_users,)
+    ranks = heldout_ranks(
+        m.score_all,
+        dataset,
+        proto,
+        "test",
+        device=m.device,
+        score_items_fn=m.score if proto == "sampled" else None,
+    )  # (n_users,)
     return np.where(ranks > 0, (ranks <= k).astype(np.float64), np.nan)
 
 
@@ -258,8 +297,12 @@ def _paired(rows: dict, dataset: Any, proto: str, metric: str) -> dict[str, tupl
     """Δ of H@K vs the Student and its paired standard error ``std(h_A - h_S) / sqrt(n)`` over
     the test users (one seed: the split's sampling noise only, not the training noise)."""
     k = int(metric.split("@")[1])
-    hits = {label: _test_hits(r["run"], "model" if label in ("Teacher", "Student") else "student",
-                              dataset, proto, k) for label, r in rows.items()}
+    hits = {
+        label: _test_hits(
+            r["run"], "model" if label in ("Teacher", "Student") else "student", dataset, proto, k
+        )
+        for label, r in rows.items()
+    }
     out = {}
     for label, h in hits.items():
         d = h - hits["Student"]  # (n_users,)
@@ -272,12 +315,21 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4f}"
 
 
-def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str,
-           args: argparse.Namespace, paired: tuple[str, dict]) -> Path:
+def _write(
+    key: str,
+    ex: dict,
+    rows: dict,
+    tried: list,
+    proto: str,
+    monitor: str,
+    args: argparse.Namespace,
+    paired: tuple[str, dict],
+) -> Path:
     metrics = ex["metrics"]
     commit = _commit()
     cmd = f"python scripts/run_baselines.py --only {key} --seed {args.seed}" + "".join(
-        f" --set {s}" for s in args.set)
+        f" --set {s}" for s in args.set
+    )
     if args.train_missing:
         cmd += " --train-missing"
     if args.teacher_run:
@@ -299,35 +351,78 @@ def _write(key: str, ex: dict, rows: dict, tried: list, proto: str, monitor: str
     for label, r in rows.items():
         paper = ex["paper"].get(label, [None] * len(metrics))
         cells = [f"{r['test'][k]:.4f} ({_fmt(p)})" for k, p in zip(metrics, paper, strict=True)]
-        lines.append(f"| {label} | {r['n_parameters']:,} | {r['best_epoch']} | {r['train_time_s']:.0f} | "
-                     f"{r['valid_monitor']:.4f} | " + " | ".join(cells) + " |")
-    snap = (_metrics(Path(rows["Teacher"]["run"]) if Path(rows["Teacher"]["run"]).is_absolute()
-                     else ROOT / rows["Teacher"]["run"]) or {}).get("snapshot_of")
+        lines.append(
+            f"| {label} | {r['n_parameters']:,} | {r['best_epoch']} | {r['train_time_s']:.0f} | "
+            f"{r['valid_monitor']:.4f} | " + " | ".join(cells) + " |"
+        )
+    snap = (
+        _metrics(
+            Path(rows["Teacher"]["run"])
+            if Path(rows["Teacher"]["run"]).is_absolute()
+            else ROOT / rows["Teacher"]["run"]
+        )
+        or {}
+    ).get("snapshot_of")
     if snap:
-        lines += ["", f"Teacher: a snapshot (best-on-validation checkpoint at epoch "
-                  f"{rows['Teacher']['best_epoch']}) of the unfinished run `{snap}`, not a converged model."]
+        lines += [
+            "",
+            f"Teacher: a snapshot (best-on-validation checkpoint at epoch "
+            f"{rows['Teacher']['best_epoch']}) of the unfinished run `{snap}`, not a converged model.",
+        ]
     s = rows["Student"]["test"][metrics[0]]
-    lines += ["", f"Relative to the Student ({metrics[0]}): " + ", ".join(
-        f"{label} {100 * (r['test'][metrics[0]] / s - 1):+.1f}%" for label, r in rows.items()
-        if label not in ("Teacher", "Student")) + "."]
+    lines += [
+        "",
+        f"Relative to the Student ({metrics[0]}): "
+        + ", ".join(
+            f"{label} {100 * (r['test'][metrics[0]] / s - 1):+.1f}%"
+            for label, r in rows.items()
+            if label not in ("Teacher", "Student")
+        )
+        + ".",
+    ]
     hit, pd_ = paired
-    lines += ["", f"Paired test difference in {hit} vs the Student, ± its standard error over users "
-              "(split noise only; one training seed): " + ", ".join(
-                  f"{label} {d:+.4f} ± {se:.4f} (z = {d / se:+.1f})" for label, (d, se) in pd_.items()
-                  if label != "Student" and se > 0) + "."]
-    lines += ["", f"Candidates tried (selection on validation {monitor} only):", "",
-              "| method | run | params | valid " + monitor + " | best epoch |", "|---|---|---|---:|---:|"]
+    lines += [
+        "",
+        f"Paired test difference in {hit} vs the Student, ± its standard error over users "
+        "(split noise only; one training seed): "
+        + ", ".join(
+            f"{label} {d:+.4f} ± {se:.4f} (z = {d / se:+.1f})"
+            for label, (d, se) in pd_.items()
+            if label != "Student" and se > 0
+        )
+        + ".",
+    ]
+    lines += [
+        "",
+        f"Candidates tried (selection on validation {monitor} only):",
+        "",
+        "| method | run | params | valid " + monitor + " | best epoch |",
+        "|---|---|---|---:|---:|",
+    ]
     for t in tried:
-        lines.append(f"| {t['label']} | `{t['run']}` | `{json.dumps(t['params'])}` | "
-                     f"{t['valid_monitor']:.4f} | {t['best_epoch']} |")
+        lines.append(
+            f"| {t['label']} | `{t['run']}` | `{json.dumps(t['params'])}` | "
+            f"{t['valid_monitor']:.4f} | {t['best_epoch']} |"
+        )
     lines += ["", "Runs and resolved configs: `" + f"baselines_{ex['dataset']}{args.tag}.json" + "`.", ""]
     out = ROOT / "results"
     path = out / f"baselines_{ex['dataset']}{args.tag}.md"
     atomic_text("\n".join(lines), path)
-    atomic_json({"dataset": ex["dataset"], "protocol": proto, "monitor": monitor, "seed": args.seed,
-                 "commit": commit, "command": cmd, "rows": rows, "tried": tried, "paper": ex["paper"],
-                 "paired_vs_student": {"metric": hit, "delta_se": pd_}},
-                out / f"baselines_{ex['dataset']}{args.tag}.json")
+    atomic_json(
+        {
+            "dataset": ex["dataset"],
+            "protocol": proto,
+            "monitor": monitor,
+            "seed": args.seed,
+            "commit": commit,
+            "command": cmd,
+            "rows": rows,
+            "tried": tried,
+            "paper": ex["paper"],
+            "paired_vs_student": {"metric": hit, "delta_se": pd_},
+        },
+        out / f"baselines_{ex['dataset']}{args.tag}.json",
+    )
     print("\n".join(lines))
     return path
 
@@ -342,13 +437,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], help="config override a.b=v for every run")
     p.add_argument("--train-missing", action="store_true", help="train unfinished base runs here")
     p.add_argument("--tag", default="", help="suffix of the results files (baselines_<dataset><tag>.md)")
-    p.add_argument("--labels", nargs="*", default=None,
-                   help="run only these methods' candidates (e.g. to run methods in parallel)")
-    p.add_argument("--candidates", nargs="*", default=None,
-                   help="run only these candidates by run name (e.g. rd cd: the defaults)")
+    p.add_argument(
+        "--labels",
+        nargs="*",
+        default=None,
+        help="run only these methods' candidates (e.g. to run methods in parallel)",
+    )
+    p.add_argument(
+        "--candidates",
+        nargs="*",
+        default=None,
+        help="run only these candidates by run name (e.g. rd cd: the defaults)",
+    )
     p.add_argument("--teacher-run", default=None, help="use this finished run folder as the teacher")
-    p.add_argument("--teacher-snapshot", action="store_true",
-                   help="unfinished base teacher: use its best-on-validation checkpoint so far")
+    p.add_argument(
+        "--teacher-snapshot",
+        action="store_true",
+        help="unfinished base teacher: use its best-on-validation checkpoint so far",
+    )
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "citeulike-bd"
@@ -59,9 +59,15 @@ def paired_stats(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         res = stats.ttest_rel(x, y)
         t, p = float(res.statistic), float(res.pvalue)
     half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
-    return {"n": int(d.size), "mean_diff": float(d.mean()), "std_diff": float(d.std(ddof=1)),
-            "ci95": [float(d.mean()) - half, float(d.mean()) + half], "t": t, "p": p,
-            "n_above": int((d > 0).sum())}
+    return {
+        "n": int(d.size),
+        "mean_diff": float(d.mean()),
+        "std_diff": float(d.std(ddof=1)),
+        "ci95": [float(d.mean()) - half, float(d.mean()) + half],
+        "t": t,
+        "p": p,
+        "n_above": int((d > 0).sum()),
+    }
 
 
 def _candidates(tab: dict) -> dict[str, list[tuple[str, str]]]:
@@ -78,12 +84,15 @@ def load_seeds(seeds: list[int], results: Path = ROOT / "results", variant: str 
     for s in seeds:
         f = seed_file(s, results, variant)
         if not f.is_file():
-            raise SystemExit(f"{f}: missing; run `python scripts/run_baselines.py --only bd --seed {s} "
-                             f"--train-missing --tag _seed{s} --out runs/baselines-s{s}` first")
+            raise SystemExit(
+                f"{f}: missing; run `python scripts/run_baselines.py --only bd --seed {s} "
+                f"--train-missing --tag _seed{s} --out runs/baselines-s{s}` first"
+            )
         tab = json.loads(f.read_text())
         if tab.get("dataset") != DATASET or tab.get("seed") != s:
-            raise SystemExit(f"{f}: expected dataset {DATASET} seed {s}, got {tab.get('dataset')} "
-                             f"seed {tab.get('seed')}")
+            raise SystemExit(
+                f"{f}: expected dataset {DATASET} seed {s}, got {tab.get('dataset')} seed {tab.get('seed')}"
+            )
         missing = [lb for lb in LABELS if lb not in tab["rows"]]
         if missing:
             raise SystemExit(f"{f}: rows {missing} missing (unfinished runs?)")
@@ -91,8 +100,10 @@ def load_seeds(seeds: list[int], results: Path = ROOT / "results", variant: str 
     first = _candidates(tabs[seeds[0]])
     for s in seeds[1:]:
         if _candidates(tabs[s]) != first:
-            raise SystemExit(f"seed {s} tried other candidates than seed {seeds[0]}: "
-                             f"{_candidates(tabs[s])} vs {first}; rerun run_baselines.py for every seed")
+            raise SystemExit(
+                f"seed {s} tried other candidates than seed {seeds[0]}: "
+                f"{_candidates(tabs[s])} vs {first}; rerun run_baselines.py for every seed"
+            )
     return tabs
 
 
@@ -100,23 +111,32 @@ def summarise(tabs: dict[int, dict]) -> dict[str, Any]:
     """Per-seed values, mean ± std, chosen candidates and the paired tests of ``PAIRS``."""
     seeds = sorted(tabs)
     per: dict[str, dict[str, list[float]]] = {
-        lb: {m: [tabs[s]["rows"][lb]["test"][m] for s in seeds] for m in METRICS} for lb in LABELS}
+        lb: {m: [tabs[s]["rows"][lb]["test"][m] for s in seeds] for m in METRICS} for lb in LABELS
+    }
     chosen = {lb: [Path(tabs[s]["rows"][lb]["run"]).name for s in seeds] for lb in COMPARED}
     out: dict[str, Any] = {"seeds": seeds, "metrics": list(METRICS), "rows": {}, "paired": {}}
     for lb in LABELS:
-        out["rows"][lb] = {m: {"per_seed": per[lb][m], "mean": float(np.mean(per[lb][m])),
-                               "std": float(np.std(per[lb][m], ddof=1))} for m in METRICS}
+        out["rows"][lb] = {
+            m: {
+                "per_seed": per[lb][m],
+                "mean": float(np.mean(per[lb][m])),
+                "std": float(np.std(per[lb][m], ddof=1)),
+            }
+            for m in METRICS
+        }
         if lb in COMPARED:
             out["rows"][lb]["chosen"] = chosen[lb]
             out["rows"][lb]["chosen_counts"] = dict(Counter(chosen[lb]).most_common())
     out["valid_by_candidate"] = {}  # label -> run name -> validation monitor per seed (test never shown)
     for s in seeds:
         for t in tabs[s]["tried"]:
-            out["valid_by_candidate"].setdefault(t["label"], {}).setdefault(
-                Path(t["run"]).name, []).append(t["valid_monitor"])
+            out["valid_by_candidate"].setdefault(t["label"], {}).setdefault(Path(t["run"]).name, []).append(
+                t["valid_monitor"]
+            )
     for a, b in PAIRS:
-        out["paired"][f"{a} vs {b}"] = {m: paired_stats(np.array(per[a][m]), np.array(per[b][m]))
-                                        for m in METRICS}
+        out["paired"][f"{a} vs {b}"] = {
+            m: paired_stats(np.array(per[a][m]), np.array(per[b][m])) for m in METRICS
+        }
     return out
 
 
@@ -131,11 +151,15 @@ def _p(x: float) -> str:
 
 def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str, variant: str = "") -> str:
     seeds = summ["seeds"]
-    lines = [f"# Frozen-teacher baselines on {DATASET} over seeds (full ranking, test split)", "",
-             f"BPR teacher dim 50 -> student dim 5 (`configs/bpr-citeulike-bd.yaml`); seeds "
-             f"{', '.join(map(str, seeds))}; commit `{commit}`; generated by `{cmd}` from the per-seed "
-             "tables (their commands below). RD and CD: per seed the candidate with the best "
-             "validation H@50 (selection never sees test); mean ± std (ddof 1) over seeds.", ""]
+    lines = [
+        f"# Frozen-teacher baselines on {DATASET} over seeds (full ranking, test split)",
+        "",
+        f"BPR teacher dim 50 -> student dim 5 (`configs/bpr-citeulike-bd.yaml`); seeds "
+        f"{', '.join(map(str, seeds))}; commit `{commit}`; generated by `{cmd}` from the per-seed "
+        "tables (their commands below). RD and CD: per seed the candidate with the best "
+        "validation H@50 (selection never sees test); mean ± std (ddof 1) over seeds.",
+        "",
+    ]
     head = "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | paper |"
     sep = "|---|" + "---:|" * len(seeds) + "---:|---:|"
     paper = tabs[seeds[0]]["paper"]
@@ -145,14 +169,20 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str, v
         for lb in LABELS:
             r = summ["rows"][lb][m]
             pv = paper.get(lb, [None] * 2)[pidx[m]]
-            lines.append(f"| {lb} | " + " | ".join(f"{v:.4f}" for v in r["per_seed"]) +
-                         f" | {r['mean']:.4f} ± {r['std']:.4f} | {'—' if pv is None else f'{pv:.4f}'} |")
+            lines.append(
+                f"| {lb} | "
+                + " | ".join(f"{v:.4f}" for v in r["per_seed"])
+                + f" | {r['mean']:.4f} ± {r['std']:.4f} | {'—' if pv is None else f'{pv:.4f}'} |"
+            )
         lines.append("")
-    lines += ["Paired over seeds (Δ = A − B; relative to B's mean; 95% CI of the mean Δ from the t "
-              "distribution; p: two-sided paired t-test, `scipy.stats.ttest_rel`; above: seeds where A "
-              "is higher; paper Δ: the same difference in BD Table 2):", "",
-              "| A vs B | metric | mean Δ | std Δ | relative | 95% CI | t | p | seeds above | paper Δ |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "Paired over seeds (Δ = A − B; relative to B's mean; 95% CI of the mean Δ from the t "
+        "distribution; p: two-sided paired t-test, `scipy.stats.ttest_rel`; above: seeds where A "
+        "is higher; paper Δ: the same difference in BD Table 2):",
+        "",
+        "| A vs B | metric | mean Δ | std Δ | relative | 95% CI | t | p | seeds above | paper Δ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for a, b in PAIRS:
         for m in METRICS:
             c = summ["paired"][f"{a} vs {b}"][m]
@@ -161,28 +191,46 @@ def render(summ: dict[str, Any], tabs: dict[int, dict], cmd: str, commit: str, v
             pa, pb = (paper.get(lb, [None] * 2)[pidx[m]] for lb in (a, b))
             pd_ = "—" if pa is None or pb is None else f"{pa - pb:+.4f}"
             lo, hi = c["ci95"]
-            lines.append(f"| {a} vs {b} | {m} | {c['mean_diff']:+.4f} | {c['std_diff']:.4f} | {rel:+.1f}% | "
-                         f"[{lo:+.4f}, {hi:+.4f}] | {t} | {_p(c['p'])} | {c['n_above']}/{c['n']} | {pd_} |")
-    lines += ["", "Candidates chosen on validation, per seed:", "", "| method | " +
-              " | ".join(f"seed {s}" for s in seeds) + " | counts |", "|---|" + "---|" * (len(seeds) + 1)]
+            lines.append(
+                f"| {a} vs {b} | {m} | {c['mean_diff']:+.4f} | {c['std_diff']:.4f} | {rel:+.1f}% | "
+                f"[{lo:+.4f}, {hi:+.4f}] | {t} | {_p(c['p'])} | {c['n_above']}/{c['n']} | {pd_} |"
+            )
+    lines += [
+        "",
+        "Candidates chosen on validation, per seed:",
+        "",
+        "| method | " + " | ".join(f"seed {s}" for s in seeds) + " | counts |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
     for lb in COMPARED:
         r = summ["rows"][lb]
-        lines.append(f"| {lb} | " + " | ".join(f"`{c}`" for c in r["chosen"]) + " | " +
-                     ", ".join(f"`{k}` {v}" for k, v in r["chosen_counts"].items()) + " |")
+        lines.append(
+            f"| {lb} | "
+            + " | ".join(f"`{c}`" for c in r["chosen"])
+            + " | "
+            + ", ".join(f"`{k}` {v}" for k, v in r["chosen_counts"].items())
+            + " |"
+        )
     cands = _candidates(tabs[seeds[0]])
-    lines += ["", f"Candidates every seed tried, with their mean validation {tabs[seeds[0]]['monitor']} over "
-              "the seeds (their test metrics are not shown) and how often validation chose each:", "",
-              "| method | run | params | mean valid | chosen |", "|---|---|---|---:|---:|"]
+    lines += [
+        "",
+        f"Candidates every seed tried, with their mean validation {tabs[seeds[0]]['monitor']} over "
+        "the seeds (their test metrics are not shown) and how often validation chose each:",
+        "",
+        "| method | run | params | mean valid | chosen |",
+        "|---|---|---|---:|---:|",
+    ]
     for lb, cs in cands.items():
         for n, prm in cs:
             v = summ["valid_by_candidate"][lb][n]
-            lines.append(f"| {lb} | `{n}` | `{prm}` | {np.mean(v):.4f} | "
-                         f"{summ['rows'][lb]['chosen_counts'].get(n, 0)}/{len(seeds)} |")
+            lines.append(
+                f"| {lb} | `{n}` | `{prm}` | {np.mean(v):.4f} | "
+                f"{summ['rows'][lb]['chosen_counts'].get(n, 0)}/{len(seeds)} |"
+            )
     lines += ["", "Per-seed tables and their commands:", ""]
     for s in seeds:
         f = seed_file(s, variant=variant).relative_to(ROOT)
-        lines.append(f"- seed {s}: `{f}` (commit `{tabs[s]['commit']}`): "
-                     f"`{tabs[s]['command']}`")
+        lines.append(f"- seed {s}: `{f}` (commit `{tabs[s]['commit']}`): `{tabs[s]['command']}`")
     return "\n".join(lines) + "\n"
 
 
@@ -202,12 +250,23 @@ def main(argv: list[str] | None = None) -> None:
     text = render(summ, tabs, cmd, commit, a.variant)
     tag = f"_{a.variant}" if a.variant else ""
     out = ROOT / "results"
-    atomic_json({"dataset": DATASET, "commit": commit, "command": cmd,
-                 "per_seed_tables": {str(s): {"file": str(seed_file(s, ROOT / "results",
-                                                                   a.variant).relative_to(ROOT)),
-                                              "commit": tabs[s]["commit"], "command": tabs[s]["command"]}
-                                     for s in summ["seeds"]},
-                 **summ}, out / f"baselines_{DATASET}{tag}_seeds.json")
+    atomic_json(
+        {
+            "dataset": DATASET,
+            "commit": commit,
+            "command": cmd,
+            "per_seed_tables": {
+                str(s): {
+                    "file": str(seed_file(s, ROOT / "results", a.variant).relative_to(ROOT)),
+                    "commit": tabs[s]["commit"],
+                    "command": tabs[s]["command"],
+                }
+                for s in summ["seeds"]
+            },
+            **summ,
+        },
+        out / f"baselines_{DATASET}{tag}_seeds.json",
+    )
     atomic_text(text, out / f"baselines_{DATASET}{tag}_seeds.md")
     print(text)
 

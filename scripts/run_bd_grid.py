@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("run_bd", Path(__file__).with_name("run_bd.py"))
@@ -79,15 +79,31 @@ def h50(run: Path, model: str, split: str, base: dict[str, Path]) -> tuple[float
 
 def collect(a, base: dict[str, Path]) -> dict:
     runs = Path(a.runs)
-    names = [DEFAULT_RUN, CONTROL_RUN] + sorted({r for _, v in FACTORS.values() for r in v.values()}
-                                                 | set(GRID_RUNS))
+    names = [DEFAULT_RUN, CONTROL_RUN] + sorted(
+        {r for _, v in FACTORS.values() for r in v.values()} | set(GRID_RUNS)
+    )
     rows: dict[str, dict] = {}
     for n in dict.fromkeys(names):
         if rb.metrics_of(runs / n) is None:
             continue
-        bd = json.loads((runs / n / "bd.json").read_text())["bd"]
-        rows[n] = {"bd": {k: bd[k] for k in ("lambda_t2s", "lambda_s2t", "eps_t", "eps_e", "period",
-                                              "n_samples", "tau", "label_only_tau", "sampling", "fixed")}}
+        bd = rb.bd_params_of(runs / n)
+        rows[n] = {
+            "bd": {
+                k: bd[k]
+                for k in (
+                    "lambda_t2s",
+                    "lambda_s2t",
+                    "eps_t",
+                    "eps_e",
+                    "period",
+                    "n_samples",
+                    "tau",
+                    "label_only_tau",
+                    "sampling",
+                    "fixed",
+                )
+            }
+        }
         rows[n]["bd"]["standardize"] = bd.get("standardize", False)
         for model in MODELS:
             for split in ("valid", "test"):
@@ -99,28 +115,44 @@ def collect(a, base: dict[str, Path]) -> dict:
     for model in MODELS:
         r = rb.metrics_of(base[model])["models"]["model"]
         basemods[model] = {s: r[s]["full"]["H@50"] for s in ("valid", "test")}
-    return {"dataset": rb.DATASET, "seed": a.seed, "commit": rb.commit(),
-            "command": "python " + " ".join(["scripts/run_bd_grid.py"] + sys.argv[1:]),
-            "bd_base": rb.BD_BASE, "base_train": rb.BASE_TRAIN, "bd_epochs": a.epochs,
-            "patience": a.patience, "base_runs": {k: str(v) for k, v in base.items()},
-            "defaults": DEFAULTS, "default_run": DEFAULT_RUN, "control_run": CONTROL_RUN,
-            "pretrained": basemods, "runs": rows}
+    return {
+        "dataset": rb.DATASET,
+        "seed": a.seed,
+        "commit": rb.commit(),
+        "command": "python " + " ".join(["scripts/run_bd_grid.py"] + sys.argv[1:]),
+        "bd_base": rb.BD_BASE,
+        "base_train": rb.BASE_TRAIN,
+        "bd_epochs": a.epochs,
+        "patience": a.patience,
+        "base_runs": {k: str(v) for k, v in base.items()},
+        "defaults": DEFAULTS,
+        "default_run": DEFAULT_RUN,
+        "control_run": CONTROL_RUN,
+        "pretrained": basemods,
+        "runs": rows,
+    }
 
 
 def render(o: dict) -> str:
     rows, b = o["runs"], o["pretrained"]
-    out = [f"# BD grids on {o['dataset']} (Figs. 5-7) and fixed T / fixed S (Fig. 3): H@50, full ranking",
-           "", f"seed {o['seed']}; commit {o['commit']}; `{o['command']}`. Every run: 30 BD epochs "
-           f"from the pre-trained BPR teacher (dim 50) and student (dim 5) ({o['base_runs']}), BD "
-           f"settings {json.dumps(o['bd_base'])} with one factor changed; base training "
-           f"{json.dumps(o['base_train'])}; early stopping on the student (patience {o['patience']}), "
-           "each model keeps its best validation state. Defaults run = "
-           f"`{o['default_run']}`, control (λ = 0 both ways, same schedule) = `{o['control_run']}`.",
-           "", f"Pre-trained models: Teacher valid {b['teacher']['valid']:.4f} / test "
-           f"{b['teacher']['test']:.4f}; Student valid {b['student']['valid']:.4f} / test "
-           f"{b['student']['test']:.4f}.", "",
-           "With 5,219 test users, one H@50 near 0.07 has a standard error of about 0.0036 (0.005 "
-           "near 0.15); one seed.", ""]
+    out = [
+        f"# BD grids on {o['dataset']} (Figs. 5-7) and fixed T / fixed S (Fig. 3): H@50, full ranking",
+        "",
+        f"seed {o['seed']}; commit {o['commit']}; `{o['command']}`. Every run: 30 BD epochs "
+        f"from the pre-trained BPR teacher (dim 50) and student (dim 5) ({o['base_runs']}), BD "
+        f"settings {json.dumps(o['bd_base'])} with one factor changed; base training "
+        f"{json.dumps(o['base_train'])}; early stopping on the student (patience {o['patience']}), "
+        "each model keeps its best validation state. Defaults run = "
+        f"`{o['default_run']}`, control (λ = 0 both ways, same schedule) = `{o['control_run']}`.",
+        "",
+        f"Pre-trained models: Teacher valid {b['teacher']['valid']:.4f} / test "
+        f"{b['teacher']['test']:.4f}; Student valid {b['student']['valid']:.4f} / test "
+        f"{b['student']['test']:.4f}.",
+        "",
+        "With 5,219 test users, one H@50 near 0.07 has a standard error of about 0.0036 (0.005 "
+        "near 0.15); one seed.",
+        "",
+    ]
     head = ["| value | run | valid T | valid S | test T | test S |", "|---|---|---|---|---|---|"]
 
     def line(label: str, n: str) -> str:
@@ -144,15 +176,24 @@ def render(o: dict) -> str:
             out.append(line("control λ = 0", CONTROL_RUN))
         out.append("")
     out += ["## Fig. 3: bidirectional vs fixed (unidirectional)", ""] + head
-    for label, n in (("bidirectional (default)", DEFAULT_RUN), ("fixed T: teacher frozen, student learns",
-                     "bd-fixed-t"), ("fixed S: student frozen, teacher learns", "bd-fixed-s"),
-                     ("control λ = 0", CONTROL_RUN)):
+    for label, n in (
+        ("bidirectional (default)", DEFAULT_RUN),
+        ("fixed T: teacher frozen, student learns", "bd-fixed-t"),
+        ("fixed S: student frozen, teacher learns", "bd-fixed-s"),
+        ("control λ = 0", CONTROL_RUN),
+    ):
         if n in rows:
             out.append(line(label, n))
-    out += ["", "## Opt-in: per-user standardised logits in Eq. 3 (`BDConfig.standardize`, not the paper's)",
-            ""] + head
-    for label, n in (("paper's Eq. 3 (default)", DEFAULT_RUN), ("standardised", "bd-std"),
-                     ("control λ = 0", CONTROL_RUN)):
+    out += [
+        "",
+        "## Opt-in: per-user standardised logits in Eq. 3 (`BDConfig.standardize`, not the paper's)",
+        "",
+    ] + head
+    for label, n in (
+        ("paper's Eq. 3 (default)", DEFAULT_RUN),
+        ("standardised", "bd-std"),
+        ("control λ = 0", CONTROL_RUN),
+    ):
         if n in rows:
             out.append(line(label, n))
     out.append("")
@@ -184,25 +225,36 @@ def plots(o: dict, out_dir: Path) -> list[str]:
                 a_.tick_params(labelsize=7, colors=c, axis="y")
             if factor != "period":
                 ax.set_xscale("log")
-            ax.set_title(f"{'BD-Teacher' if model == 'teacher' else 'BD-Student'} vs {label.split(' (')[0]}",
-                         fontsize=8)
+            ax.set_title(
+                f"{'BD-Teacher' if model == 'teacher' else 'BD-Student'} vs {label.split(' (')[0]}",
+                fontsize=8,
+            )
             ax.set_xlabel(label, fontsize=8)
             ax.tick_params(labelsize=7)
             ax.set_ylabel("test H@50 (blue)", fontsize=7)
             ax2.set_ylabel("valid H@50 (orange)", fontsize=7)
             if i == 0 and j == 0:
                 ax.legend(fontsize=6, title="dotted: λ=0 control; dash-dot: pre-trained", title_fontsize=6)
-    fig.suptitle(f"BD on {o['dataset']}, one factor at a time around the defaults (seed {o['seed']})",
-                 fontsize=9)
+    fig.suptitle(
+        f"BD on {o['dataset']}, one factor at a time around the defaults (seed {o['seed']})", fontsize=9
+    )
     fig.tight_layout()
     p = out_dir / "grids.png"
     fig.savefig(p, dpi=120)
     plt.close(fig)
     made.append(str(p.relative_to(ROOT)))
 
-    bars = [(lab, n) for lab, n in (("bidirectional", DEFAULT_RUN), ("fixed T", "bd-fixed-t"),
-                                    ("fixed S", "bd-fixed-s"), ("λ = 0", CONTROL_RUN),
-                                    ("standardised\n(opt-in)", "bd-std")) if n in rows]
+    bars = [
+        (lab, n)
+        for lab, n in (
+            ("bidirectional", DEFAULT_RUN),
+            ("fixed T", "bd-fixed-t"),
+            ("fixed S", "bd-fixed-s"),
+            ("λ = 0", CONTROL_RUN),
+            ("standardised\n(opt-in)", "bd-std"),
+        )
+        if n in rows
+    ]
     if bars:
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
         for ax, model in zip(axes, MODELS):
@@ -234,17 +286,25 @@ def summary(seeds: list[int]) -> None:
         if f.is_file():
             per[sd] = json.loads(f.read_text())
     names = list(dict.fromkeys(n for o in per.values() for n in o["runs"]))
-    out = {"dataset": rb.DATASET, "seeds": sorted(per), "commit": rb.commit(),
-           "command": "python " + " ".join(["scripts/run_bd_grid.py"] + sys.argv[1:]),
-           "per_seed_commits": {sd: o["commit"] for sd, o in per.items()}, "runs": {}}
-    lines = [f"# BD grids on {rb.DATASET} over seeds: H@50 mean ± std (full ranking)", "",
-             f"commit {out['commit']}; `{out['command']}`; from the per-seed tables "
-             f"`results/bd_grid_{rb.DATASET}[_seedS].json` (their commits: {out['per_seed_commits']}). "
-             "Δ: paired difference to the λ = 0 control (`bd-lambda0`) on test, p: two-sided paired "
-             "t-test over the seeds both have. A frozen model's figures are its pre-trained ones.", "",
-             "| run | seeds | valid T | test T | Δ T vs control (p) | valid S | test S "
-             "| Δ S vs control (p) |",
-             "|---|---|---|---|---|---|---|---|"]
+    out = {
+        "dataset": rb.DATASET,
+        "seeds": sorted(per),
+        "commit": rb.commit(),
+        "command": "python " + " ".join(["scripts/run_bd_grid.py"] + sys.argv[1:]),
+        "per_seed_commits": {sd: o["commit"] for sd, o in per.items()},
+        "runs": {},
+    }
+    lines = [
+        f"# BD grids on {rb.DATASET} over seeds: H@50 mean ± std (full ranking)",
+        "",
+        f"commit {out['commit']}; `{out['command']}`; from the per-seed tables "
+        f"`results/bd_grid_{rb.DATASET}[_seedS].json` (their commits: {out['per_seed_commits']}). "
+        "Δ: paired difference to the λ = 0 control (`bd-lambda0`) on test, p: two-sided paired "
+        "t-test over the seeds both have. A frozen model's figures are its pre-trained ones.",
+        "",
+        "| run | seeds | valid T | test T | Δ T vs control (p) | valid S | test S | Δ S vs control (p) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for n in names:
         have = [sd for sd in per if n in per[sd]["runs"]]
         r = {"seeds": have}
@@ -255,8 +315,12 @@ def summary(seeds: list[int]) -> None:
                 r[f"{split}_{model}"] = x.tolist()
                 cells.append(f"{x.mean():.4f} ± {x.std(ddof=1):.4f}" if len(x) > 1 else f"{x.mean():.4f}")
             common = [sd for sd in have if CONTROL_RUN in per[sd]["runs"]]
-            d = np.array([per[sd]["runs"][n][f"test_{model}"] - per[sd]["runs"][CONTROL_RUN][f"test_{model}"]
-                          for sd in common])
+            d = np.array(
+                [
+                    per[sd]["runs"][n][f"test_{model}"] - per[sd]["runs"][CONTROL_RUN][f"test_{model}"]
+                    for sd in common
+                ]
+            )
             pv = float(stats.ttest_rel(d, np.zeros_like(d)).pvalue) if len(d) > 1 and d.any() else None
             r[f"delta_test_{model}"], r[f"p_{model}"] = d.tolist(), pv
             cells.append(f"{d.mean():+.4f}" + (f" ({pv:.2f})" if pv is not None else ""))
@@ -279,8 +343,14 @@ def main() -> None:
     p.add_argument("--shared-base", action="store_true")
     p.add_argument("--only", nargs="*", choices=sorted(GRID_RUNS), default=None)
     p.add_argument("--table-only", action="store_true", help="only collect finished runs into the table")
-    p.add_argument("--summary", type=int, nargs="+", default=None, metavar="SEED",
-                   help="only summarise these seeds' tables over seeds")
+    p.add_argument(
+        "--summary",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="only summarise these seeds' tables over seeds",
+    )
     a = p.parse_args()
     if a.summary:
         summary(a.summary)

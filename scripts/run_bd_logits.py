@@ -24,6 +24,7 @@ Outputs ``results/bd_logits_<dataset>.json`` / ``.md`` and ``results/bd_logits_<
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -33,10 +34,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recdistill.distill.bd import BD, BDConfig, draw_bd_samples
+from recdistill.atomic import atomic_json, atomic_text
+from recdistill.distill.bd import BD, BDConfig, bd_refresh
 from recdistill.models.base import Batch
+from recdistill.ranking import RankEngine
 from recdistill.ranking.order import rank_rows
-from recdistill.train.io import atomic_json, atomic_text, load_run
+from recdistill.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("run_bd", Path(__file__).with_name("run_bd.py"))
@@ -54,8 +57,9 @@ def q(x: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def analyse(models: dict, train: sp.csr_matrix, draws: dict[str, torch.Tensor], cfg: BDConfig,
-            chunk: int = 256) -> dict:
+def analyse(
+    models: dict, train: sp.csr_matrix, draws: dict[str, torch.Tensor], cfg: BDConfig, chunk: int = 256
+) -> dict:
     """Per-user logit stats of every model and, on the draws, logits and ranks (chunks of users)."""
     n = train.shape[0]
     deg = np.diff(train.indptr)
@@ -90,8 +94,16 @@ def analyse(models: dict, train: sp.csr_matrix, draws: dict[str, torch.Tensor], 
     return {"stats": stats, "at": at}
 
 
-def grad_norms(models: dict, dataset, draws: dict, stats: dict, cfg: BDConfig, seed: int,
-               n_batches: int = 20, batch_size: int = 1024) -> dict:
+def grad_norms(
+    models: dict,
+    dataset,
+    draws: dict,
+    stats: dict,
+    cfg: BDConfig,
+    seed: int,
+    n_batches: int = 20,
+    batch_size: int = 1024,
+) -> dict:
     """Mean L2 norms over random interaction batches of each model's gradients of ``L_CF`` and
     ``λ·L_BD`` (raw Eq. 3 and standardised), and the cosine between ``L_CF``'s and raw ``L_BD``'s."""
     train = sp.csr_matrix(dataset.train)
@@ -99,18 +111,25 @@ def grad_norms(models: dict, dataset, draws: dict, stats: dict, cfg: BDConfig, s
     users_all = np.repeat(np.arange(train.shape[0]), np.diff(train.indptr))  # (nnz,)
     rng = np.random.default_rng(seed)
     objs = {}
-    for std in (False, True):
-        o = BD(models["T"], models["S"], dataset, BDConfig.from_dict({**cfg.to_dict(), "standardize": std}),
-               seed=seed)
-        o.draws, o.stats = draws, stats
+    for std in (False, True):  # one round of draws (nnz, s): every epoch uses it
+        o = BD(
+            models["T"],
+            models["S"],
+            dataset,
+            dataclasses.replace(cfg, standardize=std, fresh_draws=False),
+            seed=seed,
+        )
+        o.draws, o.stats = {k: v[None] for k, v in draws.items()}, stats
         objs[std] = o
     acc: dict = {}
     for _ in range(n_batches):
         idx = rng.choice(train.nnz, batch_size, replace=False)
-        batch = Batch(users=torch.from_numpy(users_all[idx]),
-                      pos=torch.from_numpy(train.indices[idx].astype(np.int64)),
-                      neg=torch.from_numpy(rng.integers(0, train.shape[1], (batch_size, 1))),
-                      idx=torch.from_numpy(idx))
+        batch = Batch(
+            users=torch.from_numpy(users_all[idx]),
+            pos=torch.from_numpy(train.indices[idx].astype(np.int64)),
+            neg=torch.from_numpy(rng.integers(0, train.shape[1], (batch_size, 1))),
+            idx=torch.from_numpy(idx),
+        )
         for name, key in (("teacher", "T"), ("student", "S")):
             model = models[key]
             params = [p for p in model.parameters() if p.requires_grad]
@@ -119,10 +138,11 @@ def grad_norms(models: dict, dataset, draws: dict, stats: dict, cfg: BDConfig, s
                 if t == "cf":
                     loss = model.base_loss(batch)
                 else:
-                    loss = cfg.weight(name) * objs[t == "bd_std"].distill_loss(name, batch)
+                    loss = cfg.weight(name) * objs[t == "bd_std"].distill_loss(name, batch, cfg.warmup_epochs)
                 g = torch.autograd.grad(loss, params, allow_unused=True)
-                grads[t] = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                      for x, p in zip(g, params)])  # (n_params,)
+                grads[t] = torch.cat(
+                    [(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]
+                )  # (n_params,)
                 acc.setdefault(f"{name}_{t}", []).append(float(grads[t].norm()))
             cos = torch.nn.functional.cosine_similarity(grads["cf"], grads["bd_raw"], dim=0)
             acc.setdefault(f"{name}_cos_cf_bd", []).append(float(cos))
@@ -143,29 +163,47 @@ def main() -> None:
     dataset = rb.load_dataset_for(rb.cfg_for(a.data_dir, rb.DIMS["teacher"], 1, a.seed))
     train = sp.csr_matrix(dataset.train)
     train.sort_indices()
-    models = {"T": load_run(runs / "teacher", dataset).model.eval(),
-              "S": load_run(runs / "student", dataset).model.eval()}
+    models = {
+        "T": load_run(runs / "teacher", dataset).model.eval(),
+        "S": load_run(runs / "student", dataset).model.eval(),
+    }
     bd_models = load_run(runs / a.bd_run, dataset).models
     ctrl_models = load_run(runs / a.control, dataset).models
-    models.update({"T_bd": bd_models["teacher"].eval(), "S_bd": bd_models["student"].eval(),
-                   "T_ctrl": ctrl_models["teacher"].eval(), "S_ctrl": ctrl_models["student"].eval()})
-    bd_cfg = json.loads((runs / a.bd_run / "bd.json").read_text())["bd"]
-    cfg = BDConfig.from_dict(bd_cfg)
-    bd_cfg = cfg.to_dict()
+    models.update(
+        {
+            "T_bd": bd_models["teacher"].eval(),
+            "S_bd": bd_models["student"].eval(),
+            "T_ctrl": ctrl_models["teacher"].eval(),
+            "S_ctrl": ctrl_models["student"].eval(),
+        }
+    )
+    cfg = BD.build_config(rb.bd_params_of(runs / a.bd_run))
+    bd_cfg = dataclasses.asdict(cfg)
     gen = torch.Generator().manual_seed(a.seed)
-    # the first refresh of the BD run: draws from the pre-trained models
-    stats: dict = {}  # per-user (μ_u, σ_u) of T and S over I_u^-, for the standardised loss
-    draws = draw_bd_samples(models["T"], models["S"], train, cfg, gen, stats=stats)  # {learner: (nnz, s)}
+    # the first refresh of the BD run: draws from the pre-trained models (one round: the first
+    # epoch's), with the per-user (μ_u, σ_u) of T and S over I_u^- for the standardised loss
+    engine = RankEngine(dataset.train, "cpu", chunk_size=cfg.chunk)
+    ref = bd_refresh(
+        engine, models["T"], models["S"], dataclasses.replace(cfg, fresh_draws=False, standardize=True), gen
+    )
+    draws = {n: d.index[0] for n, d in ref.draws.items()}  # {learner: (nnz, s)}
+    stats = {"teacher": ref.stats_t, "student": ref.stats_s}
     res = analyse(models, train, draws, cfg)
     st, at = res["stats"], res["at"]
     tau = cfg.tau
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     users = np.repeat(np.arange(train.shape[0]), np.diff(train.indptr))  # (nnz,)
     u_draw = np.repeat(users, cfg.n_samples)  # (nnz*s,) user of each draw
-    out: dict = {"dataset": rb.DATASET, "seed": a.seed, "commit": rb.commit(),
-                 "command": "python " + " ".join(["scripts/run_bd_logits.py"] + sys.argv[1:]),
-                 "bd_run": a.bd_run, "control": a.control, "bd_config": bd_cfg,
-                 "per_user": {k: {"mu": q(v["mu"]), "sd": q(v["sd"])} for k, v in st.items()}}
+    out: dict = {
+        "dataset": rb.DATASET,
+        "seed": a.seed,
+        "commit": rb.commit(),
+        "command": "python " + " ".join(["scripts/run_bd_logits.py"] + sys.argv[1:]),
+        "bd_run": a.bd_run,
+        "control": a.control,
+        "bd_config": bd_cfg,
+        "per_user": {k: {"mu": q(v["mu"]), "sd": q(v["sd"])} for k, v in st.items()},
+    }
     # 1. per-user affine relation between T and S: correlation of μ_u, ratio of σ_u
     out["per_user"]["sd_ratio_T_over_S"] = q(st["T"]["sd"] / st["S"]["sd"])
     out["per_user"]["mu_diff_T_minus_S"] = q(st["T"]["mu"] - st["S"]["mu"])
@@ -181,14 +219,21 @@ def main() -> None:
         zxs, zys = (zx - mux) / sdx, (zy - muy) / sdy
         g_raw = (sig(zx / tau) - sig(zy / tau)) / tau  # d BCE / d z^X
         g_std = (sig(zxs / tau) - sig(zys / tau)) / tau / sdx
-        d = {"n": int(zx.size), "rank_learner": q(rx), "rank_other": q(ry),
-             "share_other_ranks_higher": float((ry < rx).mean()),
-             "z_learner": q(zx), "z_other": q(zy), "z_other_minus_learner": q(zy - zx),
-             "zstd_learner": q(zxs), "zstd_other": q(zys),
-             "raw_share_pushed_down": float((g_raw > 0).mean()),
-             "raw_mean_grad": float(g_raw.mean()),
-             "std_share_pushed_down": float((g_std > 0).mean()),
-             "std_mean_grad": float(g_std.mean())}
+        d = {
+            "n": int(zx.size),
+            "rank_learner": q(rx),
+            "rank_other": q(ry),
+            "share_other_ranks_higher": float((ry < rx).mean()),
+            "z_learner": q(zx),
+            "z_other": q(zy),
+            "z_other_minus_learner": q(zy - zx),
+            "zstd_learner": q(zxs),
+            "zstd_other": q(zys),
+            "raw_share_pushed_down": float((g_raw > 0).mean()),
+            "raw_mean_grad": float(g_raw.mean()),
+            "std_share_pushed_down": float((g_std > 0).mean()),
+            "std_mean_grad": float(g_std.mean()),
+        }
         if learner == "teacher":
             d["share_top50_before"] = float((rx <= 50).mean())
             for tag in ("bd", "ctrl"):
@@ -212,53 +257,89 @@ def fmt(d: dict) -> str:
 
 def render(o: dict) -> str:
     pu, dr = o["per_user"], o["draws"]
-    names = {"T": "Teacher (pre-trained)", "S": "Student (pre-trained)",
-             "T_bd": f"BD-Teacher ({o['bd_run']})",
-             "S_bd": f"BD-Student ({o['bd_run']})", "T_ctrl": f"control Teacher ({o['control']})",
-             "S_ctrl": f"control Student ({o['control']})"}
-    lines = [f"# BD's logit scale: BPR teacher (dim 50) and student (dim 5) on {o['dataset']}", "",
-             f"seed {o['seed']}; commit {o['commit']}; `{o['command']}`. Draws: one refresh of BD "
-             f"({json.dumps({k: o['bd_config'][k] for k in KEYS})}) "
-             "from the pre-trained models. Cells: mean [10%, 50%, 90% quantiles].", "",
-             "## Per-user logit statistics over the unobserved items", "",
-             "| model | μ_u (per-user mean) | σ_u (per-user std) |", "|---|---|---|"]
+    names = {
+        "T": "Teacher (pre-trained)",
+        "S": "Student (pre-trained)",
+        "T_bd": f"BD-Teacher ({o['bd_run']})",
+        "S_bd": f"BD-Student ({o['bd_run']})",
+        "T_ctrl": f"control Teacher ({o['control']})",
+        "S_ctrl": f"control Student ({o['control']})",
+    }
+    lines = [
+        f"# BD's logit scale: BPR teacher (dim 50) and student (dim 5) on {o['dataset']}",
+        "",
+        f"seed {o['seed']}; commit {o['commit']}; `{o['command']}`. Draws: one refresh of BD "
+        f"({json.dumps({k: o['bd_config'][k] for k in KEYS})}) "
+        "from the pre-trained models. Cells: mean [10%, 50%, 90% quantiles].",
+        "",
+        "## Per-user logit statistics over the unobserved items",
+        "",
+        "| model | μ_u (per-user mean) | σ_u (per-user std) |",
+        "|---|---|---|",
+    ]
     for k, n in names.items():
         lines.append(f"| {n} | {fmt(pu[k]['mu'])} | {fmt(pu[k]['sd'])} |")
-    lines += ["", f"σ_u(T)/σ_u(S): {fmt(pu['sd_ratio_T_over_S'])}; μ_u(T) - μ_u(S): "
-              f"{fmt(pu['mu_diff_T_minus_S'])}.", "",
-              "## On the drawn items (learner X follows Y)", "",
-              "| | S→T: teacher learns | T→S: student learns |", "|---|---|---|"]
+    lines += [
+        "",
+        f"σ_u(T)/σ_u(S): {fmt(pu['sd_ratio_T_over_S'])}; μ_u(T) - μ_u(S): {fmt(pu['mu_diff_T_minus_S'])}.",
+        "",
+        "## On the drawn items (learner X follows Y)",
+        "",
+        "| | S→T: teacher learns | T→S: student learns |",
+        "|---|---|---|",
+    ]
     t, s = dr["teacher"], dr["student"]
-    rows = [("draws", "n", "{}"), ("rank by the learner", "rank_learner", None),
-            ("rank by the other", "rank_other", None),
-            ("share the other ranks higher", "share_other_ranks_higher", "{:.3f}"),
-            ("z learner", "z_learner", None), ("z other", "z_other", None),
-            ("z other - z learner", "z_other_minus_learner", None),
-            ("standardised z learner", "zstd_learner", None), ("standardised z other", "zstd_other", None),
-            ("raw BCE: share of draws pushing the learner's logit DOWN", "raw_share_pushed_down", "{:.3f}"),
-            ("raw BCE: mean dL/dz learner", "raw_mean_grad", "{:+.4f}"),
-            ("standardised BCE: share pushing DOWN", "std_share_pushed_down", "{:.3f}"),
-            ("standardised BCE: mean dL/dz learner", "std_mean_grad", "{:+.4f}")]
+    rows = [
+        ("draws", "n", "{}"),
+        ("rank by the learner", "rank_learner", None),
+        ("rank by the other", "rank_other", None),
+        ("share the other ranks higher", "share_other_ranks_higher", "{:.3f}"),
+        ("z learner", "z_learner", None),
+        ("z other", "z_other", None),
+        ("z other - z learner", "z_other_minus_learner", None),
+        ("standardised z learner", "zstd_learner", None),
+        ("standardised z other", "zstd_other", None),
+        ("raw BCE: share of draws pushing the learner's logit DOWN", "raw_share_pushed_down", "{:.3f}"),
+        ("raw BCE: mean dL/dz learner", "raw_mean_grad", "{:+.4f}"),
+        ("standardised BCE: share pushing DOWN", "std_share_pushed_down", "{:.3f}"),
+        ("standardised BCE: mean dL/dz learner", "std_mean_grad", "{:+.4f}"),
+    ]
     for label, k, f in rows:
         cell = (lambda v: fmt(v)) if f is None else (lambda v, f=f: f.format(v))
         lines.append(f"| {label} | {cell(t[k])} | {cell(s[k])} |")
-    lines += ["", "## How BD moved the teacher on its S→T draws (against the pre-trained teacher)", "",
-              "| | BD run | λ = 0 control |", "|---|---|---|"]
-    for label, k, f in (("Δ z", "delta_z", None), ("Δ (z - μ_u)", "delta_z_rel_mean", None),
-                        ("Δ rank (negative = moved up)", "delta_rank", None),
-                        ("share of draws ranked higher after", "share_rank_improved", "{:.3f}"),
-                        ("share of draws in the teacher's top 50 after", "share_top50", "{:.4f}")):
+    lines += [
+        "",
+        "## How BD moved the teacher on its S→T draws (against the pre-trained teacher)",
+        "",
+        "| | BD run | λ = 0 control |",
+        "|---|---|---|",
+    ]
+    for label, k, f in (
+        ("Δ z", "delta_z", None),
+        ("Δ (z - μ_u)", "delta_z_rel_mean", None),
+        ("Δ rank (negative = moved up)", "delta_rank", None),
+        ("share of draws ranked higher after", "share_rank_improved", "{:.3f}"),
+        ("share of draws in the teacher's top 50 after", "share_top50", "{:.4f}"),
+    ):
         cell = (lambda v: fmt(v)) if f is None else (lambda v, f=f: f.format(v))
         lines.append(f"| {label} | {cell(t[k + '_bd'])} | {cell(t[k + '_ctrl'])} |")
-    lines += ["", "Share of the S→T draws in the pre-trained teacher's top 50: "
-              f"{t['share_top50_before']:.4f}."]
+    lines += [
+        "",
+        f"Share of the S→T draws in the pre-trained teacher's top 50: {t['share_top50_before']:.4f}.",
+    ]
     g = o["grad_norms"]
-    lines += ["", "## Gradient norms, random batches of 1024 interactions (pre-trained models, λ = 0.5)", "",
-              "| learner | ‖∇ L_CF‖ | ‖∇ λ·L_BD‖ (Eq. 3) | ‖∇ λ·L_BD‖ standardised | cos(∇ L_CF, ∇ L_BD) |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Gradient norms, random batches of 1024 interactions (pre-trained models, λ = 0.5)",
+        "",
+        "| learner | ‖∇ L_CF‖ | ‖∇ λ·L_BD‖ (Eq. 3) | ‖∇ λ·L_BD‖ standardised | cos(∇ L_CF, ∇ L_BD) |",
+        "|---|---|---|---|---|",
+    ]
     for n in ("teacher", "student"):
-        lines.append(f"| {n} | {g[n + '_cf']:.3g} | {g[n + '_bd_raw']:.3g} | {g[n + '_bd_std']:.3g} | "
-                     f"{g[n + '_cos_cf_bd']:+.3f} |")
+        lines.append(
+            f"| {n} | {g[n + '_cf']:.3g} | {g[n + '_bd_raw']:.3g} | {g[n + '_bd_std']:.3g} | "
+            f"{g[n + '_cos_cf_bd']:+.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -284,8 +365,11 @@ def plot(st: dict, at: dict, cfg: BDConfig, path: Path) -> None:
         ax.set_xlabel(f"z^{y} (label's model)", fontsize=8)
         ax.set_ylabel(f"z^{x} (learner)", fontsize=8)
         share = float(((1 / (1 + np.exp(-zx / cfg.tau))) > (1 / (1 + np.exp(-zy / cfg.tau)))).mean())
-        ax.set_title(f"{'S→T' if learner == 'teacher' else 'T→S'} draws: above the diagonal the BCE "
-                     f"pushes the learner down ({share:.0%})", fontsize=8)
+        ax.set_title(
+            f"{'S→T' if learner == 'teacher' else 'T→S'} draws: above the diagonal the BCE "
+            f"pushes the learner down ({share:.0%})",
+            fontsize=8,
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

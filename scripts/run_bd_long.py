@@ -30,6 +30,7 @@ over seeds with ``scipy.stats.ttest_rel``). ``--summary`` only rewrites them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -41,20 +42,33 @@ import torch
 import yaml
 from scipy import stats
 
+from recdistill.atomic import atomic_json, atomic_text
 from recdistill.config import make_config
-from recdistill.distill.bd import BDConfig, run_bd
-from recdistill.train.io import atomic_json, atomic_text
-from recdistill.train.run import load_dataset_for
+from recdistill.distill.bd import BD
+from recdistill.runs import distill_run, load_dataset_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "citeulike-bd"
 DIMS = {"teacher": 50, "student": 5}
 #: the paper's optimiser (BD Sec. 5.1.5), as run_bd_seeds.py --paper-opt
-TRAIN = {"batch_size": 128, "lr": 1e-3, "eval_every": 2, "progress": False, "eval_protocol": "full",
-         "monitor": "H@50"}
+TRAIN = {
+    "batch_size": 128,
+    "lr": 1e-3,
+    "eval_every": 2,
+    "progress": False,
+    "eval_protocol": "full",
+    "monitor": "H@50",
+}
 #: run_bd.BD_BASE (pre-trained models: no warm-up; p = 10, 5 draws, ε_t = ε_e = 1e-4, τ = 2, paper τ)
-BD_BASE = {"warmup_epochs": 0, "period": 10, "n_samples": 5, "eps_t": 1e-4, "eps_e": 1e-4, "tau": 2.0,
-           "label_only_tau": False}
+BD_BASE = {
+    "warmup_epochs": 0,
+    "period": 10,
+    "n_samples": 5,
+    "eps_t": 1e-4,
+    "eps_e": 1e-4,
+    "tau": 2.0,
+    "label_only_tau": False,
+}
 TAUS = (2.0, 5.0, 10.0)
 EPS_E = (1e-3, 1e-4, 1e-5)
 DRAWS = 5  # BD_BASE's n_samples
@@ -94,25 +108,47 @@ def metrics_of(run: Path) -> dict | None:
 
 
 def train_config(a, seed: int):
-    return make_config(overrides={
-        "data": {"name": DATASET, "data_dir": a.data_dir},
-        "model": {"name": "bpr", "size": None, "dim": DIMS["student"]},
-        "train": dict(TRAIN, epochs=a.epochs, patience=a.patience, seed=seed),
-    })
+    return make_config(
+        overrides={
+            "data": {"name": DATASET, "data_dir": a.data_dir},
+            "model": {"name": "bpr", "size": None, "dim": DIMS["student"]},
+            "train": dict(TRAIN, epochs=a.epochs, patience=a.patience, seed=seed),
+        }
+    )
 
 
 def one_run(a, dataset, seed: int, name: str) -> dict:
     """Train (or reuse / resume) one BD run; returns its metrics."""
     run = Path(a.runs) / f"seed{seed}" / name
-    bd = BDConfig.from_dict(dict(bd_params(name), monitor_model=a.monitor))
+    # the explicit model sizes win over BDConfig's; one draw per refresh unless --fresh-draws
+    bd = BD.build_config(
+        dict(
+            bd_params(name),
+            monitor_model=a.monitor,
+            teacher_dim=DIMS["teacher"],
+            student_dim=DIMS["student"],
+            fresh_draws=a.fresh_draws,
+        )
+    )
     cfg = train_config(a, seed)
-    if (run / "bd.json").is_file():  # never mix settings: a run dir holds one configuration
-        have = json.loads((run / "bd.json").read_text())
+    cfg = dataclasses.replace(
+        cfg, distill=dataclasses.replace(cfg.distill, method="bd", params=dataclasses.asdict(bd))
+    )
+    have = None  # never mix settings: a run dir holds one configuration
+    if (run / "distill.json").is_file():
+        have = json.loads((run / "distill.json").read_text())["params"]
+    elif (run / "bd.json").is_file():  # a run made before distill.json: one draw per refresh
+        have = {"fresh_draws": False, **json.loads((run / "bd.json").read_text())["bd"]}
+        # its sizes came from run_bd's arguments, not its BDConfig
+        have.update(teacher_dim=DIMS["teacher"], student_dim=DIMS["student"])
+    if have is not None:
         want_train = cfg.to_dict()["train"]
         have_train = yaml.safe_load((run / "config.yaml").read_text())["train"]
-        if have["bd"] != bd.to_dict() or have_train != want_train:
-            raise SystemExit(f"{run}: trained with other settings ({have['bd']}, {have_train}); "
-                             "move it away or pick another --runs")
+        if have != dataclasses.asdict(bd) or have_train != want_train:
+            raise SystemExit(
+                f"{run}: trained with other settings ({have}, {have_train}); "
+                "move it away or pick another --runs"
+            )
     m = metrics_of(run)
     if m is not None:
         print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {name}: reused", flush=True)
@@ -123,14 +159,17 @@ def one_run(a, dataset, seed: int, name: str) -> dict:
             raise SystemExit(f"{p}: no metrics.json (base run missing)")
     print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {name}: start", flush=True)
     t0 = time.time()
-    _, _, m = run_bd(cfg, bd, run, dataset=dataset, teacher_run=teacher, student_run=student,
-                     teacher_dim=DIMS["teacher"], student_dim=DIMS["student"],
-                     resume=(run / "checkpoint.pt").exists())
-    print(f"[{time.strftime('%H:%M:%S')}] seed {seed} {name}: {time.time() - t0:.0f}s, "
-          f"{m['epochs_run']} BD epochs, best T/S {m['models']['teacher']['best_epoch']}/"
-          f"{m['models']['student']['best_epoch']}, valid H@50 T/S "
-          f"{m['models']['teacher']['valid']['full']['H@50']:.4f}/"
-          f"{m['models']['student']['valid']['full']['H@50']:.4f}", flush=True)
+    _, _, m = distill_run(
+        cfg, run, dataset=dataset, teacher=teacher, student=student, resume=(run / "checkpoint.pt").exists()
+    )
+    print(
+        f"[{time.strftime('%H:%M:%S')}] seed {seed} {name}: {time.time() - t0:.0f}s, "
+        f"{m['epochs_run']} BD epochs, best T/S {m['models']['teacher']['best_epoch']}/"
+        f"{m['models']['student']['best_epoch']}, valid H@50 T/S "
+        f"{m['models']['teacher']['valid']['full']['H@50']:.4f}/"
+        f"{m['models']['student']['valid']['full']['H@50']:.4f}",
+        flush=True,
+    )
     return m
 
 
@@ -164,8 +203,9 @@ def _selectable(a, points: list[tuple[float, float, int]]) -> list[tuple[float, 
     if a.grid_points is None:
         return points
     runs = Path(a.runs) / f"seed{a.grid_seed}"
-    return [pt for pt in points
-            if bd_name(*pt) in a.grid_points or metrics_of(runs / bd_name(*pt)) is not None]
+    return [
+        pt for pt in points if bd_name(*pt) in a.grid_points or metrics_of(runs / bd_name(*pt)) is not None
+    ]
 
 
 def chosen_setting(a) -> tuple[float, float, int] | None:
@@ -188,9 +228,14 @@ def _bd_row(a, seed: int, name: str, model: str, split: str = "test") -> dict | 
     if m is None:
         return None
     r = m["models"][model]
-    return {"H@50": r[split]["full"]["H@50"], "N@50": r[split]["full"]["N@50"],
-            "best_epoch": r["best_epoch"], "epochs_run": m["epochs_run"],
-            "early_stopped": m["early_stopped"], "train_time_s": m["train_time_s"]}
+    return {
+        "H@50": r[split]["full"]["H@50"],
+        "N@50": r[split]["full"]["N@50"],
+        "best_epoch": r["best_epoch"],
+        "epochs_run": m["epochs_run"],
+        "early_stopped": m["early_stopped"],
+        "train_time_s": m["train_time_s"],
+    }
 
 
 def _per_epoch_seconds(a, seed: int, name: str) -> float | None:
@@ -223,14 +268,20 @@ def summarise(a) -> str:
     ]
     for tag, n in bd_runs:
         lab = f"BD-Teacher ({tag}: {n})"
-        rows += [(lab, lambda s, n=n: _bd_row(a, s, n, "teacher"), "control λ=0: teacher"),
-                 (lab + " vs Teacher", lambda s, n=n: _bd_row(a, s, n, "teacher"), "Teacher")]
-    rows += [("Student", lambda s: _base_row(s, "student"), None),
-             ("control λ=0: student", lambda s: _bd_row(a, s, "lambda0", "student"), "Student")]
+        rows += [
+            (lab, lambda s, n=n: _bd_row(a, s, n, "teacher"), "control λ=0: teacher"),
+            (lab + " vs Teacher", lambda s, n=n: _bd_row(a, s, n, "teacher"), "Teacher"),
+        ]
+    rows += [
+        ("Student", lambda s: _base_row(s, "student"), None),
+        ("control λ=0: student", lambda s: _bd_row(a, s, "lambda0", "student"), "Student"),
+    ]
     for tag, n in bd_runs:
         lab = f"BD-Student ({tag}: {n})"
-        rows += [(lab, lambda s, n=n: _bd_row(a, s, n, "student"), "control λ=0: student"),
-                 (lab + " vs Student", lambda s, n=n: _bd_row(a, s, n, "student"), "Student")]
+        rows += [
+            (lab, lambda s, n=n: _bd_row(a, s, n, "student"), "control λ=0: student"),
+            (lab + " vs Student", lambda s, n=n: _bd_row(a, s, n, "student"), "Student"),
+        ]
     data: dict[str, dict[int, dict]] = {}
     for label, get, _ in rows:
         for s in a.seeds:
@@ -239,25 +290,42 @@ def summarise(a) -> str:
                 data.setdefault(label, {})[s] = r
     commit = git_commit()
     cmd = "python scripts/run_bd_long.py " + " ".join(x for x in sys.argv[1:] if x != "--summary")
-    note = (" Tables rewritten from the finished runs by the same command with `--summary`."
-            if a.summary else "")
-    out: dict = {"command": cmd, "commit": commit, "seeds": a.seeds, "monitor_model": a.monitor,
-                 "epochs": a.epochs, "patience_validations": a.patience, "train": TRAIN, "bd_base": BD_BASE,
-                 "grid": None, "grid_points": a.grid_points, "draws": a.draws,
-                 "chosen": None if chosen is None else dict(zip(("tau", "eps_e", "n_samples"), chosen)),
-                 "rows": {}, "runs": {}}
-    lines = [f"# BD with long schedules, early stopping on the {a.monitor}: {DATASET}, BPR 50 / 5, "
-             "full ranking, test split", "",
-             f"commit {commit}; `{cmd}`.{note}", "",
-             f"Paper-level teacher (issue #5) and the student trained with the paper's optimiser, as "
-             f"`run_bd_seeds.py --paper-opt`; BD and the λ = 0 control with batch 128, lr 1e-3, up to "
-             f"{a.epochs} BD epochs, validation every 2 epochs, early stopping when the "
-             f"{a.monitor}'s validation H@50 did not improve for {a.patience} validations "
-             f"(`BDConfig.monitor_model={a.monitor!r}`); each model keeps its own best-validation "
-             f"state. BD settings {json.dumps(BD_BASE)} with τ, ε_e as named. "
-             "p: two-sided paired t-test (scipy.stats.ttest_rel) over the seeds both rows have, H@50.", "",
-             "| row | seeds | H@50 per seed | H@50 mean ± std | N@50 mean | vs | Δ H@50 | p |",
-             "|---|---|---|---|---|---|---|---|"]
+    note = (
+        " Tables rewritten from the finished runs by the same command with `--summary`." if a.summary else ""
+    )
+    out: dict = {
+        "command": cmd,
+        "commit": commit,
+        "seeds": a.seeds,
+        "monitor_model": a.monitor,
+        "epochs": a.epochs,
+        "patience_validations": a.patience,
+        "train": TRAIN,
+        "bd_base": BD_BASE,
+        "grid": None,
+        "grid_points": a.grid_points,
+        "draws": a.draws,
+        "chosen": None if chosen is None else dict(zip(("tau", "eps_e", "n_samples"), chosen)),
+        "rows": {},
+        "runs": {},
+    }
+    lines = [
+        f"# BD with long schedules, early stopping on the {a.monitor}: {DATASET}, BPR 50 / 5, "
+        "full ranking, test split",
+        "",
+        f"commit {commit}; `{cmd}`.{note}",
+        "",
+        f"Paper-level teacher (issue #5) and the student trained with the paper's optimiser, as "
+        f"`run_bd_seeds.py --paper-opt`; BD and the λ = 0 control with batch 128, lr 1e-3, up to "
+        f"{a.epochs} BD epochs, validation every 2 epochs, early stopping when the "
+        f"{a.monitor}'s validation H@50 did not improve for {a.patience} validations "
+        f"(`BDConfig.monitor_model={a.monitor!r}`); each model keeps its own best-validation "
+        f"state. BD settings {json.dumps(BD_BASE)} with τ, ε_e as named. "
+        "p: two-sided paired t-test (scipy.stats.ttest_rel) over the seeds both rows have, H@50.",
+        "",
+        "| row | seeds | H@50 per seed | H@50 mean ± std | N@50 mean | vs | Δ H@50 | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, _, ref in rows:
         if label not in data:
             continue
@@ -274,16 +342,30 @@ def summarise(a) -> str:
                 if len(common) >= 2:
                     pv = stats.ttest_rel(x, y).pvalue
                     pval = f"{pv:.3f}" if pv >= 0.001 else f"{pv:.1e}"
-        out["rows"][label] = {"seeds": seeds, "H@50": h.tolist(), "N@50": nd.tolist(), "vs": vs,
-                              "delta_H@50": delta, "rel": rel, "p": pval}
+        out["rows"][label] = {
+            "seeds": seeds,
+            "H@50": h.tolist(),
+            "N@50": nd.tolist(),
+            "vs": vs,
+            "delta_H@50": delta,
+            "rel": rel,
+            "p": pval,
+        }
         sd = h.std(ddof=1) if len(h) > 1 else 0.0
-        lines.append(f"| {label} | {','.join(map(str, seeds))} | {' '.join(f'{v:.4f}' for v in h)} | "
-                     f"{h.mean():.4f} ± {sd:.4f} | {nd.mean():.4f} | {vs} | "
-                     f"{delta}{f' ({rel})' if rel else ''} | {pval} |")
+        lines.append(
+            f"| {label} | {','.join(map(str, seeds))} | {' '.join(f'{v:.4f}' for v in h)} | "
+            f"{h.mean():.4f} ± {sd:.4f} | {nd.mean():.4f} | {vs} | "
+            f"{delta}{f' ({rel})' if rel else ''} | {pval} |"
+        )
     # per-run schedule
-    lines += ["", "## Runs: BD epochs run and best epochs (teacher / student)", "",
-              "| seed | run | BD epochs run | early stopped | best epoch T | best epoch S | s per BD epoch | "
-              "test H@50 T | test H@50 S |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Runs: BD epochs run and best epochs (teacher / student)",
+        "",
+        "| seed | run | BD epochs run | early stopped | best epoch T | best epoch S | s per BD epoch | "
+        "test H@50 T | test H@50 S |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     names = ["lambda0"] + [n for _, n in bd_runs]
     for s in a.seeds:
         for n in names:
@@ -291,16 +373,27 @@ def summarise(a) -> str:
             if t is None:
                 continue
             sec = _per_epoch_seconds(a, s, n)
-            out["runs"][f"seed{s}/{n}"] = {"epochs_run": t["epochs_run"], "early_stopped": t["early_stopped"],
-                                          "best_epoch_teacher": t["best_epoch"],
-                                          "best_epoch_student": st["best_epoch"],
-                                          "train_time_s": t["train_time_s"], "s_per_epoch": sec,
-                                          "test_teacher": {k: t[k] for k in ("H@50", "N@50")},
-                                          "test_student": {k: st[k] for k in ("H@50", "N@50")}}
-            lines.append(f"| {s} | `{n}` | {t['epochs_run']} | {t['early_stopped']} | {t['best_epoch']} | "
-                         f"{st['best_epoch']} | {sec:.1f} | {t['H@50']:.4f} | {st['H@50']:.4f} |")
-    lines += ["", "## The teacher's validation H@50 along the schedule (log.jsonl; BD epoch: value)", "",
-              "Ranks and draws are refreshed at BD epochs 0, 10, 20, ... (p = 10).", ""]
+            out["runs"][f"seed{s}/{n}"] = {
+                "epochs_run": t["epochs_run"],
+                "early_stopped": t["early_stopped"],
+                "best_epoch_teacher": t["best_epoch"],
+                "best_epoch_student": st["best_epoch"],
+                "train_time_s": t["train_time_s"],
+                "s_per_epoch": sec,
+                "test_teacher": {k: t[k] for k in ("H@50", "N@50")},
+                "test_student": {k: st[k] for k in ("H@50", "N@50")},
+            }
+            lines.append(
+                f"| {s} | `{n}` | {t['epochs_run']} | {t['early_stopped']} | {t['best_epoch']} | "
+                f"{st['best_epoch']} | {sec:.1f} | {t['H@50']:.4f} | {st['H@50']:.4f} |"
+            )
+    lines += [
+        "",
+        "## The teacher's validation H@50 along the schedule (log.jsonl; BD epoch: value)",
+        "",
+        "Ranks and draws are refreshed at BD epochs 0, 10, 20, ... (p = 10).",
+        "",
+    ]
     for s in a.seeds:
         for n in names:
             traj = _teacher_trajectory(a, s, n)
@@ -309,16 +402,26 @@ def summarise(a) -> str:
                 shown = [(e, v) for e, v in traj if e == 2 or e % 10 == 0 or e == traj[-1][0]]
                 lines.append(f"- seed {s} `{n}`: " + ", ".join(f"{e}: {v:.4f}" for e, v in shown))
     lines.append("")
-    lines.append("Base models (epochs of their own training, not BD epochs): best epoch "
-                 + ", ".join(f"seed {s} T {r['best_epoch']}" for s in a.seeds
-                             if (r := _base_row(s, 'teacher')) is not None) + ".")
+    lines.append(
+        "Base models (epochs of their own training, not BD epochs): best epoch "
+        + ", ".join(
+            f"seed {s} T {r['best_epoch']}" for s in a.seeds if (r := _base_row(s, "teacher")) is not None
+        )
+        + "."
+    )
     if a.grid:
         g = a.grid_seed
-        lines += ["", f"## Grid on seed {g} (selection: the teacher's validation H@50 of its best state)",
-                  "", "τ x ε_e at 5 draws per interaction, then the draws at the best (τ, ε_e). Test "
-                  "columns are shown for reference only; they select nothing.", "",
-                  "| τ | ε_e | draws | valid H@50 T | valid H@50 S | BD epochs run | best epoch T | "
-                  "test H@50 T | test H@50 S |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Grid on seed {g} (selection: the teacher's validation H@50 of its best state)",
+            "",
+            "τ x ε_e at 5 draws per interaction, then the draws at the best (τ, ε_e). Test "
+            "columns are shown for reference only; they select nothing.",
+            "",
+            "| τ | ε_e | draws | valid H@50 T | valid H@50 S | BD epochs run | best epoch T | "
+            "test H@50 T | test H@50 S |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         grid = {}
         c = _bd_row(a, g, "lambda0", "teacher", "valid")
         points = grid_points(a, 1) + (grid_points(a, 2) or [])
@@ -329,27 +432,42 @@ def summarise(a) -> str:
             if v is None:
                 lines.append(f"| {tau:g} | {ee:g} | {nd_} | (not run) | | | | | |")
                 continue
-            grid[n] = {"tau": tau, "eps_e": ee, "n_samples": nd_, "valid_teacher": v["H@50"],
-                       "valid_student": vs_["H@50"], "epochs_run": v["epochs_run"],
-                       "best_epoch_teacher": v["best_epoch"], "test_teacher": t["H@50"],
-                       "test_student": ts["H@50"]}
+            grid[n] = {
+                "tau": tau,
+                "eps_e": ee,
+                "n_samples": nd_,
+                "valid_teacher": v["H@50"],
+                "valid_student": vs_["H@50"],
+                "epochs_run": v["epochs_run"],
+                "best_epoch_teacher": v["best_epoch"],
+                "test_teacher": t["H@50"],
+                "test_student": ts["H@50"],
+            }
             mark = " **chosen**" if chosen == (tau, ee, nd_) else ""
-            lines.append(f"| {tau:g} | {ee:g} | {nd_}{mark} | {v['H@50']:.4f} | {vs_['H@50']:.4f} | "
-                         f"{v['epochs_run']} | {v['best_epoch']} | {t['H@50']:.4f} | {ts['H@50']:.4f} |")
+            lines.append(
+                f"| {tau:g} | {ee:g} | {nd_}{mark} | {v['H@50']:.4f} | {vs_['H@50']:.4f} | "
+                f"{v['epochs_run']} | {v['best_epoch']} | {t['H@50']:.4f} | {ts['H@50']:.4f} |"
+            )
         if c is not None:
             cs = _bd_row(a, g, "lambda0", "student", "valid")
-            lines.append(f"| control λ = 0 | | | {c['H@50']:.4f} | {cs['H@50']:.4f} | {c['epochs_run']} | "
-                         f"{c['best_epoch']} | | |")
+            lines.append(
+                f"| control λ = 0 | | | {c['H@50']:.4f} | {cs['H@50']:.4f} | {c['epochs_run']} | "
+                f"{c['best_epoch']} | | |"
+            )
         tv = _base_row(g, "teacher", "valid")
         if tv is not None:
             lines.append(f"\nTeacher before BD: valid H@50 {tv['H@50']:.4f}.")
         out["grid"] = grid
         if a.grid_points is not None:
-            lines.append("\nThe grid was cut for time (`--grid-points`): the setting is chosen among "
-                         "the points that were run; '(not run)' points took no part.")
+            lines.append(
+                "\nThe grid was cut for time (`--grid-points`): the setting is chosen among "
+                "the points that were run; '(not run)' points took no part."
+            )
         if chosen is None:
-            lines.append("\nGrid unfinished: no setting chosen; the BD rows above use the default "
-                         f"{bd_name(*DEFAULT)}.")
+            lines.append(
+                "\nGrid unfinished: no setting chosen; the BD rows above use the default "
+                f"{bd_name(*DEFAULT)}."
+            )
     text = "\n".join(lines) + "\n"
     atomic_json(out, OUT.with_suffix(".json"))
     atomic_text(text, OUT.with_suffix(".md"))
@@ -361,21 +479,42 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=100, help="most BD epochs")
-    p.add_argument("--patience", type=int, default=10,
-                   help="validations (every 2 epochs) without improvement")
-    p.add_argument("--monitor", default="teacher", choices=["teacher", "both", "student", "auto"],
-                   help="BDConfig.monitor_model")
-    p.add_argument("--grid", action="store_true",
-                   help="τ x ε_e grid on --grid-seed, then the chosen on all seeds")
-    p.add_argument("--draws", type=int, nargs="+", default=[1, 5, 10],
-                   help="with --grid: draws per interaction tried at the best (τ, ε_e)")
-    p.add_argument("--grid-points", nargs="*", default=None,
-                   help="with --grid: cut the τ x ε_e grid (for time) to these runs (e.g. "
-                        "bd-tau10-ee0.0001) and the ones already finished; selection among those")
+    p.add_argument(
+        "--patience", type=int, default=10, help="validations (every 2 epochs) without improvement"
+    )
+    p.add_argument(
+        "--monitor",
+        default="teacher",
+        choices=["teacher", "both", "student", "auto"],
+        help="BDConfig.monitor_model",
+    )
+    p.add_argument(
+        "--grid", action="store_true", help="τ x ε_e grid on --grid-seed, then the chosen on all seeds"
+    )
+    p.add_argument(
+        "--draws",
+        type=int,
+        nargs="+",
+        default=[1, 5, 10],
+        help="with --grid: draws per interaction tried at the best (τ, ε_e)",
+    )
+    p.add_argument(
+        "--grid-points",
+        nargs="*",
+        default=None,
+        help="with --grid: cut the τ x ε_e grid (for time) to these runs (e.g. "
+        "bd-tau10-ee0.0001) and the ones already finished; selection among those",
+    )
     p.add_argument("--grid-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default=str(ROOT / "runs" / "bd" / "long"))
     p.add_argument("--summary", action="store_true", help="only rewrite the tables from finished runs")
+    p.add_argument(
+        "--fresh-draws",
+        action="store_true",
+        help="BD draws anew every epoch (Algorithm 1; BDConfig.fresh_draws); default: one "
+        "draw per refresh, as the committed tables",
+    )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.summary:
@@ -403,8 +542,11 @@ def main() -> None:
             one_run(a, dataset, a.grid_seed, bd_name(*pt))
             summarise(a)
     chosen = chosen_setting(a)
-    print(f"chosen on seed {a.grid_seed} (teacher valid H@50): tau={chosen[0]:g} eps_e={chosen[1]:g} "
-          f"draws={chosen[2]}", flush=True)
+    print(
+        f"chosen on seed {a.grid_seed} (teacher valid H@50): tau={chosen[0]:g} eps_e={chosen[1]:g} "
+        f"draws={chosen[2]}",
+        flush=True,
+    )
     # 3. the chosen setting on every seed
     if chosen != DEFAULT:
         for s in a.seeds:

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "citeulike-bd"
@@ -41,18 +41,40 @@ def metrics_of(run: Path) -> dict | None:
 
 def command(model: str, name: str, seed: int) -> list[str]:
     base = ROOT / "runs" / "base"
-    return ["recdistill", "distill", "--method", "bd",
-            "--teacher", str(base / f"{model}-bd-teacher"), "--student", str(base / f"{model}-bd-student"),
-            "--config", str(ROOT / "configs" / f"{model}-{DATASET}.yaml"),
-            "--epochs", "30", "--seed", str(seed),
-            "--no-progress", "--set", "train.eval_every=2", "--set", "train.patience=5", *RUNS[name],
-            "--out", str(ROOT / "runs" / "bd" / f"{model}-{DATASET}" / name)]
+    return [
+        "recdistill",
+        "distill",
+        "--method",
+        "bd",
+        "--teacher",
+        str(base / f"{model}-bd-teacher"),
+        "--student",
+        str(base / f"{model}-bd-student"),
+        "--config",
+        str(ROOT / "configs" / f"{model}-{DATASET}.yaml"),
+        "--epochs",
+        "30",
+        "--seed",
+        str(seed),
+        "--no-progress",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "train.patience=5",
+        *RUNS[name],
+        "--out",
+        str(ROOT / "runs" / "bd" / f"{model}-{DATASET}" / name),
+    ]
 
 
 def cells(m: dict, model: str) -> dict[str, float]:
     r = m["models"][model]
-    return {"valid H@50": r["valid"]["full"]["H@50"], "test H@50": r["test"]["full"]["H@50"],
-            "test N@50": r["test"]["full"]["N@50"], "best epoch": r["best_epoch"]}
+    return {
+        "valid H@50": r["valid"]["full"]["H@50"],
+        "test H@50": r["test"]["full"]["H@50"],
+        "test N@50": r["test"]["full"]["N@50"],
+        "best epoch": r["best_epoch"],
+    }
 
 
 def main() -> None:
@@ -70,8 +92,9 @@ def main() -> None:
             rows[f"{model} {role.capitalize()}"] = cells(m, "model")
         for name in RUNS:
             cmd = command(model, name, a.seed)
-            cmds[f"{model} {name}"] = " ".join(Path(c).relative_to(ROOT).as_posix()
-                                               if c.startswith(str(ROOT)) else c for c in cmd)
+            cmds[f"{model} {name}"] = " ".join(
+                Path(c).relative_to(ROOT).as_posix() if c.startswith(str(ROOT)) else c for c in cmd
+            )
             run = Path(cmd[-1])
             if metrics_of(run) is None:
                 t0 = time.time()
@@ -81,17 +104,24 @@ def main() -> None:
             label = "BD" if name == "bd" else "control λ=0"
             for role in ("teacher", "student"):
                 rows[f"{model} {label}: {role}"] = cells(m, role)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    lines = [f"# BD with other base models on {DATASET} (full ranking, one seed)", "",
-             f"seed {a.seed}; commit {commit}; "
-             f"`python scripts/run_bd_models.py --models {' '.join(a.models)}`. "
-             "Runs (each with its config.yaml and bd.json):", ""]
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        f"# BD with other base models on {DATASET} (full ranking, one seed)",
+        "",
+        f"seed {a.seed}; commit {commit}; "
+        f"`python scripts/run_bd_models.py --models {' '.join(a.models)}`. "
+        "Runs (each with its config.yaml and distill.json):",
+        "",
+    ]
     lines += [f"- {k}: `{v}`" for k, v in cmds.items()]
     lines += ["", "| row | best epoch | valid H@50 | test H@50 | test N@50 |", "|---|---|---|---|---|"]
     for k, r in rows.items():
-        lines.append(f"| {k} | {r['best epoch']} | {r['valid H@50']:.4f} | {r['test H@50']:.4f} | "
-                     f"{r['test N@50']:.4f} |")
+        lines.append(
+            f"| {k} | {r['best epoch']} | {r['valid H@50']:.4f} | {r['test H@50']:.4f} | "
+            f"{r['test N@50']:.4f} |"
+        )
     out = {"dataset": DATASET, "seed": a.seed, "commit": commit, "commands": cmds, "rows": rows}
     atomic_json(out, ROOT / "results" / f"bd_models_{DATASET}.json")
     atomic_text("\n".join(lines) + "\n", ROOT / "results" / f"bd_models_{DATASET}.md")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text
 
 ROOT = Path(__file__).resolve().parents[1]
 # (label, run, model, reference label)
@@ -79,8 +79,11 @@ def paper_teacher_file(seed: int, run: str, paper_opt: bool = False) -> Path:
     if run == "student" and paper_opt:
         return ROOT / "runs" / f"baselines-paperopt-s{seed}" / "citeulike-bd" / run / "metrics.json"
     if run in ("teacher", "student"):
-        base = (ROOT / "runs" / "base" / f"bpr-bd-{run}" if seed == 0
-                else ROOT / "runs" / f"baselines-s{seed}" / "citeulike-bd" / run)
+        base = (
+            ROOT / "runs" / "base" / f"bpr-bd-{run}"
+            if seed == 0
+            else ROOT / "runs" / f"baselines-s{seed}" / "citeulike-bd" / run
+        )
         return base / "metrics.json"
     variant = "paperopt" if paper_opt else "paperteacher"
     return ROOT / "runs" / "bd" / f"citeulike-bd-{variant}-seed{seed}" / run / "metrics.json"
@@ -90,11 +93,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--paper-teacher", action="store_true", help="BD from issue #5's base models")
-    p.add_argument("--paper-opt", action="store_true",
-                   help="with --paper-teacher: BD and the student with the paper's optimiser "
-                        "(run_bd.py --batch-size 128 --lr 1e-3)")
-    p.add_argument("--dataset", default="citeulike-bd",
-                   help="runs of `run_bd.py --dataset D --seed S --runs runs/bd/D-seedS` (e.g. ml-100k)")
+    p.add_argument(
+        "--paper-opt",
+        action="store_true",
+        help="with --paper-teacher: BD and the student with the paper's optimiser "
+        "(run_bd.py --batch-size 128 --lr 1e-3)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="citeulike-bd",
+        help="runs of `run_bd.py --dataset D --seed S --runs runs/bd/D-seedS` (e.g. ml-100k)",
+    )
     a = p.parse_args()
     if a.dataset != "citeulike-bd" and (a.paper_teacher or a.paper_opt):
         p.error("--dataset: citeulike-bd only with --paper-teacher / --paper-opt")
@@ -107,8 +116,11 @@ def main() -> None:
     table: dict[str, dict[int, dict[str, float]]] = {}
     for label, run, model, _ in rows:
         for s in a.seeds:
-            f = (paper_teacher_file(s, run, a.paper_opt) if a.paper_teacher
-                 else run_dir(s, a.dataset) / run / "metrics.json")
+            f = (
+                paper_teacher_file(s, run, a.paper_opt)
+                if a.paper_teacher
+                else run_dir(s, a.dataset) / run / "metrics.json"
+            )
             if f.is_file():
                 m = json.loads(f.read_text())["models"][model]["test"]["full"]
                 table.setdefault(label, {})[s] = {"H@50": m["H@50"], "N@50": m["N@50"]}
@@ -117,19 +129,28 @@ def main() -> None:
     flag = "--paper-opt " if a.paper_opt else "--paper-teacher " if a.paper_teacher else ""
     if a.dataset != "citeulike-bd":
         flag = f"--dataset {a.dataset} "
-    origin = ("BD from issue #5's base models (`configs/bpr-citeulike-bd.yaml`; see the script's doc)"
-              if a.paper_teacher else "runs from `scripts/run_bd.py --epochs 30 --seed S`")
+    origin = (
+        "BD from issue #5's base models (`configs/bpr-citeulike-bd.yaml`; see the script's doc)"
+        if a.paper_teacher
+        else "runs from `scripts/run_bd.py --epochs 30 --seed S`"
+    )
     if a.dataset != "citeulike-bd":
-        origin = (f"runs from `scripts/run_bd.py --dataset {a.dataset} --seed S --runs runs/bd/"
-                  f"{a.dataset}-seedS --only bd-scratch bd-scratch-lambda0`")
+        origin = (
+            f"runs from `scripts/run_bd.py --dataset {a.dataset} --seed S --runs runs/bd/"
+            f"{a.dataset}-seedS --only bd-scratch bd-scratch-lambda0`"
+        )
     title = f"# BD over seeds: {a.dataset}, BPR 50 / 5, full ranking, test split"
     seeds_arg = " ".join(map(str, a.seeds))
-    lines = [title + (" (paper-level teacher)" if a.paper_teacher else ""), "",
-             f"commit {commit}; `python scripts/run_bd_seeds.py {flag}--seeds {seeds_arg}`; "
-             f"{origin} (BD settings in results/bd_citeulike-bd.md).",
-             "p: paired t-test over the seeds both rows have (two-sided), H@50.", "",
-             "| row | seeds | H@50 per seed | H@50 mean ± std | N@50 mean | vs | Δ H@50 | p |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        title + (" (paper-level teacher)" if a.paper_teacher else ""),
+        "",
+        f"commit {commit}; `python scripts/run_bd_seeds.py {flag}--seeds {seeds_arg}`; "
+        f"{origin} (BD settings in results/bd_citeulike-bd.md).",
+        "p: paired t-test over the seeds both rows have (two-sided), H@50.",
+        "",
+        "| row | seeds | H@50 per seed | H@50 mean ± std | N@50 mean | vs | Δ H@50 | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     out = {"seeds": a.seeds, "commit": commit, "rows": {}}
     for label, _, _, ref in rows:
         if label not in table:
@@ -146,11 +167,19 @@ def main() -> None:
                 vs, delta = ref, f"{(x - y).mean():+.4f}"
                 if len(common) >= 2:
                     pval = f"{stats.ttest_rel(x, y).pvalue:.3f}"
-        out["rows"][label] = {"seeds": seeds, "H@50": h.tolist(), "N@50": n.tolist(), "vs": vs,
-                              "delta": delta, "p": pval}
-        lines.append(f"| {label} | {','.join(map(str, seeds))} | {' '.join(f'{v:.4f}' for v in h)} | "
-                     f"{h.mean():.4f} ± {h.std(ddof=1) if len(h) > 1 else 0:.4f} | {n.mean():.4f} | {vs} | "
-                     f"{delta} | {pval} |")
+        out["rows"][label] = {
+            "seeds": seeds,
+            "H@50": h.tolist(),
+            "N@50": n.tolist(),
+            "vs": vs,
+            "delta": delta,
+            "p": pval,
+        }
+        lines.append(
+            f"| {label} | {','.join(map(str, seeds))} | {' '.join(f'{v:.4f}' for v in h)} | "
+            f"{h.mean():.4f} ± {h.std(ddof=1) if len(h) > 1 else 0:.4f} | {n.mean():.4f} | {vs} | "
+            f"{delta} | {pval} |"
+        )
     atomic_json(out, ROOT / "results" / f"bd_seeds{tag}.json")
     atomic_text("\n".join(lines) + "\n", ROOT / "results" / f"bd_seeds{tag}.md")
     print("\n".join(lines))

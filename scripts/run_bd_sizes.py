@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from recdistill.train import train_run
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text
+from recdistill.runs import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("run_bd", Path(__file__).with_name("run_bd.py"))
@@ -38,9 +38,13 @@ _spec.loader.exec_module(rb)
 SIZES = {"S": 5, "M": 25, "T": 50}
 #: (figure, learner, partner label) -> existing run name, or (teacher dim, student dim) of a new run
 CELLS: dict[tuple[str, str], str | tuple[int, int]] = {
-    ("3a", "S"): "bd-rd-labelonly0", ("3a", "M"): (50, 25), ("3a", "T"): (50, 50),
+    ("3a", "S"): "bd-rd-labelonly0",
+    ("3a", "M"): (50, 25),
+    ("3a", "T"): (50, 50),
     ("3a", "fixed S"): "bd-fixed-s",
-    ("3b", "S"): (5, 5), ("3b", "M"): (25, 5), ("3b", "T"): "bd-rd-labelonly0",
+    ("3b", "S"): (5, 5),
+    ("3b", "M"): (25, 5),
+    ("3b", "T"): "bd-rd-labelonly0",
     ("3b", "fixed T"): "bd-fixed-t",
 }
 LEARNER = {"3a": "teacher", "3b": "student"}
@@ -55,8 +59,12 @@ def pretrained(a: argparse.Namespace, dataset, dim: int, seed: int) -> Path:
     d = Path(a.runs) / f"base-d{dim}-s{seed}"
     if rb.metrics_of(d) is None:
         t0 = time.time()
-        train_run(rb.cfg_for(a.data_dir, dim, a.base_epochs, seed), d, dataset=dataset,
-                  resume=(d / "checkpoint.pt").exists())
+        train_run(
+            rb.cfg_for(a.data_dir, dim, a.base_epochs, seed),
+            d,
+            dataset=dataset,
+            resume=(d / "checkpoint.pt").exists(),
+        )
         print(f"pre-trained dim {dim} seed {seed} in {time.time() - t0:.0f}s", flush=True)
     return d
 
@@ -101,18 +109,23 @@ def collect(seeds: list[int]) -> dict:
 
 
 def render(res: dict, seeds: list[int], commit: str) -> str:
-    lines = ["# BD Fig. 3 on citeulike-bd: the partner's size (test H@50, full ranking)", "",
-             f"commit {commit}; `python scripts/run_bd_sizes.py --seeds {' '.join(map(str, seeds))}`. "
-             "S = BPR dim 5, M = dim 25, T = dim 50; BD settings of run_bd.py (30 BD epochs from "
-             "pre-trained models, early stopping on the student). Control: the same learner with "
-             "λ = 0 (`bd-lambda0`). p: paired t-test over seeds against the control.", "",
-             "| figure | learner | partner | H@50 per seed | mean | Δ vs control | p |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# BD Fig. 3 on citeulike-bd: the partner's size (test H@50, full ranking)",
+        "",
+        f"commit {commit}; `python scripts/run_bd_sizes.py --seeds {' '.join(map(str, seeds))}`. "
+        "S = BPR dim 5, M = dim 25, T = dim 50; BD settings of run_bd.py (30 BD epochs from "
+        "pre-trained models, early stopping on the student). Control: the same learner with "
+        "λ = 0 (`bd-lambda0`). p: paired t-test over seeds against the control.",
+        "",
+        "| figure | learner | partner | H@50 per seed | mean | Δ vs control | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for fig, learner in LEARNER.items():
         ctrl = res["control"][fig]
         c = np.array([ctrl[s] for s in seeds if s in ctrl])
-        lines.append(f"| {fig} | {learner} | control λ = 0 | {' '.join(f'{v:.4f}' for v in c)} | "
-                     f"{c.mean():.4f} | | |")
+        lines.append(
+            f"| {fig} | {learner} | control λ = 0 | {' '.join(f'{v:.4f}' for v in c)} | {c.mean():.4f} | | |"
+        )
         for key, vals in res["cells"].items():
             if not key.startswith(fig):
                 continue
@@ -121,8 +134,10 @@ def render(res: dict, seeds: list[int], commit: str) -> str:
             y = np.array([ctrl[s] for s in common])
             p = f"{stats.ttest_rel(x, y).pvalue:.3f}" if len(common) >= 2 else ""
             per_seed = " ".join(f"{v:.4f}" for v in x)
-            lines.append(f"| {fig} | {learner} | {key.split(' ', 1)[1]} | {per_seed} | "
-                         f"{x.mean():.4f} | {(x - y).mean():+.4f} | {p} |")
+            lines.append(
+                f"| {fig} | {learner} | {key.split(' ', 1)[1]} | {per_seed} | "
+                f"{x.mean():.4f} | {(x - y).mean():+.4f} | {p} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -137,8 +152,12 @@ def plot(res: dict, path: Path) -> None:
         keys = [k for k in res["cells"] if k.startswith(f)]
         means = [np.mean(list(res["cells"][k].values())) for k in keys]
         ax.bar([k.split(" ", 1)[1] for k in keys], means, color="tab:orange")
-        ax.axhline(np.mean(list(res["control"][f].values())), ls="--", color="tab:blue",
-                   label="trained alone (λ = 0)")
+        ax.axhline(
+            np.mean(list(res["control"][f].values())),
+            ls="--",
+            color="tab:blue",
+            label="trained alone (λ = 0)",
+        )
         lo = min(means + [np.mean(list(res["control"][f].values()))])
         ax.set_ylim(lo * 0.9, None)
         ax.set_title(f"Fig. {f}: the {learner}, by partner")
@@ -162,17 +181,26 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     if not a.table_only:
         for seed in a.seeds:
-            ns = argparse.Namespace(data_dir=a.data_dir, epochs=30, base_epochs=30, patience=5, seed=seed,
-                                    runs=str(runs_dir(seed)), shared_base=False, teacher_run=None,
-                                    student_run=None)
+            ns = argparse.Namespace(
+                data_dir=a.data_dir,
+                epochs=30,
+                base_epochs=30,
+                patience=5,
+                seed=seed,
+                runs=str(runs_dir(seed)),
+                shared_base=False,
+                teacher_run=None,
+                student_run=None,
+            )
             dataset = rb.load_dataset_for(rb.cfg_for(a.data_dir, 50, 1, seed))
             base = rb.base_models(ns, dataset)
             for cell in CELLS.values():
                 if not isinstance(cell, str):
                     new_run(ns, dataset, base, *cell)
     res = collect(a.seeds)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     text = render(res, a.seeds, commit)
     out = ROOT / "results" / "bd_sizes_citeulike-bd.json"
     atomic_json({"seeds": a.seeds, "commit": commit, **res}, out)

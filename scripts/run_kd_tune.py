@@ -54,11 +54,9 @@ import torch
 import yaml
 from run_baselines_seeds import paired_stats  # the tested one (scripts/ is on sys.path)
 
+from recdistill.atomic import atomic_json, atomic_text
 from recdistill.config import make_config
-from recdistill.distill import load_distillers
-from recdistill.train import train_run
-from recdistill.train.io import atomic_json, atomic_text
-from recdistill.train.run import load_dataset_for
+from recdistill.runs import distill_run, load_dataset_for, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "citeulike-bd"
@@ -120,7 +118,6 @@ class Runner:
             over["data"] = {"data_dir": a.data_dir}
         self.over = over
         self.dataset = load_dataset_for(make_config(CONFIG, {**over, "model": {"size": "student"}}))
-        self.reg = load_distillers()
         self.n_trained = 0
 
     def config(
@@ -162,9 +159,7 @@ class Runner:
             t0 = time.perf_counter()
             print(f"[{time.strftime('%H:%M:%S')}] s{seed} {d.name}: training ...", flush=True)
             if method:
-                self.reg.get(method).run(
-                    cfg, out_dir=d, dataset=self.dataset, teacher=str(teacher_of(seed)), resume=True
-                )
+                distill_run(cfg, d, dataset=self.dataset, teacher=str(teacher_of(seed)), resume=True)
             else:
                 train_run(cfg, d, dataset=self.dataset, resume=True)
             self.n_trained += 1
@@ -300,7 +295,7 @@ def stage2(R: Runner, s1: dict, train: bool = True) -> dict[str, Any]:
 def _user_hits(run: str, model: str, dataset: Any, k: int) -> np.ndarray:
     """Per-user test hits at ``k`` (1/0; NaN for users without a test item) of a saved model."""
     from recdistill.eval import heldout_ranks
-    from recdistill.train import load_run
+    from recdistill.runs import load_run
 
     m = load_run(ROOT / run, dataset=dataset).models[model]
     ranks = heldout_ranks(m.score_all, dataset, PROTO, "test", device=m.device)  # (n_users,)

@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recdistill.atomic import atomic_json, atomic_text
 from recdistill.config import make_config
-from recdistill.train import train_run
-from recdistill.train.io import atomic_json, atomic_text
+from recdistill.runs import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "citeulike-bd"
@@ -58,8 +58,9 @@ OPT = ["train.batch_size=128", "train.lr=0.002", "train.epochs=300", "train.pati
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -89,8 +90,20 @@ def kd_command(seed: int, reg: float, data_dir: str | None) -> list[str]:
     cmd = [sys.executable, "scripts/run_baselines.py", "--only", "bd", "--seed", str(seed)]
     for s in [*OPT, f"model.params.reg={reg:g}"]:
         cmd += ["--set", s]
-    cmd += ["--train-missing", "--teacher-run", teacher_run(seed), "--candidates", "rd", "cd",
-            "--tag", f"_reg_seed{seed}", "--out", f"runs/baselines-reg-s{seed}", "--threads", "1"]
+    cmd += [
+        "--train-missing",
+        "--teacher-run",
+        teacher_run(seed),
+        "--candidates",
+        "rd",
+        "cd",
+        "--tag",
+        f"_reg_seed{seed}",
+        "--out",
+        f"runs/baselines-reg-s{seed}",
+        "--threads",
+        "1",
+    ]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     return cmd
@@ -106,10 +119,27 @@ def bd_command(seed: int, data_dir: str | None, converged: bool = False) -> list
     student = str(reg_run(seed, "student").relative_to(ROOT))
     teacher = converged_teacher(seed) if converged else teacher_run(seed)
     runs = f"runs/bd/{DATASET}-reg{'conv' if converged else ''}-seed{seed}"
-    cmd = [sys.executable, "scripts/run_bd.py", "--seed", str(seed), "--batch-size", "128", "--lr", "0.002",
-           "--teacher-run", teacher, "--student-run", student,
-           "--runs", runs, "--only", "bd-rd-labelonly0", "bd-lambda0",
-           "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "scripts/run_bd.py",
+        "--seed",
+        str(seed),
+        "--batch-size",
+        "128",
+        "--lr",
+        "0.002",
+        "--teacher-run",
+        teacher,
+        "--student-run",
+        student,
+        "--runs",
+        runs,
+        "--only",
+        "bd-rd-labelonly0",
+        "bd-lambda0",
+        "--threads",
+        "1",
+    ]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     return cmd
@@ -123,9 +153,25 @@ def extra_name(spec: str) -> str:
 
 def extra_command(spec: str, seed: int, reg: float, data_dir: str | None) -> list[str]:
     method, _, params = spec.partition(":")
-    cmd = ["recdistill", "distill", "--method", method, "--teacher", teacher_run(seed), "--dataset", DATASET,
-           "--config", str(CONFIG.relative_to(ROOT)), "--size", "student", "--seed", str(seed),
-           "--out", str(reg_run(seed, extra_name(spec)).relative_to(ROOT)), "--no-progress"]
+    cmd = [
+        "recdistill",
+        "distill",
+        "--method",
+        method,
+        "--teacher",
+        teacher_run(seed),
+        "--dataset",
+        DATASET,
+        "--config",
+        str(CONFIG.relative_to(ROOT)),
+        "--size",
+        "student",
+        "--seed",
+        str(seed),
+        "--out",
+        str(reg_run(seed, extra_name(spec)).relative_to(ROOT)),
+        "--no-progress",
+    ]
     for s in [*OPT, f"model.params.reg={reg:g}", *(f"distill.params.{kv}" for kv in params.split(",") if kv)]:
         cmd += ["--set", s]
     if data_dir:
@@ -166,8 +212,11 @@ def bd_table(seeds: list[int], extra: list[str] = ()) -> tuple[list[str], dict]:
     """Test H@50 rows of steps 2-3 over ``seeds`` with paired t-tests (``scipy.stats.ttest_rel``)."""
     from run_baselines_seeds import paired_stats  # scripts/ is on sys.path
 
-    rows = BD_ROWS[:4] + [(f"{extra_name(e)} (reg)", extra_name(e), "student", "Student (reg)")
-                          for e in extra] + BD_ROWS[4:]
+    rows = (
+        BD_ROWS[:4]
+        + [(f"{extra_name(e)} (reg)", extra_name(e), "student", "Student (reg)") for e in extra]
+        + BD_ROWS[4:]
+    )
     vals: dict[str, dict[int, float]] = {}
     for label, run, model, _ in rows:
         for s in seeds:
@@ -176,8 +225,10 @@ def bd_table(seeds: list[int], extra: list[str] = ()) -> tuple[list[str], dict]:
             if f.is_file():
                 m = json.loads(f.read_text())["models"][model]
                 vals.setdefault(label, {})[s] = m["test"]["full"]["H@50"]
-    lines = ["| row | H@50 per seed | mean ± std | vs | Δ | p | seeds above |",
-             "|---|---|---|---|---:|---:|---:|"]
+    lines = [
+        "| row | H@50 per seed | mean ± std | vs | Δ | p | seeds above |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
     out = {}
     for label, _, _, ref in rows:
         if label not in vals:
@@ -202,12 +253,15 @@ def render(
     grid: dict, regs: list[float], seeds: list[int], chosen: float, cmds: list[str], commit: str
 ) -> str:
     lines = [
-        "# The BPR student's per-sample L2 on citeulike-bd (issue #5)", "",
+        "# The BPR student's per-sample L2 on citeulike-bd (issue #5)",
+        "",
         f"BPR dim 5, `configs/bpr-citeulike-bd.yaml` with {', '.join(f'`{s}`' for s in OPT)} and "
         f"`model.params.reg` = r; seeds {', '.join(map(str, seeds))}; commit `{commit}`; generated by "
-        f"`{cmds[0]}`.", "",
+        f"`{cmds[0]}`.",
+        "",
         "Validation H@50 (full ranking) at each run's best epoch (best epoch / epochs run). The reg "
-        "with the best mean is chosen; test scores are not looked at here.", "",
+        "with the best mean is chosen; test scores are not looked at here.",
+        "",
         "| reg | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
         "|---:|" + "---:|" * (len(seeds) + 1),
     ]
@@ -234,11 +288,21 @@ def main() -> None:
     p.add_argument("--regs", type=float, nargs="+", default=[0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
     p.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--extra-kd", nargs="*", default=[], metavar="METHOD:K=V[,K=V]",
-                   help="more RD/CD settings on the chosen student, e.g. rd:alpha=0.01")
+    p.add_argument(
+        "--extra-kd",
+        nargs="*",
+        default=[],
+        metavar="METHOD:K=V[,K=V]",
+        help="more RD/CD settings on the chosen student, e.g. rd:alpha=0.01",
+    )
     p.add_argument("--bd-seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--bd-converged-seeds", type=int, nargs="*", default=[],
-                   help="also BD from the converged teacher of run_bd_long.py's λ = 0 control")
+    p.add_argument(
+        "--bd-converged-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also BD from the converged teacher of run_bd_long.py's λ = 0 control",
+    )
     p.add_argument("--stage", choices=["grid", "kd", "all"], default="all")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -255,8 +319,14 @@ def main() -> None:
             cmds.append(" ".join(["python", *cmd[1:]]))
             print(f"[kd] seed {s}: {cmds[-1]}", flush=True)
             subprocess.run(cmd, cwd=ROOT, check=True)
-        summ = [sys.executable, "scripts/run_baselines_seeds.py", "--seeds", *map(str, a.seeds),
-                "--variant", "reg"]
+        summ = [
+            sys.executable,
+            "scripts/run_baselines_seeds.py",
+            "--seeds",
+            *map(str, a.seeds),
+            "--variant",
+            "reg",
+        ]
         cmds.append(" ".join(["python", *summ[1:]]))
         subprocess.run(summ, cwd=ROOT, check=True)
         for spec in a.extra_kd:
@@ -284,18 +354,34 @@ def main() -> None:
     commit = _commit()
     out = ROOT / "results" / f"student_reg_{DATASET}"
     text = render(grid, a.regs, a.grid_seeds, chosen, cmds, commit)
-    text += ("\n## Test H@50 on the chosen student (full ranking)\n\nTeacher: each seed's BPR dim 50 "
-             "(`--teacher-run` above). Δ = row − vs, paired over the seeds both have; p: two-sided "
-             "`scipy.stats.ttest_rel`.\n\n" + "\n".join(table) + "\n")
+    text += (
+        "\n## Test H@50 on the chosen student (full ranking)\n\nTeacher: each seed's BPR dim 50 "
+        "(`--teacher-run` above). Δ = row − vs, paired over the seeds both have; p: two-sided "
+        "`scipy.stats.ttest_rel`.\n\n" + "\n".join(table) + "\n"
+    )
     atomic_text(text, out.with_suffix(".md"))
-    atomic_json({
-        "commit": commit, "commands": cmds, "test_H@50": rows, "overrides": OPT, "chosen_reg": chosen,
-        "mean_valid_H@50": mean,
-        "grid": [{"seed": s, "reg": r, "best_epoch": grid[(s, r)]["models"]["model"]["best_epoch"],
-                  "epochs_run": grid[(s, r)]["epochs_run"],
-                  "valid_H@50": grid[(s, r)]["models"]["model"]["valid"]["full"]["H@50"]}
-                 for s in a.grid_seeds for r in a.regs],
-    }, out.with_suffix(".json"))
+    atomic_json(
+        {
+            "commit": commit,
+            "commands": cmds,
+            "test_H@50": rows,
+            "overrides": OPT,
+            "chosen_reg": chosen,
+            "mean_valid_H@50": mean,
+            "grid": [
+                {
+                    "seed": s,
+                    "reg": r,
+                    "best_epoch": grid[(s, r)]["models"]["model"]["best_epoch"],
+                    "epochs_run": grid[(s, r)]["epochs_run"],
+                    "valid_H@50": grid[(s, r)]["models"]["model"]["valid"]["full"]["H@50"],
+                }
+                for s in a.grid_seeds
+                for r in a.regs
+            ],
+        },
+        out.with_suffix(".json"),
+    )
     print(f"wrote {out.with_suffix('.md').relative_to(ROOT)}", flush=True)
 
 

@@ -49,9 +49,7 @@ def make_toy_dataset(
         cols += items[:k].tolist()
         valid[u], test[u] = items[k], items[k + 1]
         cands[u] = items[k + 2 :]
-    train = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_users, n_items)
-    )
+    train = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_users, n_items))
     return Dataset(
         name="toy",
         n_users=n_users,
@@ -70,8 +68,17 @@ def toy_dataset() -> Dataset:
     return make_toy_dataset()
 
 
-def run_bd(config, bd, out_dir=None, dataset=None, teacher_run=None, student_run=None,
-           teacher_dim=None, student_dim=None, resume=False):
+def run_bd(
+    config,
+    bd,
+    out_dir=None,
+    dataset=None,
+    teacher_run=None,
+    student_run=None,
+    teacher_dim=None,
+    student_dim=None,
+    resume=False,
+):
     """BD through the run layer (``recdistill.runs.distill_run``) from a ``BDConfig``; explicit
     sizes override the config's."""
     import dataclasses
@@ -84,5 +91,12 @@ def run_bd(config, bd, out_dir=None, dataset=None, teacher_run=None, student_run
     if student_dim is not None:
         params["student_dim"] = student_dim
     cfg = dataclasses.replace(config, distill=dataclasses.replace(config.distill, method="bd", params=params))
-    return distill_run(cfg, out_dir, dataset=dataset, teacher=teacher_run, student=student_run,
-                       resume=resume, log=lambda s: None)
+    return distill_run(
+        cfg,
+        out_dir,
+        dataset=dataset,
+        teacher=teacher_run,
+        student=student_run,
+        resume=resume,
+        log=lambda s: None,
+    )

@@ -22,10 +22,20 @@ from recdistill.models import build_model
 from recdistill.models.base import Batch
 
 SMALL: dict[str, Any] = {
-    "warmup_epochs": 1, "period": 2, "n_samples": 2, "teacher_dim": 6, "student_dim": 3,
-    "n_top": 20, "item_n_top": 20, "n_interesting": 5, "item_n_interesting": 5,
-    "n_uninteresting": 5, "item_n_uninteresting": 5, "rank_temperature": 1.0,
-    "dynamic_start_epoch": 1, "k": 5,
+    "warmup_epochs": 1,
+    "period": 2,
+    "n_samples": 2,
+    "teacher_dim": 6,
+    "student_dim": 3,
+    "n_top": 20,
+    "item_n_top": 20,
+    "n_interesting": 5,
+    "item_n_interesting": 5,
+    "n_uninteresting": 5,
+    "item_n_uninteresting": 5,
+    "rank_temperature": 1.0,
+    "dynamic_start_epoch": 1,
+    "k": 5,
 }
 #: the first epoch at which every method distils with SMALL (BD: after one warm-up epoch)
 FIRST_KD_EPOCH = 1
@@ -46,13 +56,23 @@ def small_params(method: str) -> dict[str, Any]:
 
 
 def run_config(method: str, model: str = "bpr", epochs: int = 4, **train: Any) -> Any:
-    return make_config(overrides={
-        "data": {"name": "toy"},
-        "model": {"name": model, "size": None, "dim": 3},
-        "train": {"epochs": epochs, "batch_size": 32, "progress": False, "ks": [5], "monitor": "H@5",
-                  "eval_protocol": "sampled", "patience": 100, **train},
-        "distill": {"method": method, "params": small_params(method)},
-    })
+    return make_config(
+        overrides={
+            "data": {"name": "toy"},
+            "model": {"name": model, "size": None, "dim": 3},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 32,
+                "progress": False,
+                "ks": [5],
+                "monitor": "H@5",
+                "eval_protocol": "sampled",
+                "patience": 100,
+                **train,
+            },
+            "distill": {"method": method, "params": small_params(method)},
+        }
+    )
 
 
 def teacher_model(ds: Dataset, model: str = "bpr", seed: int = 7) -> Any:
@@ -111,5 +131,8 @@ def golden_record(method: str) -> dict[str, Any]:
     for name in d.models:
         _, parts = d.loss(name, batch, FIRST_KD_EPOCH)
         losses[name] = {k: float(v) for k, v in parts.items()}
-    return {"targets_sha256": draws_hash(d.targets()), "losses": losses,
-            "formulas": {n: d.formula(n) for n in d.models}}
+    return {
+        "targets_sha256": draws_hash(d.targets()),
+        "losses": losses,
+        "formulas": {n: d.formula(n) for n in d.models},
+    }

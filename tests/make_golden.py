@@ -7,14 +7,12 @@ method computes, and review the diff before committing::
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contract import golden_record, methods  # noqa: E402
-
 from recdistill.atomic import atomic_json  # noqa: E402
 
 if __name__ == "__main__":

@@ -33,27 +33,55 @@ def test_report_matches_its_parts(tmp_path):
     cand = [j for j in range(50) if j not in set(ds.train[u].indices) and j != ds.valid_items[u]]
     item = ds.test_items[u]
     assert z["rank_t"][3] == 1 + sum(row[j] > row[item] for j in cand) + 0.5 * sum(
-        row[j] == row[item] for j in cand if j != item)
+        row[j] == row[item] for j in cand if j != item
+    )
     assert json.loads((tmp_path / "summary.json").read_text()) == rep
     for png in ("rank_diff.png", "rank_scatter.png"):
         assert (tmp_path / png).stat().st_size > 0
 
 
 def test_cli_rank_diff_before_and_after(data_dir, tmp_path, capsys):
-    common = {"data": {"name": "ml-100k", "data_dir": str(data_dir)},
-              "train": {"epochs": 1, "progress": False, "ks": [10, 50], "monitor": "H@50"}}
+    common = {
+        "data": {"name": "ml-100k", "data_dir": str(data_dir)},
+        "train": {"epochs": 1, "progress": False, "ks": [10, 50], "monitor": "H@50"},
+    }
     ds = None
     for name, dim in (("t", 16), ("s", 2)):  # untrained runs: a config and a saved model
         cfg = make_config(overrides={**common, "model": {"name": "bpr", "size": None, "dim": dim}})
         ds = ds or load_dataset_for(cfg)
         write_config(cfg, tmp_path / name)
         save_model(build_model("bpr", ds, dim=dim), tmp_path / name / "model.pt")
-    rc = main(["analyze", "rank-diff", "--teacher", str(tmp_path / "t"), "--student",
-               str(tmp_path / "s:model"), "--out", str(tmp_path / "an"), "--scatter-users", "50"])
+    rc = main(
+        [
+            "analyze",
+            "rank-diff",
+            "--teacher",
+            str(tmp_path / "t"),
+            "--student",
+            str(tmp_path / "s:model"),
+            "--out",
+            str(tmp_path / "an"),
+            "--scatter-users",
+            "50",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert 0 <= out["before"]["student_better_share"] <= 1
     assert (tmp_path / "an" / "rank_diff.png").exists()
-    assert main(["analyze", "rank-diff", "--teacher", str(tmp_path / "t:nope"), "--student",
-                 str(tmp_path / "s"), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "rank-diff",
+                "--teacher",
+                str(tmp_path / "t:nope"),
+                "--student",
+                str(tmp_path / "s"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "no model 'nope'" in capsys.readouterr().err

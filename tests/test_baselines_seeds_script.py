@@ -63,17 +63,36 @@ def _table(seed: int, h: dict[str, float], cands: dict[str, list[str]], chosen: 
     for lb, v in h.items():
         run = f"runs/x/{chosen.get(lb, lb.lower())}"
         rows[lb] = {"run": run, "test": {"H@50": v, "N@50": v / 4}}
-    tried = [{"label": lb, "run": f"runs/x/{n}", "params": {"i": i}, "valid_monitor": 0.01 * i + 0.001 * seed,
-              "best_epoch": 1} for lb, ns in cands.items() for i, n in enumerate(ns)]
-    return {"dataset": "citeulike-bd", "seed": seed, "commit": "abc", "command": f"cmd {seed}",
-            "monitor": "H@50", "rows": rows, "tried": tried, "paper": {"Student": [0.07, 0.02, 0.1, 0.03]}}
+    tried = [
+        {
+            "label": lb,
+            "run": f"runs/x/{n}",
+            "params": {"i": i},
+            "valid_monitor": 0.01 * i + 0.001 * seed,
+            "best_epoch": 1,
+        }
+        for lb, ns in cands.items()
+        for i, n in enumerate(ns)
+    ]
+    return {
+        "dataset": "citeulike-bd",
+        "seed": seed,
+        "commit": "abc",
+        "command": f"cmd {seed}",
+        "monitor": "H@50",
+        "rows": rows,
+        "tried": tried,
+        "paper": {"Student": [0.07, 0.02, 0.1, 0.03]},
+    }
 
 
 def test_load_and_summarise_seed_tables(tmp_path: Path) -> None:
     cands = {"RD": ["rd", "rd-a0.2"], "CD": ["cd", "cd-l1"]}
-    hs = {0: {"Teacher": 0.12, "Student": 0.070, "RD": 0.069, "CD": 0.072},
-          1: {"Teacher": 0.12, "Student": 0.066, "RD": 0.070, "CD": 0.078},
-          2: {"Teacher": 0.12, "Student": 0.072, "RD": 0.063, "CD": 0.071}}
+    hs = {
+        0: {"Teacher": 0.12, "Student": 0.070, "RD": 0.069, "CD": 0.072},
+        1: {"Teacher": 0.12, "Student": 0.066, "RD": 0.070, "CD": 0.078},
+        2: {"Teacher": 0.12, "Student": 0.072, "RD": 0.063, "CD": 0.071},
+    }
     picks = {0: {"RD": "rd-a0.2", "CD": "cd"}, 1: {"RD": "rd", "CD": "cd"}, 2: {"RD": "rd", "CD": "cd-l1"}}
     for s in hs:
         rbs.seed_file(s, tmp_path).write_text(json.dumps(_table(s, hs[s], cands, picks[s])))
@@ -87,8 +106,10 @@ def test_load_and_summarise_seed_tables(tmp_path: Path) -> None:
     assert cd["n_above"] == 2 and cd["mean_diff"] == pytest.approx((0.002 + 0.012 - 0.001) / 3)
     cd_rd = summ["paired"]["CD vs RD"]["H@50"]
     assert cd_rd["n_above"] == 3 and cd_rd["mean_diff"] == pytest.approx((0.003 + 0.008 + 0.008) / 3)
-    assert summ["valid_by_candidate"]["RD"] == {"rd": [0.0, 0.001, 0.002],
-                                                "rd-a0.2": pytest.approx([0.01, 0.011, 0.012])}
+    assert summ["valid_by_candidate"]["RD"] == {
+        "rd": [0.0, 0.001, 0.002],
+        "rd-a0.2": pytest.approx([0.01, 0.011, 0.012]),
+    }
     text = rbs.render(summ, tabs, "cmd", "abc")
     assert "| CD vs Student | H@50 | +0.0043 |" in text
     assert '| CD | `cd-l1` | `{"i": 1}` | 0.0110 | 1/3 |' in text  # mean valid, times chosen

@@ -195,8 +195,15 @@ def _interaction_batch(train: sp.csr_matrix, idx: np.ndarray, neg: np.ndarray) -
 @pytest.mark.parametrize("label_only", [False, True])
 def test_objective_loss_is_eq2_and_only_the_learner_gets_gradients(label_only):
     ds, T, S, t_tab, s_tab = _setup(seed=5)
-    cfg = BDConfig(n_samples=3, warmup_epochs=1, period=2, tau=2.0, label_only_tau=label_only,
-                   lambda_t2s=0.3, lambda_s2t=0.7)
+    cfg = BDConfig(
+        n_samples=3,
+        warmup_epochs=1,
+        period=2,
+        tau=2.0,
+        label_only_tau=label_only,
+        lambda_t2s=0.3,
+        lambda_s2t=0.7,
+    )
     obj = BD(T, S, ds, cfg, seed=1)
     idx = np.array([0, 3, 5, 8])
     batch = _interaction_batch(ds.train, idx, np.zeros((4, 1), dtype=np.int64) + 29)
@@ -244,8 +251,11 @@ def test_objective_user_batches_sum_over_all_draws_of_the_user():
     ref = 0.0
     for u in users.tolist():
         items = obj.draws["student"][0][ds.train.indptr[u] : ds.train.indptr[u + 1]].flatten().long()
-        ref += float(bd_loss(S.z[u, items][None].detach(), torch.from_numpy(t_tab[u])[items][None], 2.0,
-                             reduction="sum"))
+        ref += float(
+            bd_loss(
+                S.z[u, items][None].detach(), torch.from_numpy(t_tab[u])[items][None], 2.0, reduction="sum"
+            )
+        )
     assert float(kd.detach()) == pytest.approx(ref / 3, rel=1e-9)
 
 

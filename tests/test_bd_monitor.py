@@ -15,12 +15,22 @@ from recdistill.train.trainer import BaseObjective, Trainer
 
 
 def _config(epochs: int, patience: int, seed: int = 0):
-    return make_config(overrides={
-        "data": {"name": "toy"},
-        "model": {"name": "bpr", "size": None, "dim": 4},
-        "train": {"epochs": epochs, "batch_size": 64, "progress": False, "eval_every": 1,
-                  "patience": patience, "seed": seed, "ks": [5, 10], "monitor": "H@10"},
-    })
+    return make_config(
+        overrides={
+            "data": {"name": "toy"},
+            "model": {"name": "bpr", "size": None, "dim": 4},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 64,
+                "progress": False,
+                "eval_every": 1,
+                "patience": patience,
+                "seed": seed,
+                "ks": [5, 10],
+                "monitor": "H@10",
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +43,9 @@ def _scripted_trainer(ds, scores: dict[str, list[float]], patience: int, stop_on
     """A trainer whose validation returns the scripted H@10 of each model, one per validation."""
     torch.manual_seed(0)
     models = {"teacher": build_model("bpr", ds, dim=4), "student": build_model("bpr", ds, dim=2)}
-    tr = Trainer(models, BaseObjective(models), ds, _config(100, patience), primary="student",
-                 stop_on=stop_on)
+    tr = Trainer(
+        models, BaseObjective(models), ds, _config(100, patience), primary="student", stop_on=stop_on
+    )
     names = {id(m): n for n, m in models.items()}
     calls = {n: 0 for n in models}
 
@@ -59,16 +70,21 @@ def _stop_after(tr: Trainer, n_max: int) -> int | None:
 
 
 #: the student peaks at validation 1, the teacher keeps improving until validation 6
-SCRIPT = {"student": [0.5, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3],
-          "teacher": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.5, 0.5, 0.5, 0.5]}
+SCRIPT = {
+    "student": [0.5, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3],
+    "teacher": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.5, 0.5, 0.5, 0.5],
+}
 
 
-@pytest.mark.parametrize(("stop_on", "expected"), [
-    (None, 4),  # default: the primary (student): best at 1, then 3 validations without improvement
-    (("student",), 4),
-    (("teacher",), 9),
-    (("teacher", "student"), 9),
-])
+@pytest.mark.parametrize(
+    ("stop_on", "expected"),
+    [
+        (None, 4),  # default: the primary (student): best at 1, then 3 validations without improvement
+        (("student",), 4),
+        (("teacher",), 9),
+        (("teacher", "student"), 9),
+    ],
+)
 def test_trainer_stop_on_picks_the_watched_models(ds, stop_on, expected):
     tr = _scripted_trainer(ds, SCRIPT, patience=3, stop_on=stop_on)
     assert _stop_after(tr, 10) == expected
@@ -78,8 +94,10 @@ def test_trainer_stop_on_picks_the_watched_models(ds, stop_on, expected):
 
 def test_trainer_stop_on_both_waits_for_neither_to_improve(ds):
     # the two alternate improving: 'both' never stops; either one alone stops early
-    s = {"student": [0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.4, 0.4, 0.4],
-         "teacher": [0.1, 0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.4, 0.4]}
+    s = {
+        "student": [0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.4, 0.4, 0.4],
+        "teacher": [0.1, 0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.4, 0.4],
+    }
     assert _stop_after(_scripted_trainer(ds, s, 3, ("teacher", "student")), 10) is None
     assert _stop_after(_scripted_trainer(ds, s, 3, ("student",)), 10) is None  # gaps of 2 only
     assert _stop_after(_scripted_trainer(ds, s, 2, ("student",)), 10) == 4
@@ -141,18 +159,26 @@ def test_run_bd_stop_epoch_follows_monitor_model(ds, tmp_path):
     bd = dict(warmup_epochs=1, period=2, n_samples=2)
     # one long run without stopping gives both validation histories (runs are deterministic and
     # identical up to the stop, whatever is monitored)
-    _, _, full = run_bd(_config(epochs, 1000), BDConfig(**bd), tmp_path / "full", dataset=ds,
-                        teacher_dim=8, student_dim=2)
+    _, _, full = run_bd(
+        _config(epochs, 1000), BDConfig(**bd), tmp_path / "full", dataset=ds, teacher_dim=8, student_dim=2
+    )
     log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     hist = {n: _valid_history(log, n) for n in ("teacher", "student")}
-    expect = {m: _expected_stop(hist, BDConfig(monitor_model=m).stop_on, patience) or epochs
-              for m in MONITORS}
+    expect = {
+        m: _expected_stop(hist, BDConfig(monitor_model=m).stop_on, patience) or epochs for m in MONITORS
+    }
     assert expect["auto"] == expect["student"]
     assert expect["teacher"] != expect["student"], expect  # the toy data must tell them apart
     assert expect["both"] == max(expect["teacher"], expect["student"])
     for m in MONITORS:
-        _, _, met = run_bd(_config(epochs, patience), BDConfig(**bd, monitor_model=m), tmp_path / m,
-                           dataset=ds, teacher_dim=8, student_dim=2)
+        _, _, met = run_bd(
+            _config(epochs, patience),
+            BDConfig(**bd, monitor_model=m),
+            tmp_path / m,
+            dataset=ds,
+            teacher_dim=8,
+            student_dim=2,
+        )
         assert met["epochs_run"] == expect[m], (m, expect)
         assert met["stop_on"] == list(BDConfig(monitor_model=m).stop_on)
         assert json.loads((tmp_path / m / "distill.json").read_text())["params"]["monitor_model"] == m
@@ -162,15 +188,25 @@ def test_registered_bd_run_reads_monitor_model(ds, tmp_path):
     from recdistill.runs import distill_run
 
     def cfg(params):
-        return make_config(overrides={
-            "data": {"name": "toy"}, "model": {"name": "bpr"},
-            "train": {"epochs": 2, "batch_size": 64, "progress": False, "ks": [5, 10], "monitor": "H@10"},
-            "distill": {"method": "bd", "params": {"warmup_epochs": 1, "n_samples": 2, "teacher_dim": 6,
-                                                   "student_dim": 3, **params}},
-        })
+        return make_config(
+            overrides={
+                "data": {"name": "toy"},
+                "model": {"name": "bpr"},
+                "train": {"epochs": 2, "batch_size": 64, "progress": False, "ks": [5, 10], "monitor": "H@10"},
+                "distill": {
+                    "method": "bd",
+                    "params": {
+                        "warmup_epochs": 1,
+                        "n_samples": 2,
+                        "teacher_dim": 6,
+                        "student_dim": 3,
+                        **params,
+                    },
+                },
+            }
+        )
 
-    tr, _, met = distill_run(cfg({"monitor_model": "teacher"}), tmp_path / "t",
-                                                 dataset=ds)
+    tr, _, met = distill_run(cfg({"monitor_model": "teacher"}), tmp_path / "t", dataset=ds)
     assert tr.stop_on == ("teacher",) and met["stop_on"] == ["teacher"]
     tr, _, met = distill_run(cfg({}), tmp_path / "d", dataset=ds)
     assert tr.stop_on == ("student",) and met["stop_on"] == ["student"] and met["primary"] == "student"
@@ -180,11 +216,36 @@ def test_distill_cli_sets_monitor_model(data_dir, tmp_path):
     from recdistill.cli import main
 
     out = tmp_path / "bd"
-    rc = main(["distill", "--method", "bd", "--dataset", "ml-100k", "--data-dir", str(data_dir),
-               "--epochs", "1", "--no-progress", "--batch-size", "16384", "--set", "train.ks=[10,50]",
-               "--set", "train.monitor=H@50", "--set", "distill.params.warmup_epochs=0",
-               "--set", "distill.params.teacher_dim=4", "--set", "distill.params.student_dim=2",
-               "--set", "distill.params.monitor_model=both", "--out", str(out)])
+    rc = main(
+        [
+            "distill",
+            "--method",
+            "bd",
+            "--dataset",
+            "ml-100k",
+            "--data-dir",
+            str(data_dir),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--batch-size",
+            "16384",
+            "--set",
+            "train.ks=[10,50]",
+            "--set",
+            "train.monitor=H@50",
+            "--set",
+            "distill.params.warmup_epochs=0",
+            "--set",
+            "distill.params.teacher_dim=4",
+            "--set",
+            "distill.params.student_dim=2",
+            "--set",
+            "distill.params.monitor_model=both",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert json.loads((out / "metrics.json").read_text())["stop_on"] == ["teacher", "student"]
     assert json.loads((out / "distill.json").read_text())["params"]["monitor_model"] == "both"

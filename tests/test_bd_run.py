@@ -14,12 +14,22 @@ from recdistill.runs import load_run, train_run
 
 
 def _config(model: str = "bpr", epochs: int = 4, seed: int = 0, eval_every: int = 1):
-    return make_config(overrides={
-        "data": {"name": "toy"},
-        "model": {"name": model, "size": None, "dim": 4},
-        "train": {"epochs": epochs, "batch_size": 64, "progress": False, "eval_every": eval_every,
-                  "patience": 100, "seed": seed, "ks": [5, 10], "monitor": "H@10"},
-    })
+    return make_config(
+        overrides={
+            "data": {"name": "toy"},
+            "model": {"name": model, "size": None, "dim": 4},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 64,
+                "progress": False,
+                "eval_every": eval_every,
+                "patience": 100,
+                "seed": seed,
+                "ks": [5, 10],
+                "monitor": "H@10",
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +85,9 @@ def test_run_bd_resume_matches_uninterrupted(ds, tmp_path):
     Trainer(d.models, d, ds, cfg, tmp_path / "cut").fit(stop_after=2)
     _, resumed, _ = run_bd(cfg, bd, tmp_path / "cut", dataset=ds, teacher_dim=6, student_dim=2, resume=True)
     for name in ("teacher", "student"):
-        for v, w in zip(full.all_models[name].state_dict().values(),
-                        resumed.all_models[name].state_dict().values()):
+        for v, w in zip(
+            full.all_models[name].state_dict().values(), resumed.all_models[name].state_dict().values()
+        ):
             assert torch.equal(v, w)
 
 
@@ -85,8 +96,9 @@ def test_fixed_teacher_is_frozen_and_required(ds, tmp_path):
     train_run(cfg_t, tmp_path / "t", dataset=ds)
     teacher_before = load_run(tmp_path / "t", ds).model.state_dict()
     bd = BDConfig(warmup_epochs=0, period=1, n_samples=2, fixed="teacher")
-    _, d, metrics = run_bd(_config(epochs=2), bd, tmp_path / "bd", dataset=ds, teacher_run=tmp_path / "t",
-                           student_dim=2)
+    _, d, metrics = run_bd(
+        _config(epochs=2), bd, tmp_path / "bd", dataset=ds, teacher_run=tmp_path / "t", student_dim=2
+    )
     assert set(metrics["models"]) == {"student"} and set(d.draws) == {"student"}
     for k, v in d.all_models["teacher"].state_dict().items():
         assert torch.equal(v, teacher_before[k])
@@ -97,12 +109,23 @@ def test_fixed_teacher_is_frozen_and_required(ds, tmp_path):
 def test_registered_run_reads_distill_params(ds, tmp_path):
     from recdistill.runs import distill_run
 
-    cfg = make_config(overrides={
-        "data": {"name": "toy"}, "model": {"name": "bpr"},
-        "train": {"epochs": 2, "batch_size": 64, "progress": False, "ks": [5, 10], "monitor": "H@10"},
-        "distill": {"method": "bd", "params": {"warmup_epochs": 1, "n_samples": 2, "teacher_dim": 6,
-                                               "student_dim": 3, "sampling": "uniform"}},
-    })
+    cfg = make_config(
+        overrides={
+            "data": {"name": "toy"},
+            "model": {"name": "bpr"},
+            "train": {"epochs": 2, "batch_size": 64, "progress": False, "ks": [5, 10], "monitor": "H@10"},
+            "distill": {
+                "method": "bd",
+                "params": {
+                    "warmup_epochs": 1,
+                    "n_samples": 2,
+                    "teacher_dim": 6,
+                    "student_dim": 3,
+                    "sampling": "uniform",
+                },
+            },
+        }
+    )
     _, d, metrics = distill_run(cfg, tmp_path, dataset=ds)
     assert d.cfg.sampling == "uniform" and d.n_refresh == 1
     assert metrics["models"]["teacher"]["n_parameters"] == 6 * (ds.n_users + ds.n_items)
@@ -115,26 +138,90 @@ def test_registered_run_reads_distill_params(ds, tmp_path):
 def test_distill_cli_runs_bd_and_reads_a_bd_run_as_teacher(data_dir, tmp_path, capsys):
     from recdistill.cli import main
 
-    common = ["--dataset", "ml-100k", "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
-              "--batch-size", "16384", "--set", "train.ks=[10,50]", "--set", "train.monitor=H@50",
-              "--set", "distill.params.warmup_epochs=0", "--set", "distill.params.teacher_dim=8"]
+    common = [
+        "--dataset",
+        "ml-100k",
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--batch-size",
+        "16384",
+        "--set",
+        "train.ks=[10,50]",
+        "--set",
+        "train.monitor=H@50",
+        "--set",
+        "distill.params.warmup_epochs=0",
+        "--set",
+        "distill.params.teacher_dim=8",
+    ]
     # the form: --teacher-model names the shared architecture
-    assert main(["distill", "--method", "bd", "--teacher-model", "bpr", "--dim", "2", "--out",
-                 str(tmp_path / "a"), *common]) == 0
+    assert (
+        main(
+            [
+                "distill",
+                "--method",
+                "bd",
+                "--teacher-model",
+                "bpr",
+                "--dim",
+                "2",
+                "--out",
+                str(tmp_path / "a"),
+                *common,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "bd teacher (" in out and "bd student (" in out
     run = load_run(tmp_path / "a")
     assert run.models["student"].dim == 2 and run.models["teacher"].dim == 8
     # a BD run's teacher (not its student) starts the next BD run
-    assert main(["distill", "--method", "bd", "--model", "bpr", "--dim", "2", "--teacher",
-                 str(tmp_path / "a"), "--out", str(tmp_path / "b"), *common]) == 0
-    assert json.loads((tmp_path / "b" / "distill.json").read_text())["teacher_parameters"] == run.models[
-        "teacher"].n_parameters
+    assert (
+        main(
+            [
+                "distill",
+                "--method",
+                "bd",
+                "--model",
+                "bpr",
+                "--dim",
+                "2",
+                "--teacher",
+                str(tmp_path / "a"),
+                "--out",
+                str(tmp_path / "b"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((tmp_path / "b" / "distill.json").read_text())["teacher_parameters"]
+        == run.models["teacher"].n_parameters
+    )
 
 
 def test_distill_cli_teacher_model_must_agree_with_model(tmp_path, capsys):
     from recdistill.cli import main
 
-    assert main(["distill", "--method", "bd", "--teacher-model", "bpr", "--model", "cdae",
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "distill",
+                "--method",
+                "bd",
+                "--teacher-model",
+                "bpr",
+                "--model",
+                "cdae",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "disagree" in capsys.readouterr().err

@@ -47,7 +47,9 @@ def test_stats_match_brute_force_and_do_not_change_draws():
     ds, T, S, t_tab, s_tab = _setup(seed=2)
     cfg = BDConfig(n_samples=4, eps_t=0.05, eps_e=0.1, chunk=4)
     eng = RankEngine(ds.train, chunk_size=cfg.chunk)
-    a = bd_refresh(eng, T, S, BDConfig(**{**cfg.__dict__, "standardize": True}), torch.Generator().manual_seed(3))
+    a = bd_refresh(
+        eng, T, S, BDConfig(**{**cfg.__dict__, "standardize": True}), torch.Generator().manual_seed(3)
+    )
     b = bd_refresh(eng, T, S, cfg, torch.Generator().manual_seed(3))
     assert all(torch.equal(a.draws[k].index, b.draws[k].index) for k in a.draws)
     assert b.stats_t is None and b.stats_s is None
@@ -62,16 +64,25 @@ def test_standardised_loss_matches_loop_reference(label_only):
     s_tab *= 0.3  # different per-model scales, as BPR teacher vs student
     S.z.data *= 0.3
     tau = 2.0
-    cfg = BDConfig(n_samples=3, warmup_epochs=0, tau=tau, label_only_tau=label_only, standardize=True,
-                   lambda_t2s=0.3, lambda_s2t=0.7)
+    cfg = BDConfig(
+        n_samples=3,
+        warmup_epochs=0,
+        tau=tau,
+        label_only_tau=label_only,
+        standardize=True,
+        lambda_t2s=0.3,
+        lambda_s2t=0.7,
+    )
     obj = BD(T, S, ds, cfg, seed=1)
     obj.on_epoch_start(0)
     idx = np.array([0, 3, 5, 8])
     batch = _interaction_batch(ds.train, idx, np.zeros((4, 1), dtype=np.int64) + 29)
     st = {"teacher": _brute_stats(t_tab, ds.train), "student": _brute_stats(s_tab, ds.train)}
     users = batch.users.numpy()
-    for name, own, other, tab_x, tab_y in (("student", "student", "teacher", s_tab, t_tab),
-                                            ("teacher", "teacher", "student", t_tab, s_tab)):
+    for name, own, other, tab_x, tab_y in (
+        ("student", "student", "teacher", s_tab, t_tab),
+        ("teacher", "teacher", "student", t_tab, s_tab),
+    ):
         items = obj.draws[name][0][idx].long().numpy()  # (4, 3)
         ref = 0.0
         for r in range(4):
@@ -116,12 +127,14 @@ def test_standardised_loss_gradcheck_and_only_the_learner_gets_gradients():
     idx = np.arange(0, ds.train.nnz, 2)
     batch = _interaction_batch(ds.train, idx, np.zeros((len(idx), 1), dtype=np.int64))
     for name, model in (("teacher", T), ("student", S)):
+
         def f(z, model=model, name=name):
             model.ext = z
             try:
                 return obj.distill_loss(name, batch, 0)
             finally:
                 model.ext = None
+
         z0 = model.z.detach().clone().requires_grad_(True)
         assert torch.autograd.gradcheck(f, (z0,), eps=1e-6, atol=1e-8)
     T.zero_grad()
@@ -142,14 +155,24 @@ def test_standardised_loss_is_invariant_to_per_user_affine_maps():
     losses = {}
     for std in (False, True):
         for tag, s in (("plain", s_tab), ("affine", a * s_tab + b)):
-            obj = BD(TableModel(t_tab), TableModel(s), ds, BDConfig(n_samples=4, warmup_epochs=0,
-                                                                  standardize=std), seed=3)
+            obj = BD(
+                TableModel(t_tab),
+                TableModel(s),
+                ds,
+                BDConfig(n_samples=4, warmup_epochs=0, standardize=std),
+                seed=3,
+            )
             obj.on_epoch_start(0)
-            losses[std, tag] = (obj.draws, float(obj.distill_loss("teacher", batch, 0).detach()),
-                                float(obj.distill_loss("student", batch, 0).detach()))
+            losses[std, tag] = (
+                obj.draws,
+                float(obj.distill_loss("teacher", batch, 0).detach()),
+                float(obj.distill_loss("student", batch, 0).detach()),
+            )
     for std in (False, True):
-        assert all(torch.equal(losses[std, "plain"][0][k], losses[std, "affine"][0][k]) for k in ("teacher",
-                                                                                                   "student"))
+        assert all(
+            torch.equal(losses[std, "plain"][0][k], losses[std, "affine"][0][k])
+            for k in ("teacher", "student")
+        )
     # statistics from the engine's float32 scores: invariant to float32 precision
     assert losses[True, "plain"][1:] == pytest.approx(losses[True, "affine"][1:], rel=1e-6)
     assert losses[False, "plain"][1] != pytest.approx(losses[False, "affine"][1], rel=1e-3)
@@ -185,12 +208,24 @@ def test_run_bd_with_standardize_resumes_like_uninterrupted(tmp_path):
     d = BD(t, s, ds, bd, seed=0)
     Trainer(d.models, d, ds, cfg, tmp_path / "cut").fit(stop_after=2)
     _, resumed, _ = run_bd(cfg, bd, tmp_path / "cut", dataset=ds, teacher_dim=6, student_dim=2, resume=True)
-    _, plain, _ = run_bd(_config(epochs=4), BDConfig(warmup_epochs=1, period=2, n_samples=2), None,
-                         dataset=ds, teacher_dim=6, student_dim=2)
+    _, plain, _ = run_bd(
+        _config(epochs=4),
+        BDConfig(warmup_epochs=1, period=2, n_samples=2),
+        None,
+        dataset=ds,
+        teacher_dim=6,
+        student_dim=2,
+    )
     for name in ("teacher", "student"):
-        for v, w in zip(full.all_models[name].state_dict().values(),
-                        resumed.all_models[name].state_dict().values()):
+        for v, w in zip(
+            full.all_models[name].state_dict().values(), resumed.all_models[name].state_dict().values()
+        ):
             assert torch.equal(v, w)
     # the option changes training (same seed, same draws, a different loss)
-    assert not all(torch.equal(v, w) for v, w in zip(full.all_models["student"].state_dict().values(),
-                                                      plain.all_models["student"].state_dict().values()))
+    assert not all(
+        torch.equal(v, w)
+        for v, w in zip(
+            full.all_models["student"].state_dict().values(),
+            plain.all_models["student"].state_dict().values(),
+        )
+    )

@@ -90,8 +90,25 @@ def test_method_dataclass_for_distill_params():
 def test_training_flags():
     parser = argparse.ArgumentParser()
     add_training_flags(parser)
-    args = parser.parse_args(["--dataset", "ml-100k", "--model", "cdae", "--dim", "12", "--lr", "0.01",
-                              "--epochs", "4", "--seed", "3", "--set", "train.patience=2", "--no-progress"])
+    args = parser.parse_args(
+        [
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "cdae",
+            "--dim",
+            "12",
+            "--lr",
+            "0.01",
+            "--epochs",
+            "4",
+            "--seed",
+            "3",
+            "--set",
+            "train.patience=2",
+            "--no-progress",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.data.name, cfg.model.name, cfg.model.dim, cfg.model.size) == ("ml-100k", "cdae", 12, None)
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.seed, cfg.train.patience) == (0.01, 4, 3, 2)
@@ -108,3 +125,79 @@ def test_shipped_configs_parse():
     for f in files:
         cfg = make_config(f)
         assert cfg.model.name in ("bpr", "neumf", "cdae"), f
+
+
+# ---- configs are whole before anything runs (issue #11)
+def test_train_and_model_values_are_checked_by_the_dataclasses_on_every_path(tmp_path):
+    from recdistill.config import Config, ModelConfig, TrainConfig, load_yaml, parse_dataclass
+
+    with pytest.raises(ValueError, match="train.eval_protocol"):
+        TrainConfig(eval_protocol="bogus")
+    with pytest.raises(ValueError, match="train.n_neg"):
+        TrainConfig(n_neg=0)
+    with pytest.raises(ValueError, match="model.size"):
+        ModelConfig(size="huge")
+    f = tmp_path / "config.yaml"
+    f.write_text("train: {epochs: 0}\n")
+    with pytest.raises(ValueError, match="train.epochs"):  # the path a saved run's config takes
+        parse_dataclass(Config, load_yaml(f))
+
+
+def test_protocol_and_sizes_come_from_the_dataset_description():
+    from recdistill.config import Config, DataConfig
+    from recdistill.data.catalog import DATASETS
+    from recdistill.models import preset_family
+
+    assert DATASETS.get("citeulike-dcd").protocol == "sampled"
+    assert Config(data=DataConfig(name="citeulike-dcd")).resolved_protocol() == "sampled"
+    assert Config(data=DataConfig(name="citeulike-bd")).resolved_protocol() == "full"
+    assert (
+        Config(data=DataConfig(name="my-log-dcd.csv")).resolved_protocol() == "full"
+    )  # a file: no suffix rule
+    assert preset_family("citeulike-dcd") == "dcd" and preset_family("runs/x-dcd.tsv") == "bd"
+
+
+@pytest.mark.parametrize("method", ["bd", "rrd", "cd", "rd"])
+def test_distill_params_go_through_the_strict_parser_before_any_data_is_loaded(method, capsys):
+    from recdistill.cli import main
+
+    # a dataset that does not exist: the parameter error must come first
+    rc = main(
+        [
+            "distill",
+            "--method",
+            method,
+            "--dataset",
+            "no-such-dataset",
+            "--out",
+            "/nonexistent/x",
+            "--teacher",
+            "/nonexistent/t",
+            "--set",
+            "distill.params.no_such_key=1",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown config key 'distill.params.no_such_key'" in err and "Traceback" not in err
+
+
+def test_bd_params_from_the_command_line_are_typed(capsys):
+    from recdistill.cli import main
+
+    rc = main(
+        [
+            "distill",
+            "--method",
+            "bd",
+            "--dataset",
+            "no-such-dataset",
+            "--out",
+            "/nonexistent/x",
+            "--set",
+            "distill.params.eps_t=1e-4",
+            "--set",
+            "distill.params.sampling=rank",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "sampling='rank'" in err  # eps_t parsed as a float; the bad choice named

@@ -25,19 +25,28 @@ def _run(method: str, model: str, out: Path | None, **kw):  # type: ignore[no-un
     ds = dataset()
     teacher = None if "bd" == method else teacher_model(ds)
     lines: list[str] = []
-    res = distill_run(run_config(method, model, **kw.pop("train", {})), out, dataset=ds, teacher=teacher,
-                      log=lines.append, **kw)
+    res = distill_run(
+        run_config(method, model, **kw.pop("train", {})),
+        out,
+        dataset=ds,
+        teacher=teacher,
+        log=lines.append,
+        **kw,
+    )
     return res, lines
 
 
 @pytest.mark.parametrize(("model", "method"), PAIRS)
-def test_every_model_and_distiller_trains_and_prints_its_formula(model: str, method: str, tmp_path: Path) -> None:
+def test_every_model_and_distiller_trains_and_prints_its_formula(
+    model: str, method: str, tmp_path: Path
+) -> None:
     (trainer, d, metrics), lines = _run(method, model, tmp_path / "run")
     assert trainer.epoch == 4 and "student" in metrics["models"]
     formulas = json.loads((tmp_path / "run" / "distill.json").read_text())["formulas"]
     assert set(formulas) == set(d.models)
     for name, f in formulas.items():
         assert f.startswith(f"L_{name} = ") and "L_base" in f and f in lines[0]
+        assert len(f.split(" + ")) >= 2, f  # the distillation term(s), even before the first KD epoch
     assert (tmp_path / "run" / "student.pt").is_file()
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     kd = [set(r["loss"]["student"]) - {"loss", "base"} for r in log]  # the KD terms of each epoch
@@ -82,10 +91,13 @@ def test_resume_in_the_middle_of_a_refresh_period_is_bitwise(model: str, method:
     cfg = run_config(method, model, epochs=5)
     distill_run(cfg, tmp_path / "cut", dataset=ds, teacher=teacher, log=lambda s: None, stop_after=2)
     assert not (tmp_path / "cut" / "metrics.json").exists()
-    (res_tr, _, resumed) = distill_run(cfg, tmp_path / "cut", dataset=ds, teacher=teacher, resume=True,
-                                       log=lambda s: None)
+    (res_tr, _, resumed) = distill_run(
+        cfg, tmp_path / "cut", dataset=ds, teacher=teacher, resume=True, log=lambda s: None
+    )
     for name in full_tr.models:
-        for (k, v), w in zip(full_tr.models[name].state_dict().items(), res_tr.models[name].state_dict().values()):
+        for (k, v), w in zip(
+            full_tr.models[name].state_dict().items(), res_tr.models[name].state_dict().values()
+        ):
             assert torch.equal(v, w), (name, k)
     assert full["models"] == resumed["models"]
 
@@ -99,4 +111,6 @@ def test_golden_values(method: str) -> None:
     assert got["targets_sha256"] == want["targets_sha256"], f"{method}: the first refresh's draws changed"
     assert got["losses"].keys() == want["losses"].keys()
     for name, parts in want["losses"].items():
-        assert got["losses"][name] == pytest.approx(parts, rel=1e-5), f"{method}: loss terms of {name} changed"
+        assert got["losses"][name] == pytest.approx(parts, rel=1e-5), (
+            f"{method}: loss terms of {name} changed"
+        )

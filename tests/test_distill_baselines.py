@@ -216,7 +216,7 @@ def test_end_to_end_runs_and_is_deterministic(ds, tmp_path, method: str) -> None
             "distill": {"method": method, "params": params},
         }
     )
-    cls = REG.get(method)
+    assert method in REG
     out = []
     for k in range(2):
         tr, d, metrics = distill_run(
@@ -247,8 +247,13 @@ def test_demo_row_distils_from_the_teacher_row(tmp_path, monkeypatch) -> None:
     cd = {"n_samples": 3, "n_top": 40, "rank_temperature": 2.0}
     runs = [
         demo.DemoRun("T", "t", {**small, "model": {"dim": 6, "size": None}}),
-        demo.DemoRun("CD", "cd", {**small, "model": {"dim": 2, "size": None}, "distill": {"params": cd}},
-                     runner=demo_runner("cd", "t"), model="student"),
+        demo.DemoRun(
+            "CD",
+            "cd",
+            {**small, "model": {"dim": 2, "size": None}, "distill": {"params": cd}},
+            runner=demo_runner("cd", "t"),
+            model="student",
+        ),
     ]
     rows = demo.run_demo(tmp_path, runs=runs, print_fn=lambda s: None)
     assert [r[0] for r in rows] == ["T", "CD"] and rows[1][1]["n_parameters"] < rows[0][1]["n_parameters"]

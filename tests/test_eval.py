@@ -144,7 +144,9 @@ def test_positive_or_duplicate_candidate_is_an_error(which: str) -> None:
     cands = ds.candidates.copy()
     u = 11
     cands[u, 3] = {
-        "train": ds.train[u].indices[0], "valid": ds.valid_items[u], "test": ds.test_items[u],
+        "train": ds.train[u].indices[0],
+        "valid": ds.valid_items[u],
+        "test": ds.test_items[u],
         "duplicate": cands[u, 0],
     }[which]
     bad = dataclasses.replace(ds, candidates=cands)

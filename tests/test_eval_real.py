@@ -41,8 +41,13 @@ def test_random_mf_matches_bruteforce_on_sampled_users(citeulike) -> None:
     n = 800
     full_ds = citeulike
     ds = dataclasses.replace(
-        full_ds, n_users=n, train=full_ds.train[:n], valid_items=full_ds.valid_items[:n],
-        test_items=full_ds.test_items[:n], candidates=full_ds.candidates[:n], user_ids=full_ds.user_ids[:n],
+        full_ds,
+        n_users=n,
+        train=full_ds.train[:n],
+        valid_items=full_ds.valid_items[:n],
+        test_items=full_ds.test_items[:n],
+        candidates=full_ds.candidates[:n],
+        user_ids=full_ds.user_ids[:n],
     )
     g = torch.Generator().manual_seed(0)
     U = torch.randn(ds.n_users, 16, generator=g)  # (n_users, 16)

@@ -45,8 +45,9 @@ def checkerboard(n_users: int = 40, n_items: int = 40, seed: int = 0) -> Dataset
         cols += keep.tolist()
         cands[u] = rng.choice(np.arange(1 - u % 2, n_items, 2), 10, replace=False)
     train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
-    return Dataset("checkerboard", n_users, n_items, train, valid, test, cands,
-                   np.arange(n_users), np.arange(n_items))
+    return Dataset(
+        "checkerboard", n_users, n_items, train, valid, test, cands, np.arange(n_users), np.arange(n_items)
+    )
 
 
 def make(name: str, ds: Dataset, dim: int = 8, **kw) -> torch.nn.Module:
@@ -218,9 +219,17 @@ BD_CITEULIKE = {"bpr": (1.52e6, 0.15e6), "neumf": (3.05e6, 0.30e6), "cdae": (2.8
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_bd_presets_match_table3_parameter_counts(name):
-    ds = Dataset("citeulike-bd", 5219, 25187, sp.csr_matrix((5219, 25187), dtype=np.float32),
-                 np.zeros(5219, np.int64), np.zeros(5219, np.int64), np.zeros((5219, 1), np.int32),
-                 np.arange(5219), np.arange(25187))
+    ds = Dataset(
+        "citeulike-bd",
+        5219,
+        25187,
+        sp.csr_matrix((5219, 25187), dtype=np.float32),
+        np.zeros(5219, np.int64),
+        np.zeros(5219, np.int64),
+        np.zeros((5219, 1), np.int32),
+        np.arange(5219),
+        np.arange(25187),
+    )
     t = build_model(name, ds, size="teacher").n_parameters
     s = build_model(name, ds, size="student").n_parameters
     want_t, want_s = BD_CITEULIKE[name]

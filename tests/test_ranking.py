@@ -168,8 +168,9 @@ def test_bad_input_errors() -> None:
 
 
 def test_canonical_csr_drops_zeros_and_duplicates() -> None:
-    m = sp.csr_matrix((np.array([1.0, 0.0, 1.0, 1.0]), (np.array([0, 0, 1, 1]), np.array([2, 1, 0, 0]))),
-                      shape=(2, 3))
+    m = sp.csr_matrix(
+        (np.array([1.0, 0.0, 1.0, 1.0]), (np.array([0, 0, 1, 1]), np.array([2, 1, 0, 0]))), shape=(2, 3)
+    )
     c = canonical_csr(m)
     assert c.nnz == 2 and c.has_sorted_indices
     np.testing.assert_array_equal(c.indices, [2, 0])

@@ -16,7 +16,9 @@ def test_list_draws_follow_successive_sampling_in_list_order() -> None:
     n = 20000
     lists = torch.tensor([[10, 11, 12, 13, 14]]).expand(n, 5)
     tl = TopLists(lists, 20, PairSet(torch.empty(0), torch.empty(0), 20))
-    items, valid = tl.draw(make_weight("rank_aware", temperature=1 / math.log(2)), 2, torch.Generator().manual_seed(0))
+    items, valid = tl.draw(
+        make_weight("rank_aware", temperature=1 / math.log(2)), 2, torch.Generator().manual_seed(0)
+    )
     assert valid.all() and (items[:, 0] < items[:, 1]).all()  # list order kept
     w = torch.tensor([1.0, 0.5, 0.25, 0.125, 0.0625], dtype=torch.float64)
     p = w / w.sum()

@@ -36,12 +36,20 @@ def check_counts(counts: np.ndarray, probs: np.ndarray) -> None:
     assert res.pvalue > P_MIN, res
 
 
-WEIGHTS = torch.tensor([[0.0, 1.0, 2.0, 0.5, 0.0, 3.0, 0.25, 1.0],
-                        [5.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0],
-                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # last: all zero -> uniform
-AVAIL = torch.tensor([[True, True, True, True, True, False, True, True],
-                      [True, True, True, True, True, True, True, True],
-                      [False, True, True, False, True, True, True, True]])
+WEIGHTS = torch.tensor(
+    [
+        [0.0, 1.0, 2.0, 0.5, 0.0, 3.0, 0.25, 1.0],
+        [5.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    ]
+)  # last: all zero -> uniform
+AVAIL = torch.tensor(
+    [
+        [True, True, True, True, True, False, True, True],
+        [True, True, True, True, True, True, True, True],
+        [False, True, True, False, True, True, True, True],
+    ]
+)
 
 
 def expected_probs() -> np.ndarray:
@@ -86,8 +94,11 @@ def test_with_replacement_many_blocks_and_zeros() -> None:
 
 def plackett_luce_pairs(w: np.ndarray) -> dict[tuple[int, int], float]:
     p = w / w.sum()
-    return {(i, j): p[i] * p[j] / (1 - p[i]) for i, j in itertools.permutations(range(len(w)), 2)
-            if p[i] > 0 and p[j] > 0}
+    return {
+        (i, j): p[i] * p[j] / (1 - p[i])
+        for i, j in itertools.permutations(range(len(w)), 2)
+        if p[i] > 0 and p[j] > 0
+    }
 
 
 def test_without_replacement_is_plackett_luce() -> None:
@@ -136,6 +147,7 @@ def test_bad_weights_and_empty_rows() -> None:
 
 # -- the engine ------------------------------------------------------------------------------
 
+
 def problem(n: int = 40, m: int = 60, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, sp.csr_matrix]:
     rng = np.random.default_rng(seed)
     t = torch.from_numpy(rng.normal(size=(n, m)).astype(np.float32))
@@ -146,8 +158,9 @@ def problem(n: int = 40, m: int = 60, seed: int = 0) -> tuple[torch.Tensor, torc
 
 def specs() -> dict[str, DrawSpec]:
     return {
-        "t2s": DrawSpec(make_weight("bd_t2s", eps=1e-2), k=3, replacement=True, per_interaction=True,
-                        rounds=2),
+        "t2s": DrawSpec(
+            make_weight("bd_t2s", eps=1e-2), k=3, replacement=True, per_interaction=True, rounds=2
+        ),
         "s2t": DrawSpec(make_weight("bd_s2t", eps=1e-2), k=4, replacement=True),
         "under": DrawSpec(make_weight("dcd_under", mu=1e-2), k=5, order="teacher"),
         "over": DrawSpec(make_weight("dcd_over", mu=1e-2), k=5, deterministic=True, rounds=2),
@@ -199,9 +212,16 @@ def test_per_interaction_distribution() -> None:
     rng = np.random.default_rng(3)
     t = torch.from_numpy(rng.normal(size=(n, m)).astype(np.float32))
     s = -t  # opposite lists: large discrepancies
-    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
-                                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                                    [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.float32))
+    train = sp.csr_matrix(
+        np.array(
+            [
+                [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            ],
+            dtype=np.float32,
+        )
+    )
     wf = make_weight("bd_t2s", eps=0.1)
     spec = DrawSpec(wf, k=50, replacement=True, per_interaction=True, rounds=40)
     out = RankEngine(train).refresh(t, s, "user", {"d": spec}, generator=7)
@@ -217,8 +237,12 @@ def test_teacher_only_refresh_rrd_lists() -> None:
     """RRD with a fixed teacher: K items from the top-N by exp(-rank/T), in teacher order, and L
     uniform items ranked below N; one refresh draws several epochs (rounds)."""
     t, _, train = problem(n=30, m=80, seed=4)
-    interesting = DrawSpec(product(make_weight("rank_aware", temperature=5.0), make_weight("top_n", n=20)),
-                           k=6, order="teacher", rounds=3)
+    interesting = DrawSpec(
+        product(make_weight("rank_aware", temperature=5.0), make_weight("top_n", n=20)),
+        k=6,
+        order="teacher",
+        rounds=3,
+    )
     rest = DrawSpec(make_weight("top_n", n=20, invert=True), k=6, rounds=3)
     specs_ = {"int": interesting, "rest": rest}
     out = RankEngine(train).refresh(t, None, "user", specs_, top_n=20, generator=0)
@@ -252,7 +276,8 @@ def test_cuda_refresh_ranks_match_cpu() -> None:
     t, s, train = problem(n=200, m=300)
     sp_ = {"u": DrawSpec(make_weight("dcd_under"), k=5, keep_ranks=True, order="teacher")}
     a = RankEngine(train).refresh(t, s, "item", sp_, top_n=20, generator=0)
-    b = RankEngine(train, device="cuda").refresh(t.cuda(), s.cuda(), "item", sp_, top_n=20,
-                                                 generator=torch.Generator("cuda").manual_seed(0))
+    b = RankEngine(train, device="cuda").refresh(
+        t.cuda(), s.cuda(), "item", sp_, top_n=20, generator=torch.Generator("cuda").manual_seed(0)
+    )
     assert torch.equal(a.top_t, b.top_t.cpu()) and torch.equal(a.top_t_rank_s, b.top_t_rank_s.cpu())
     assert (b.draws["u"].rank_t > 0).all()

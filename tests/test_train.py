@@ -29,8 +29,15 @@ def _one_thread():
 
 def cfg(model="bpr", **train):
     sets = [f"train.{k}={v}" for k, v in train.items()]
-    base = ["train.progress=false", "train.ks=[5,10]", "train.monitor=H@10", "model.dim=8",
-            "train.batch_size=64", "train.lr=0.01", f"model.name={model}"]
+    base = [
+        "train.progress=false",
+        "train.ks=[5,10]",
+        "train.monitor=H@10",
+        "model.dim=8",
+        "train.batch_size=64",
+        "train.lr=0.01",
+        f"model.name={model}",
+    ]
     return make_config(sets=base + sets)
 
 
@@ -51,8 +58,9 @@ def test_resume_after_interruption_is_bitwise_identical(model, toy_dataset, tmp_
     assert part == {} and part_tr.epoch == 3 and not (tmp_path / "cut" / "metrics.json").exists()
     res_tr, resumed = train_run(c, tmp_path / "cut", dataset=toy_dataset, resume=True)
     assert resumed["models"] == full["models"]
-    for (k, v), (k2, v2) in zip(full_tr.models["model"].state_dict().items(),
-                                res_tr.models["model"].state_dict().items()):
+    for (k, v), (k2, v2) in zip(
+        full_tr.models["model"].state_dict().items(), res_tr.models["model"].state_dict().items()
+    ):
         assert k == k2 and torch.equal(v, v2)
     log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5]
@@ -116,8 +124,10 @@ class TwoModelObjective:
 
 def test_objective_contract_two_models(toy_dataset, tmp_path):
     torch.manual_seed(0)
-    models = {"teacher": build_model("bpr", toy_dataset, dim=8),
-              "student": build_model("bpr", toy_dataset, dim=2)}
+    models = {
+        "teacher": build_model("bpr", toy_dataset, dim=8),
+        "student": build_model("bpr", toy_dataset, dim=2),
+    }
     obj = TwoModelObjective(models)
     tr = Trainer(models, obj, toy_dataset, cfg(epochs=2, batch_size=256), tmp_path)
     assert tr.primary == "student"
@@ -184,14 +194,30 @@ def test_cli_train_evaluate_profile(toy_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run_mod, "load_dataset_for", lambda config: toy_dataset)
     monkeypatch.setattr(runs_pkg, "load_dataset_for", lambda config: toy_dataset)
     out = tmp_path / "run"
-    rc = main(["train", "--model", "bpr", "--dim", "4", "--epochs", "2", "--out", str(out),
-               "--no-progress", "--set", "train.ks=[5,10]", "--set", "train.monitor=H@10"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "bpr",
+            "--dim",
+            "4",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            "train.ks=[5,10]",
+            "--set",
+            "train.monitor=H@10",
+        ]
+    )
     assert rc == 0 and (out / "metrics.json").exists()
     assert "test:" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--protocol", "sampled", "--json"]) == 0
     printed = capsys.readouterr().out
     stored = json.loads((out / "metrics.json").read_text())["models"]["model"]["test"]["sampled"]
-    assert json.loads(printed[printed.index("{"):])["model"]["H@10"] == pytest.approx(stored["H@10"])
+    assert json.loads(printed[printed.index("{") :])["model"]["H@10"] == pytest.approx(stored["H@10"])
     assert main(["profile", str(out), "-k", "5"]) == 0
     assert "parameters" in capsys.readouterr().out
     assert main(["train", "--set", "train.lrr=1", "--out", str(out)]) == 2
@@ -215,8 +241,10 @@ def test_demo_rows_table_and_reuse(toy_dataset, tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "load_dataset_for", lambda config: toy_dataset)
     small = {"train": {"epochs": 2, "ks": [5, 10], "monitor": "H@10", "eval_every": 1}}
-    runs = [demo.DemoRun("T", "t", {**small, "model": {"dim": 6, "size": None}}),
-            demo.DemoRun("S", "s", {**small, "model": {"dim": 2, "size": None}})]
+    runs = [
+        demo.DemoRun("T", "t", {**small, "model": {"dim": 6, "size": None}}),
+        demo.DemoRun("S", "s", {**small, "model": {"dim": 2, "size": None}}),
+    ]
     lines: list[str] = []
     rows = demo.run_demo(tmp_path, runs=runs, print_fn=lines.append)
     assert [r[0] for r in rows] == ["T", "S"]

@@ -37,12 +37,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
         raise
 
 
+def _write(f: IO[Any], data: str | bytes) -> None:
+    f.write(data)
+
+
 def atomic_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: _write(f, data))
 
 
 def atomic_text(text: str, path: str | os.PathLike[str]) -> None:
-    atomic_write(path, lambda f: f.write(text), "w")
+    atomic_write(path, lambda f: _write(f, text), "w")
 
 
 def atomic_json(obj: Any, path: str | os.PathLike[str]) -> None:

@@ -18,9 +18,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def topk_lists(
-    model: Recommender, dataset: Dataset, k: int = 50, batch_size: int = 1024
-) -> torch.Tensor:
+def topk_lists(model: Recommender, dataset: Dataset, k: int = 50, batch_size: int = 1024) -> torch.Tensor:
     """Every user's top-``k`` unobserved items -> (n_users, k) int32 on the model's device.
 
     Training items are masked with -inf from the CSR rows of each chunk of users.

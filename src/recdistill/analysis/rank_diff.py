@@ -27,6 +27,10 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # users (B,) -> logits (B, n_i
 
 
 @torch.no_grad()
+def _as_float(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda users: fn(users).float()
+
+
 def heldout_ranks(
     score_fn: ScoreFn,
     dataset: Dataset,
@@ -112,7 +116,7 @@ def high_ranked_pairs(
         ut = torch.from_numpy(u).to(device)
         # exact ranks from the rank engine (1 = top, 0 on observed items; ties to the lower id)
         ranks = {
-            name: engine.ranks(lambda users, fn=fn: fn(users).float(), "user", ut)
+            name: engine.ranks(_as_float(fn), "user", ut)
             for name, fn in (("teacher", teacher_fn), ("student", student_fn))
         }  # (B, m) int32 each
         for name in ("teacher", "student"):

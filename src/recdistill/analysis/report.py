@@ -58,8 +58,16 @@ def rank_diff_report(
         users, rank_t = heldout_ranks(_eval_fn(teacher), dataset, split, device=teacher.device)
         _, rank_s = heldout_ranks(_eval_fn(student), dataset, split, device=student.device)
         diff = rank_difference(rank_t, rank_s)  # (n_test,)
-        pairs = high_ranked_pairs(_eval_fn(teacher), _eval_fn(student), dataset, per_user=per_user,
-                                  t_r=t_r, seed=seed, device=teacher.device, max_users=scatter_users)
+        pairs = high_ranked_pairs(
+            _eval_fn(teacher),
+            _eval_fn(student),
+            dataset,
+            per_user=per_user,
+            t_r=t_r,
+            seed=seed,
+            device=teacher.device,
+            max_users=scatter_users,
+        )
     finally:
         teacher.train(modes[0])
         student.train(modes[1])
@@ -75,7 +83,10 @@ def rank_diff_report(
         "median_rank_teacher": float(np.median(rank_t)),
         "median_rank_student": float(np.median(rank_s)),
         "scatter": {
-            "users": scatter_users, "per_user": per_user, "t_r": t_r, "seed": seed,
+            "users": scatter_users,
+            "per_user": per_user,
+            "t_r": t_r,
+            "seed": seed,
             "median_rank_s_of_teacher_draws": float(np.median(pairs.rank_s[pairs.source == "teacher"])),
             "median_rank_t_of_student_draws": float(np.median(pairs.rank_t[pairs.source == "student"])),
         },

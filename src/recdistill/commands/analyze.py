@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_rank_diff)
 
 
-def _load(spec: str, data_dir: str | None, device: str, dataset=None):  # type: ignore[no-untyped-def]
+def _load(spec: str, data_dir: str | None, device: str, dataset: Any = None) -> Any:
     """``RUN`` or ``RUN:NAME`` -> (model, dataset)."""
     import dataclasses
 
@@ -67,8 +68,16 @@ def cmd_rank_diff(args: argparse.Namespace) -> int:
     student, _ = _load(args.student, args.data_dir, args.device, dataset)
     out = Path(args.out)
     kw = dict(split=args.split, scatter_users=args.scatter_users, seed=args.seed)
-    res = {"before": rank_diff_report(teacher, student, dataset, out / "before" if args.after else out,
-                                      title="before BD" if args.after else "", **kw)}
+    res = {
+        "before": rank_diff_report(
+            teacher,
+            student,
+            dataset,
+            out / "before" if args.after else out,
+            title="before BD" if args.after else "",
+            **kw,
+        )
+    }
     if args.after:
         t_after, _ = _load(f"{args.after}:teacher", args.data_dir, args.device, dataset)
         s_after, _ = _load(f"{args.after}:student", args.data_dir, args.device, dataset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from recdistill.config import add_training_flags, config_from_args
 
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _override_data_dir(cfg, data_dir):  # type: ignore[no-untyped-def]
+def _override_data_dir(cfg: Any, data_dir: str | None) -> Any:
     import dataclasses
 
     if data_dir is None:
@@ -59,8 +60,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, metrics = train_run(cfg, args.out, resume=args.resume)
     m = metrics["models"]["model"]
     proto = cfg.resolved_protocol()
-    print(f"{cfg.model.name} ({m['n_parameters']:,} parameters), best epoch {m['best_epoch']}, "
-          f"{proto} protocol, test: " + _fmt(m["test"][proto]))
+    print(
+        f"{cfg.model.name} ({m['n_parameters']:,} parameters), best epoch {m['best_epoch']}, "
+        f"{proto} protocol, test: " + _fmt(m["test"][proto])
+    )
     print(f"wrote {args.out}/ (model.pt, config.yaml, log.jsonl, metrics.json)")
     return 0
 
@@ -92,15 +95,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=args.device)
     for n, m in run.models.items():
         p = profile_model(m, run.dataset, k=args.k, batch_size=args.batch_size)
-        print(f"{n}: {p['model']} {p['n_parameters'] / 1e6:.2f}M parameters; top-{p['k']} lists of "
-              f"{p['n_users']:,} users in {p['topk_time_s']:.2f} s on {p['device']} "
-              f"({p['threads']} threads)")
+        print(
+            f"{n}: {p['model']} {p['n_parameters'] / 1e6:.2f}M parameters; top-{p['k']} lists of "
+            f"{p['n_users']:,} users in {p['topk_time_s']:.2f} s on {p['device']} "
+            f"({p['threads']} threads)"
+        )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from recdistill.runs.demo import run_demo
 
-    run_demo(Path(args.out), data_dir=args.data_dir, device=args.device, seed=args.seed,
-             max_epochs=args.epochs, fresh=args.fresh)
+    run_demo(
+        Path(args.out),
+        data_dir=args.data_dir,
+        device=args.device,
+        seed=args.seed,
+        max_epochs=args.epochs,
+        fresh=args.fresh,
+    )
     return 0

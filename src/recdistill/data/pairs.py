@@ -56,7 +56,9 @@ class PairSet:
     @overload
     def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray: ...
 
-    def contains(self, rows: torch.Tensor | np.ndarray, cols: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    def contains(
+        self, rows: torch.Tensor | np.ndarray, cols: torch.Tensor | np.ndarray
+    ) -> torch.Tensor | np.ndarray:
         """Bool, the broadcast shape of ``rows`` and ``cols``: True where the pair is in the set.
         Tensors in -> a tensor on their device; arrays in -> an array."""
         as_numpy = isinstance(rows, np.ndarray) and isinstance(cols, np.ndarray)

@@ -138,9 +138,16 @@ class Distiller:
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
 
+    def kd_start_epoch(self) -> int:
+        """The first epoch (0-based) with distillation terms (BD: after its warm-up)."""
+        return 0
+
     def formula(self, name: str = "student", epoch: int | None = None) -> str:
-        """The objective as a formula, e.g. ``L_student = L_base + 0.001·L_RRD``."""
-        base_w, lams = self.weights(name, self.epoch if epoch is None else epoch)
+        """The objective as a formula, e.g. ``L_student = L_base + 0.001·L_RRD``, at ``epoch``
+        (default: the current epoch, or the first distilling one before training)."""
+        if epoch is None:
+            epoch = self.epoch if self.epoch >= 0 else self.kd_start_epoch()
+        base_w, lams = self.weights(name, epoch)
         return format_formula(name, base_w, lams)
 
     def targets(self) -> dict[str, torch.Tensor]:

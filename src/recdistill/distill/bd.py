@@ -26,8 +26,8 @@ Sampling schemes (Table 5), named by :data:`SCHEMES`:
   student ``tanh(max((rank_T - rank_S) ε_t, 0))`` (METHODS.md, "Known trap").
 
 Observed (training) items are never drawn (they are excluded from the ranks and the draws by the
-rank engine). A user whose weights are all zero (e.g. the two lists agree) gets uniform draws. ``reversed`` keeps that exclusion (the notebook's multiply-by-0 mask lets
-observed items be drawn).
+rank engine). A user whose weights are all zero (e.g. the two lists agree) gets uniform draws.
+``reversed`` keeps that exclusion (the notebook's multiply-by-0 mask lets observed items be drawn).
 
 Losses per batch: interaction batches (BPR, NeuMF) sum ``L_BD`` over the row's ``n_samples`` draws
 and average over rows (as ``L_CF``); user batches (CDAE) sum over all ``deg(u)·n_samples`` draws of
@@ -143,8 +143,10 @@ class BDConfig:
         if self.monitor_model not in MONITORS:
             raise bad("monitor_model", f"one of {', '.join(MONITORS)}")
         if self.fixed is not None and self.monitor_model in (self.fixed, "both"):
-            raise bad("monitor_model", f"a trained model (the {self.fixed} is fixed): 'auto' or "
-                      f"{self.learners[0]!r}")
+            raise bad(
+                "monitor_model",
+                f"a trained model (the {self.fixed} is fixed): 'auto' or {self.learners[0]!r}",
+            )
         for name in ("teacher_dim", "student_dim"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -179,14 +181,23 @@ def bd_weight(scheme: str, learner: str, cfg: BDConfig) -> WeightFn:
     teacher = learner == "teacher"
     other = "s" if teacher else "t"  # the list the learner follows
     if scheme == "rank-discrepancy":  # Eq. 5 (teacher) and Eq. 4 (student)
-        return make_weight("exp_disc", eps=cfg.eps_e, d="t-s") if teacher else make_weight(
-            "tanh_disc", eps=cfg.eps_t, d="s-t")
+        return (
+            make_weight("exp_disc", eps=cfg.eps_e, d="t-s")
+            if teacher
+            else make_weight("tanh_disc", eps=cfg.eps_t, d="s-t")
+        )
     if scheme == "swapped":  # Table 5: functions swapped, discrepancy directions kept
-        return make_weight("tanh_disc", eps=cfg.eps_t, d="t-s") if teacher else make_weight(
-            "exp_disc", eps=cfg.eps_e, d="s-t")
+        return (
+            make_weight("tanh_disc", eps=cfg.eps_t, d="t-s")
+            if teacher
+            else make_weight("exp_disc", eps=cfg.eps_e, d="s-t")
+        )
     if scheme == "reversed":  # the official notebook: signs of Eqs. 4-5 reversed
-        return make_weight("exp_disc", eps=cfg.eps_e, d="s-t") if teacher else make_weight(
-            "tanh_disc", eps=cfg.eps_t, d="t-s")
+        return (
+            make_weight("exp_disc", eps=cfg.eps_e, d="s-t")
+            if teacher
+            else make_weight("tanh_disc", eps=cfg.eps_t, d="t-s")
+        )
     if scheme == "rank-aware":
         return make_weight("rank_aware", temperature=cfg.rank_aware_t, by=other)
     if scheme == "top-n":
@@ -213,8 +224,17 @@ def bd_refresh(
     hold each user's (mean, std) of the model's logits over ``I_u^-``.
     """
     rounds = cfg.period if cfg.fresh_draws else 1
-    specs = {n: DrawSpec(bd_weight(cfg.sampling, n, cfg), k=cfg.n_samples, replacement=True,
-                         per_interaction=True, rounds=rounds, keep_ranks=False) for n in learners}
+    specs = {
+        n: DrawSpec(
+            bd_weight(cfg.sampling, n, cfg),
+            k=cfg.n_samples,
+            replacement=True,
+            per_interaction=True,
+            rounds=rounds,
+            keep_ranks=False,
+        )
+        for n in learners
+    }
     return engine.refresh(teacher, student, "user", specs, generator=generator, score_stats=cfg.standardize)
 
 
@@ -245,8 +265,13 @@ class BD(Distiller):
     ) -> None:
         cfg = config or BDConfig()
         both = {"teacher": teacher, "student": student}
-        super().__init__({n: both[n] for n in cfg.learners}, dataset, cfg,
-                         device if device is not None else teacher.device, seed)
+        super().__init__(
+            {n: both[n] for n in cfg.learners},
+            dataset,
+            cfg,
+            device if device is not None else teacher.device,
+            seed,
+        )
         self.cfg: BDConfig = cfg
         self.all_models = both
         self.engine = RankEngine(dataset.train, self.device, chunk_size=cfg.chunk)
@@ -265,6 +290,9 @@ class BD(Distiller):
         """Names of the models to update, teacher first (the fixed one is left out)."""
         return self.cfg.learners
 
+    def kd_start_epoch(self) -> int:
+        return self.cfg.warmup_epochs
+
     def is_distilling(self, epoch: int) -> bool:
         return epoch >= self.cfg.warmup_epochs
 
@@ -277,8 +305,14 @@ class BD(Distiller):
         super().on_epoch_start(epoch)
         if not self.is_distilling(epoch) or (epoch - self.cfg.warmup_epochs) % self.cfg.period:
             return
-        out = bd_refresh(self.engine, self.all_models["teacher"], self.all_models["student"], self.cfg,
-                         self.generator, self.trained)
+        out = bd_refresh(
+            self.engine,
+            self.all_models["teacher"],
+            self.all_models["student"],
+            self.cfg,
+            self.generator,
+            self.trained,
+        )
         self.draws = {n: d.index for n, d in out.draws.items()}
         self.stats = {}
         if out.stats_t is not None and out.stats_s is not None:
@@ -350,7 +384,7 @@ class BD(Distiller):
         st = self.stats[name].to(z.dtype)  # (n, 2)
         return (z - st[users, 0]) / st[users, 1]  # z's shape
 
-    def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 2 for ``name``; with ``draws_as_negatives`` the draws are also ``L_CF``'s negatives."""
         if name not in self.trained:
             raise ValueError(f"model {name!r} is fixed; it is not trained")
@@ -368,9 +402,13 @@ class BD(Distiller):
 
     # -- checkpoints (the trainer saves these with its own state) --------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"draws": {k: v.cpu() for k, v in self.draws.items()}, "n_refresh": self.n_refresh,
-                "stats": {k: v.cpu() for k, v in self.stats.items()},
-                "generator": self.generator.get_state(), "epoch": self.epoch}
+        return {
+            "draws": {k: v.cpu() for k, v in self.draws.items()},
+            "n_refresh": self.n_refresh,
+            "stats": {k: v.cpu() for k, v in self.stats.items()},
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.draws = {k: v.to(self.device) for k, v in state["draws"].items()}
@@ -378,4 +416,3 @@ class BD(Distiller):
         self.n_refresh = state["n_refresh"]
         self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
-

@@ -91,14 +91,18 @@ class _Side:
     """One side's per-epoch targets: rows (users or items) -> K interesting, L uninteresting,
     drawn from the teacher's fixed top-N lists (:class:`recdistill.ranking.TopLists`)."""
 
-    def __init__(self, topn: np.ndarray, n_cols: int, observed: PairSet, k: int, l: int, temperature: float) -> None:
+    def __init__(
+        self, topn: np.ndarray, n_cols: int, observed: PairSet, k: int, l: int, temperature: float
+    ) -> None:
         self.lists = TopLists(topn, n_cols, observed)
         self.k, self.l = k, l
         self.weight: WeightFn = make_weight("rank_aware", temperature=temperature)  # p ∝ exp(-r/T)
         self.interesting = self.uninteresting = self.i_valid = self.u_valid = torch.empty(0)
 
     def resample(self, generator: torch.Generator) -> None:
-        self.interesting, self.i_valid = self.lists.draw(self.weight, self.k, generator)  # (R, K) teacher order
+        self.interesting, self.i_valid = self.lists.draw(
+            self.weight, self.k, generator
+        )  # (R, K) teacher order
         self.uninteresting, self.u_valid = self.lists.rest(self.l, generator)  # (R, L)
 
 
@@ -137,12 +141,19 @@ class RRD(FrozenTeacherDistiller):
         if c.user_side:
             topn = teacher.topn(dataset, c.n_top, "user", c.cache_dir, c.chunk, self.device)
             observed = PairSet(users, items, dataset.n_items)
-            self.user = _Side(topn, dataset.n_items, observed, c.n_interesting, c.n_uninteresting, c.temperature)
+            self.user = _Side(
+                topn, dataset.n_items, observed, c.n_interesting, c.n_uninteresting, c.temperature
+            )
         if c.item_side:
             topn = teacher.topn(dataset, c.item_n_top, "item", c.cache_dir, c.chunk, self.device)
             observed = PairSet(items, users, dataset.n_users)
             self.item = _Side(
-                topn, dataset.n_users, observed, c.item_n_interesting, c.item_n_uninteresting, c.item_temperature
+                topn,
+                dataset.n_users,
+                observed,
+                c.item_n_interesting,
+                c.item_n_uninteresting,
+                c.item_temperature,
             )
 
     def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:

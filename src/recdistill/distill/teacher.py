@@ -90,6 +90,7 @@ def topn_from_scores(
     out = np.full((n_rows, n), PAD, dtype=np.int32)
     engine = RankEngine(dataset.train, device, chunk_size=chunk)
     for rows, _, (top,) in engine.iter_ranks([scores], side, top_n=n):
+        assert top is not None
         out[rows.cpu().numpy()] = top.cpu().numpy()  # (B, n), -1 past the unobserved entries
     return out
 
@@ -241,7 +242,7 @@ class ListTeacher(Teacher):
     def _compute_fingerprint(self) -> str:
         return hashlib.sha256(np.ascontiguousarray(self.lists).tobytes()).hexdigest()
 
-    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int, device: Any) -> np.ndarray:
+    def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
         if side != "user":
             raise ValueError(
                 f"teacher {self.source!r} gives user-side ranked lists only; item-side lists need "

@@ -36,8 +36,15 @@ def evaluate(
     """
     ks = check_ks(ks)
     ranks = heldout_ranks(
-        score_fn, dataset, protocol, split, ties=ties, batch_size=batch_size,
-        score_items_fn=score_items_fn, device=device, progress=progress,
+        score_fn,
+        dataset,
+        protocol,
+        split,
+        ties=ties,
+        batch_size=batch_size,
+        score_items_fn=score_items_fn,
+        device=device,
+        progress=progress,
     )  # (n_users,)
     if not (ranks > 0).any():
         raise ValueError(f"dataset {dataset.name!r} has no user with a {split} item; nothing to evaluate")
@@ -64,9 +71,16 @@ def evaluate_model(
     model.eval()
     try:
         return evaluate(
-            model.score_all, dataset, protocol, split, ks, ties=ties, batch_size=batch_size,
+            model.score_all,
+            dataset,
+            protocol,
+            split,
+            ks,
+            ties=ties,
+            batch_size=batch_size,
             score_items_fn=model.score if protocol == "sampled" else None,
-            device=model.device, progress=progress,
+            device=model.device,
+            progress=progress,
         )
     finally:
         model.train(was_training)

@@ -97,9 +97,7 @@ def _mask_csr(dataset: Dataset, users: np.ndarray, other: np.ndarray) -> sp.csr_
     """Rows ``users`` of the items excluded from the full ranking: training row + other held-out."""
     train = dataset.train[users].tocsr()  # (n_sel, n_items)
     sel = np.flatnonzero(other[users] >= 0)
-    extra = sp.csr_matrix(
-        (np.ones(sel.size, dtype=np.float32), (sel, other[users][sel])), shape=train.shape
-    )
+    extra = sp.csr_matrix((np.ones(sel.size, dtype=np.float32), (sel, other[users][sel])), shape=train.shape)
     mask = (train != 0).astype(np.float32) + extra  # disjoint (checked), so entries stay 1
     mask = mask.tocsr()
     mask.sum_duplicates()
@@ -174,8 +172,9 @@ def heldout_ranks(
     _check_choice("split", split, SPLITS)
     _check_choice("ties", ties, TIES)
     if score_fn is None and not (protocol == "sampled" and score_items_fn is not None):
-        raise ValueError("score_fn is required (it may be None only for protocol='sampled' with "
-                         "score_items_fn)")
+        raise ValueError(
+            "score_fn is required (it may be None only for protocol='sampled' with score_items_fn)"
+        )
     if score_items_fn is not None and protocol != "sampled":
         raise ValueError("score_items_fn is only used by protocol='sampled'")
     if batch_size is None:
@@ -204,19 +203,18 @@ def heldout_ranks(
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc=f"eval {protocol}/{split}", unit="chunk")
-    if protocol == "full":
-        ranker = _FullRanker(dataset, users, target, other, ties)
-    else:
-        ranker = _SampledRanker(dataset, seen, target, other, ties)
+    full = _FullRanker(dataset, users, target, other, ties) if protocol == "full" else None
+    sampled = _SampledRanker(dataset, seen, target, other, ties) if protocol != "full" else None
     for c0 in chunks:
         c1 = min(c0 + int(batch_size), users.size)
         u_np = users[c0:c1]  # (B,)
         u = torch.from_numpy(u_np).to(user_device)  # (B,)
-        if protocol == "full":
+        if full is not None:
             assert score_fn is not None
-            ranks = ranker(score_fn(u), u_np, c0, c1)  # (B,)
+            ranks = full(score_fn(u), u_np, c0, c1)  # (B,)
         else:
-            ranks = ranker(score_fn, score_items_fn, u, u_np)  # (B,)
+            assert sampled is not None
+            ranks = sampled(score_fn, score_items_fn, u, u_np)  # (B,)
         # copied out at once: small tensors kept alive across chunks would pin holes in the
         # heap left by the freed (B, n_items) score matrices, and the RSS would grow per chunk
         out[u_np] = ranks.to("cpu", dtype).numpy()
@@ -226,8 +224,9 @@ def heldout_ranks(
 class _FullRanker:
     """Chunk step of the full protocol; keeps the mask CSR on the scores' device."""
 
-    def __init__(self, dataset: Dataset, users: np.ndarray, target: np.ndarray, other: np.ndarray,
-                 ties: str) -> None:
+    def __init__(
+        self, dataset: Dataset, users: np.ndarray, target: np.ndarray, other: np.ndarray, ties: str
+    ) -> None:
         self.n_items = dataset.n_items
         self.ties = ties
         mask = _mask_csr(dataset, users, other)  # (n_sel, n_items)
@@ -341,8 +340,9 @@ class _SampledRanker:
                 f"dataset {self.dataset.name!r}: user {int(u_np[r])} has candidate {int(srt[r, c])} twice"
             )
 
-    def __call__(self, score_fn: ScoreFn | None, score_items_fn: ScoreItemsFn | None,
-                 u: torch.Tensor, u_np: np.ndarray) -> torch.Tensor:
+    def __call__(
+        self, score_fn: ScoreFn | None, score_items_fn: ScoreItemsFn | None, u: torch.Tensor, u_np: np.ndarray
+    ) -> torch.Tensor:
         items_np = np.concatenate(
             [self.target[u_np][:, None], self.cands[u_np].astype(np.int64)], axis=1
         )  # (B, 1 + n_cand), column 0 = held-out item
@@ -358,8 +358,9 @@ class _SampledRanker:
             full = score_fn(u)  # (B, n_items)
             n = self.dataset.n_items
             if full.shape != (b, n):
-                raise ValueError(f"score_fn returned shape {tuple(full.shape)} for {b} users, "
-                                 f"expected ({b}, {n})")
+                raise ValueError(
+                    f"score_fn returned shape {tuple(full.shape)} for {b} users, expected ({b}, {n})"
+                )
             s = full.gather(1, items.to(full.device))  # (B, 1 + n_cand)
         s = s.detach()
         if not s.is_floating_point():

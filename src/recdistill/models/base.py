@@ -35,7 +35,13 @@ class Batch:
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
-        return Batch(mv(self.users), mv(self.pos), mv(self.neg), mv(self.idx), mv(self.neg_row))
+        return Batch(
+            self.users.to(device, non_blocking=True),
+            mv(self.pos),
+            mv(self.neg),
+            mv(self.idx),
+            mv(self.neg_row),
+        )
 
 
 class Recommender(nn.Module):

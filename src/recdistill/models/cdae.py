@@ -30,6 +30,9 @@ class CDAE(Recommender):
     batch_unit = "user"
     default_n_neg = 5  # per observed item of the user
 
+    indptr: torch.Tensor  # buffers: the training CSR
+    indices: torch.Tensor
+
     def __init__(
         self,
         n_users: int,

@@ -59,6 +59,7 @@ class NeuMF(Recommender):
         # concatenation is never formed: W [p; q] = W_u p + W_i q.
         d = self.dim
         lin1, lin2 = self.mlp[0], self.mlp[2]
+        assert isinstance(lin1, nn.Linear) and isinstance(lin2, nn.Linear)
         w_u, w_i = lin1.weight[:, :d], lin1.weight[:, d:]  # (d, d) each
         hu = self.user_mlp(users) @ w_u.T + lin1.bias  # (B, d)
         hi = self.item_mlp.weight @ w_i.T  # (n_items, d)

@@ -19,7 +19,9 @@ __all__ = ["load_model", "save_model"]
 def save_model(model: Recommender, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Save ``{"model": name, "kwargs": init_kwargs, "state_dict": ..., **extra}`` atomically."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"model": model.name, "kwargs": model.init_kwargs, "state_dict": state, **(extra or {})}, path)
+    atomic_torch_save(
+        {"model": model.name, "kwargs": model.init_kwargs, "state_dict": state, **(extra or {})}, path
+    )
 
 
 def load_model(path: str | Path, dataset: Dataset, device: str | torch.device = "cpu") -> Recommender:

@@ -268,8 +268,19 @@ class RankEngine:
         pool = self._pool()
         try:
             with scoring_mode(*models):
-                its = [iter_scores(m, side, rows_t, chunk, self.n_users, self.n_items, self.device,
-                                   self.item_fallback_bytes) for m in models]
+                its = [
+                    iter_scores(
+                        m,
+                        side,
+                        rows_t,
+                        chunk,
+                        self.n_users,
+                        self.n_items,
+                        self.device,
+                        self.item_fallback_bytes,
+                    )
+                    for m in models
+                ]
                 for s in range(0, rows_t.numel(), chunk):
                     r = rows_t[s : s + chunk].to(self.device)  # (B,)
                     obs_r, obs_c = sm.observed(r)
@@ -338,13 +349,17 @@ class RankEngine:
             def buf(on: bool, shape: tuple[int, int, int] = shape) -> torch.Tensor | None:
                 return torch.empty(shape, dtype=torch.int32, device=dev) if on else None
 
-            out.draws[name] = Draws(side, spec.per_interaction, buf(True), buf(spec.keep_ranks), buf(keep_s))
+            index = torch.empty(shape, dtype=torch.int32, device=dev)
+            out.draws[name] = Draws(side, spec.per_interaction, index, buf(spec.keep_ranks), buf(keep_s))
+        tops_out: list[torch.Tensor] = []  # top_t, then with a student top_s, top_t_rank_s, top_s_rank_t
         if top_n:
-            out.top_t = torch.empty((n, top_n), dtype=torch.int32, device=dev)
+            tops_out = [
+                torch.empty((n, top_n), dtype=torch.int32, device=dev)
+                for _ in range(1 if student is None else 4)
+            ]
+            out.top_t = tops_out[0]
             if student is not None:
-                out.top_s = torch.empty_like(out.top_t)
-                out.top_t_rank_s = torch.empty_like(out.top_t)
-                out.top_s_rank_t = torch.empty_like(out.top_t)
+                out.top_s, out.top_t_rank_s, out.top_s_rank_t = tops_out[1:]
         models = [teacher] if student is None else [teacher, student]
         if score_stats:
             out.stats_t = torch.zeros((n, 2), dtype=torch.float64, device=dev)
@@ -353,22 +368,35 @@ class RankEngine:
         for rows, ranks, tops, stats in self._iter(models, side, None, top_n, score_stats):
             s, e = int(rows[0]), int(rows[-1]) + 1  # rows are a contiguous range here
             chunk = RankChunk(rows, ranks[0], ranks[1] if student is not None else None, side)
-            for buf, st in zip((out.stats_t, out.stats_s), stats):
-                if buf is not None:
-                    buf[s:e] = st
-            if top_n:
-                out.top_t[s:e] = tops[0]
-                if student is not None:
-                    out.top_s[s:e] = tops[1]
-                    out.top_t_rank_s[s:e] = _gather_ranks(chunk.rank_s, tops[0])
-                    out.top_s_rank_t[s:e] = _gather_ranks(chunk.rank_t, tops[1])
+            for dst, st in zip((out.stats_t, out.stats_s), stats):
+                if dst is not None:
+                    dst[s:e] = st
+            if tops_out:
+                top_t = tops[0]
+                assert top_t is not None
+                tops_out[0][s:e] = top_t
+                if chunk.rank_s is not None:
+                    top_s = tops[1]
+                    assert top_s is not None
+                    tops_out[1][s:e] = top_s
+                    tops_out[2][s:e] = _gather_ranks(chunk.rank_s, top_t)
+                    tops_out[3][s:e] = _gather_ranks(chunk.rank_t, top_s)
             for name, spec in specs.items():
                 self._draw(spec, chunk, out.draws[name], sm, s, e, generator, name)
         out.seconds = time.perf_counter() - t0
         return out
 
-    def _draw(self, spec: DrawSpec, c: RankChunk, d: Draws, sm: SideMatrix, s: int, e: int,
-              gen: torch.Generator | None, name: str) -> None:
+    def _draw(
+        self,
+        spec: DrawSpec,
+        c: RankChunk,
+        d: Draws,
+        sm: SideMatrix,
+        s: int,
+        e: int,
+        gen: torch.Generator | None,
+        name: str,
+    ) -> None:
         w = spec.weight(c)  # (B, m)
         if not isinstance(w, torch.Tensor) or w.shape != c.rank_t.shape:
             got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
@@ -384,6 +412,7 @@ class RankEngine:
                 cdf = row_cdf(w, avail)  # (B, m)
                 rows = torch.repeat_interleave(torch.arange(e - s, device=w.device), counts)  # (N,)
                 sl = slice(int(sm.indptr[s]), int(sm.indptr[e])) if spec.per_interaction else slice(s, e)
+                assert gen is not None  # checked by refresh
                 for r in range(spec.rounds):
                     items = draw_from_cdf(cdf, counts, gen).view(-1, spec.k)  # (N / k, k)
                     if spec.order is not None:
@@ -396,6 +425,7 @@ class RankEngine:
                 if fixed is not None:
                     idx = fixed
                 else:
+                    assert gen is not None  # checked by refresh
                     idx = sample_without_replacement(w, spec.k, gen, avail)  # (B, k)
                 if spec.order is not None:
                     idx = self._sorted(spec, c, idx)
@@ -411,8 +441,9 @@ class RankEngine:
         return idx.gather(1, key.argsort(dim=1, stable=True))  # (B, k)
 
     @staticmethod
-    def _keep(d: Draws, r: int, sl: slice, c: RankChunk, rows: torch.Tensor | None,
-              idx: torch.Tensor) -> None:
+    def _keep(
+        d: Draws, r: int, sl: slice, c: RankChunk, rows: torch.Tensor | None, idx: torch.Tensor
+    ) -> None:
         for buf, rank in ((d.rank_t, c.rank_t), (d.rank_s, c.rank_s)):
             if buf is None or rank is None:
                 continue

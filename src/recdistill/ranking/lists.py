@@ -81,8 +81,11 @@ class TopLists:
             valid[s:e] = ok
         return out, valid
 
-    def rest(self, k: int, generator: torch.Generator, max_rounds: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    def rest(
+        self, k: int, generator: torch.Generator, max_rounds: int = 50
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """k columns per row, uniform over the unobserved columns outside the row's list
         -> (int64 (R, k), bool (R, k) valid; False where rejection did not find one)."""
-        return uniform_excluding(torch.arange(self.n_rows), self.n_cols, k, self.exclude, generator, max_rounds)
-
+        return uniform_excluding(
+            torch.arange(self.n_rows), self.n_cols, k, self.exclude, generator, max_rounds
+        )

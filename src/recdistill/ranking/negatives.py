@@ -28,7 +28,9 @@ class NegativeSampler:
         deg = np.diff(sp.csr_matrix(train).indptr)
         full = np.flatnonzero(deg >= self.n_items)
         if full.size:
-            raise ValueError(f"user {int(full[0])} has observed all {self.n_items} items; no negative to sample")
+            raise ValueError(
+                f"user {int(full[0])} has observed all {self.n_items} items; no negative to sample"
+            )
         self.max_rounds = max_rounds
 
     def is_observed(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -129,8 +129,16 @@ def rank_rows(
     def work(i: int) -> None:
         s, e = starts[i], min(starts[i] + step, b)
         lo, hi = cuts[i], cuts[i + 1]
-        _rank_block(scores[s:e], obs_rows[lo:hi] - s, obs_cols[lo:hi], ranks[s:e],
-                    None if top is None else top[s:e], backend, idx, arange1)
+        _rank_block(
+            scores[s:e],
+            obs_rows[lo:hi] - s,
+            obs_cols[lo:hi],
+            ranks[s:e],
+            None if top is None else top[s:e],
+            backend,
+            idx,
+            arange1,
+        )
 
     if pool is None or len(starts) == 1:
         for i in range(len(starts)):

@@ -50,8 +50,12 @@ def _check(weights: torch.Tensor, available: torch.Tensor | None) -> torch.Tenso
     return available
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
-          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _rand(
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     u = torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
     return u.to(device)
 
@@ -120,8 +124,9 @@ def draw_from_cdf(cdf: RowCDF, counts: torch.Tensor, generator: torch.Generator)
     rows = torch.repeat_interleave(torch.arange(b, device=dev), counts)  # (N,)
     u = _rand((rows.numel(),), generator, dev, torch.float64) * (1.0 - 2.0**-30)  # (N,) in [0, 1)
     pos = torch.searchsorted(cdf.offset.view(-1), rows.double() + u, right=True)  # (N,)
-    blk = torch.minimum(torch.maximum(pos - rows * nb, torch.zeros_like(pos)),
-                        torch.full_like(pos, nb - 1))  # (N,) block within the row
+    blk = torch.minimum(
+        torch.maximum(pos - rows * nb, torch.zeros_like(pos)), torch.full_like(pos, nb - 1)
+    )  # (N,) block within the row
     total = cdf.block[rows, nb - 1]  # (N,)
     before = torch.where(blk > 0, cdf.block[rows, (blk - 1).clamp_min(0)], 0.0)  # (N,)
     x = (u * total - before).clamp_min(0.0)  # (N,) mass to cover inside the block
@@ -145,12 +150,13 @@ def sample_with_replacement(
     """
     avail = _check(weights, available)
     b, m = weights.shape
-    fixed = isinstance(counts, int)
-    cnt = torch.full((b,), counts, dtype=torch.int64, device=weights.device) if fixed else counts
-    cnt = cnt.to(device=weights.device, dtype=torch.int64)  # (B,)
+    if isinstance(counts, int):
+        cnt = torch.full((b,), counts, dtype=torch.int64, device=weights.device)
+    else:
+        cnt = counts.to(device=weights.device, dtype=torch.int64)  # (B,)
     _first_bad_row((cnt > 0) & ~avail.any(1), "draws requested but no available entry")
     items = draw_from_cdf(_row_cdf(weights, avail), cnt, generator)  # (N,)
-    return items.view(b, counts) if fixed else items
+    return items.view(b, counts) if isinstance(counts, int) else items
 
 
 def sample_without_replacement(
@@ -226,7 +232,7 @@ def top_m(weights: torch.Tensor, k: int, available: torch.Tensor | None = None) 
     keys.masked_fill_(~avail, INT32_MAX)  # unavailable after everything
     idx = torch.arange(m, device=weights.device)  # (m,)
     keys = (keys << 32) | idx  # (B, m) unique
-    return (torch.topk(keys, k, dim=1, largest=False).values & 0xFFFFFFFF)  # (B, k)
+    return torch.topk(keys, k, dim=1, largest=False).values & 0xFFFFFFFF  # (B, k)
 
 
 def uniform_excluding(

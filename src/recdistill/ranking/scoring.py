@@ -67,8 +67,10 @@ def _user_scores(model: Any, users: torch.Tensor) -> torch.Tensor:
         return model.score_all(users)  # (B, n_items)
     if callable(model):
         return model(users)  # (B, n_items)
-    raise TypeError(f"cannot score with {type(model).__name__}: expected a Recommender, a callable "
-                    "users -> (B, n_items) scores, or a (n_users, n_items) tensor")
+    raise TypeError(
+        f"cannot score with {type(model).__name__}: expected a Recommender, a callable "
+        "users -> (B, n_items) scores, or a (n_users, n_items) tensor"
+    )
 
 
 def _checked(s: torch.Tensor, shape: tuple[int, int], what: str, device: torch.device) -> torch.Tensor:
@@ -105,7 +107,8 @@ def iter_scores(
             elif isinstance(model, torch.Tensor):
                 out, what = model.index_select(1, r).T, "scores[:, items]"  # (C, n_users)
             else:
-                out, what = model.score_items(r), "score_items(items)"  # (C, n_users)
+                items_source: Any = model  # has score_items (checked above)
+                out, what = items_source.score_items(r), "score_items(items)"  # (C, n_users)
             yield _checked(out, (r.numel(), n_cols), what, device)
         return
     # item side from score_all only: one pass over all users per block of `big` items
@@ -116,8 +119,12 @@ def iter_scores(
         items = rows[s : s + big].to(mdev)  # (C_big,)
         cols = torch.empty((items.numel(), n_users), dtype=torch.float32, device=device)  # (C_big, n)
         for u0 in range(0, n_users, user_chunk):
-            su = _checked(_user_scores(model, users[u0 : u0 + user_chunk]),
-                          (min(user_chunk, n_users - u0), n_items), "score_all(users)", mdev)
+            su = _checked(
+                _user_scores(model, users[u0 : u0 + user_chunk]),
+                (min(user_chunk, n_users - u0), n_items),
+                "score_all(users)",
+                mdev,
+            )
             cols[:, u0 : u0 + su.shape[0]] = su.index_select(1, items).T.to(device)  # (C_big, B)
         for c in range(0, items.numel(), chunk):
             yield cols[c : c + chunk]  # (C, n)

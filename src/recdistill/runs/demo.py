@@ -62,8 +62,17 @@ class DemoRun:
 DEMO_BASE: dict[str, Any] = {
     "data": {"name": "citeulike-bd"},
     "model": {"name": "bpr"},
-    "train": {"epochs": 60, "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.0, "patience": 3,
-              "eval_every": 5, "ks": [10, 20, 50, 100], "monitor": "H@50", "eval_protocol": "full"},
+    "train": {
+        "epochs": 60,
+        "batch_size": 1024,
+        "lr": 1e-2,
+        "weight_decay": 0.0,
+        "patience": 3,
+        "eval_every": 5,
+        "ks": [10, 20, 50, 100],
+        "monitor": "H@50",
+        "eval_protocol": "full",
+    },
 }
 
 DEMO_RUNS: list[DemoRun] = [
@@ -73,8 +82,13 @@ DEMO_RUNS: list[DemoRun] = [
     # default 0.5) most often over 10 seeds and with the best mean validation H@50. Neither RD nor
     # CD is above the plain student there on test (results/baselines_citeulike-bd_seeds.md), and
     # CD's H@50 is not clearly ahead of RD's, nor is its chosen candidate stable over seeds.
-    DemoRun("RD student (BPR-5)", "rd", {"model": {"size": "student"}, "distill": {"params": {"alpha": 0.2}}},
-            runner=demo_runner("rd"), model="student"),
+    DemoRun(
+        "RD student (BPR-5)",
+        "rd",
+        {"model": {"size": "student"}, "distill": {"params": {"alpha": 0.2}}},
+        runner=demo_runner("rd"),
+        model="student",
+    ),
 ]
 
 
@@ -114,8 +128,10 @@ def run_demo(
         mpath = run_dir / "metrics.json"
         stale = _changed_settings(run_dir, cfg) if mpath.exists() and not fresh else []
         if stale:
-            print_fn(f"[{spec.label}] {run_dir} was trained with other settings ({', '.join(stale)}); "
-                     "training it again")
+            print_fn(
+                f"[{spec.label}] {run_dir} was trained with other settings ({', '.join(stale)}); "
+                "training it again"
+            )
         if mpath.exists() and not fresh and not stale:
             metrics = json.loads(mpath.read_text())
             print_fn(f"[{spec.label}] reusing {run_dir}")
@@ -123,8 +139,10 @@ def run_demo(
             fresh = True  # the rows after a (re)trained one depend on it (e.g. its teacher)
             if dataset is None:
                 dataset = load_dataset_for(cfg)
-                print_fn(f"dataset {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} "
-                         f"items, {dataset.n_train:,} training interactions")
+                print_fn(
+                    f"dataset {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} "
+                    f"items, {dataset.n_train:,} training interactions"
+                )
             t0 = time.perf_counter()
             print_fn(f"[{spec.label}] training ...")
             metrics = spec.runner(cfg, run_dir, dirs, dataset)

@@ -66,12 +66,15 @@ def distill_run(
     """
     cls, params = method_config(config)  # checked before anything is loaded
     source = teacher if teacher is not None else config.distill.teacher
+    run: Callable[..., tuple[Distiller, dict[str, Any]]]
     if cls.trains_teacher:
         run = _two_model_setup
     else:
         if student is not None:
-            raise ValueError(f"{cls.name}: the student starts from scratch; --student is for methods "
-                             "that train both models (bd)")
+            raise ValueError(
+                f"{cls.name}: the student starts from scratch; --student is for methods "
+                "that train both models (bd)"
+            )
         if source is None:
             raise ValueError(f"{cls.name}: give a teacher (--teacher RUN_DIR or a score/list file)")
         run = _frozen_teacher_setup
@@ -82,8 +85,15 @@ def distill_run(
     if out_dir is not None:
         write_config(config, out_dir)
         formulas = {n: distiller.formula(n) for n in distiller.models}
-        atomic_json({"method": cls.name, "formulas": formulas, "params": dataclasses.asdict(params), **info},
-                    Path(out_dir) / "distill.json")
+        atomic_json(
+            {
+                "method": cls.name,
+                "formulas": formulas,
+                "params": dataclasses.asdict(distiller.config),
+                **info,
+            },
+            Path(out_dir) / "distill.json",
+        )
     stop_on = getattr(params, "stop_on", None)
     primary = "student" if "student" in distiller.models else "teacher"
     trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary, stop_on=stop_on)
@@ -96,8 +106,15 @@ def distill_run(
     return trainer, distiller, metrics
 
 
-def _frozen_teacher_setup(cls: type[Distiller], params: Any, config: Config, dataset: Dataset, source: Any,
-                          student: Any, cache_dir: str | Path | None) -> tuple[Distiller, dict[str, Any]]:
+def _frozen_teacher_setup(
+    cls: type[Distiller],
+    params: Any,
+    config: Config,
+    dataset: Dataset,
+    source: Any,
+    student: Any,
+    cache_dir: str | Path | None,
+) -> tuple[Distiller, dict[str, Any]]:
     device = config.train.device
     if cache_dir is None and isinstance(source, (str, Path)) and Path(source).is_dir():
         cache_dir = Path(source) / "cache"
@@ -107,14 +124,25 @@ def _frozen_teacher_setup(cls: type[Distiller], params: Any, config: Config, dat
     torch.manual_seed(config.train.seed)
     mc = config.model
     model = build_model(mc.name, dataset, size=mc.size, dim=mc.dim, **mc.params).to(device)
-    distiller = cls(model, teacher, dataset, params, device=device, seed=config.train.seed)  # type: ignore[call-arg]
-    info = {"teacher": teacher.source, "teacher_fingerprint": teacher.fingerprint,
-            "student_parameters": model.n_parameters}
+    factory: Any = cls  # a FrozenTeacherDistiller: (student, teacher, dataset, config, device, seed)
+    distiller = factory(model, teacher, dataset, params, device=device, seed=config.train.seed)
+    info = {
+        "teacher": teacher.source,
+        "teacher_fingerprint": teacher.fingerprint,
+        "student_parameters": model.n_parameters,
+    }
     return distiller, info
 
 
-def _two_model_setup(cls: type[Distiller], params: Any, config: Config, dataset: Dataset, teacher_run: Any,
-                     student_run: Any, cache_dir: str | Path | None) -> tuple[Distiller, dict[str, Any]]:
+def _two_model_setup(
+    cls: type[Distiller],
+    params: Any,
+    config: Config,
+    dataset: Dataset,
+    teacher_run: Any,
+    student_run: Any,
+    cache_dir: str | Path | None,
+) -> tuple[Distiller, dict[str, Any]]:
     for role, run in (("teacher", teacher_run), ("student", student_run)):
         if params.fixed == role and run is None:
             raise ValueError(f"{cls.name} with fixed={role!r} needs a pre-trained {role} run (--{role} RUN)")
@@ -125,14 +153,20 @@ def _two_model_setup(cls: type[Distiller], params: Any, config: Config, dataset:
     device = torch.device(config.train.device)
     teacher.to(device)
     student.to(device)
-    distiller = cls(teacher, student, dataset, params, device=device, seed=config.train.seed)  # type: ignore[call-arg]
-    info = {"teacher_run": None if teacher_run is None else str(teacher_run),
-            "student_run": None if student_run is None else str(student_run),
-            "teacher_parameters": teacher.n_parameters, "student_parameters": student.n_parameters}
+    factory: Any = cls  # trains_teacher: (teacher, student, dataset, config, device, seed)
+    distiller = factory(teacher, student, dataset, params, device=device, seed=config.train.seed)
+    info = {
+        "teacher_run": None if teacher_run is None else str(teacher_run),
+        "student_run": None if student_run is None else str(student_run),
+        "teacher_parameters": teacher.n_parameters,
+        "student_parameters": student.n_parameters,
+    }
     return distiller, info
 
 
-def _init_model(config: Config, dataset: Dataset, role: str, run: str | Path | None, dim: int | None) -> Recommender:
+def _init_model(
+    config: Config, dataset: Dataset, role: str, run: str | Path | None, dim: int | None
+) -> Recommender:
     """A pre-trained model from a run directory (its ``role`` model, e.g. a BD run's teacher, or
     its only one), or a fresh one of the ``role`` preset / ``dim``."""
     if run is not None:

@@ -101,7 +101,9 @@ def load_run(run_dir: str | Path, dataset: Dataset | None = None, device: str | 
     return Run(models, config, dataset, metrics)
 
 
-def run_model(run_dir: str | Path, dataset: Dataset, role: str, device: str | torch.device = "cpu") -> Recommender:
+def run_model(
+    run_dir: str | Path, dataset: Dataset, role: str, device: str | torch.device = "cpu"
+) -> Recommender:
     """The ``role`` model ("teacher" / "student") of a run directory: its model of that name (e.g.
     a BD run's teacher), else its only model."""
     models = load_run(run_dir, dataset, device).models

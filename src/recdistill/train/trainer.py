@@ -164,11 +164,11 @@ class Trainer:
     def make_optimizer(self, model: Recommender) -> torch.optim.Optimizer:
         """Adam with L2 ``weight_decay``; the fused kernel where available (on CPU it is about
         10x faster than the per-tensor loop for embedding tables, which every step updates)."""
-        kw = dict(lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        lr, wd = self.tc.lr, self.tc.weight_decay
         try:
-            return torch.optim.Adam(model.parameters(), fused=True, **kw)
+            return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd, fused=True)
         except (RuntimeError, TypeError, ValueError):
-            return torch.optim.Adam(model.parameters(), **kw)
+            return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
 
     # ---------------------------------------------------------------- batches
     def default_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -203,14 +203,20 @@ class Trainer:
         from recdistill.eval import evaluate_model
 
         return evaluate_model(
-            model, self.dataset, protocol or self.protocol, split, self.tc.ks,
+            model,
+            self.dataset,
+            protocol or self.protocol,
+            split,
+            self.tc.ks,
             batch_size=self.tc.eval_batch_size,
         )
 
     def _monitor_value(self, metrics: dict[str, float]) -> float:
         if self.monitor not in metrics:
-            raise ValueError(f"train.monitor {self.monitor!r} is not a reported metric; "
-                             f"known: {', '.join(k for k in metrics if '@' in k)}")
+            raise ValueError(
+                f"train.monitor {self.monitor!r} is not a reported metric; "
+                f"known: {', '.join(k for k in metrics if '@' in k)}"
+            )
         return float(metrics[self.monitor])
 
     # ---------------------------------------------------------------- one epoch
@@ -222,8 +228,9 @@ class Trainer:
         sums: dict[str, dict[str, Any]] = {n: {} for n in self.models}
         n_batches = 0
         show = self.tc.progress and sys.stderr.isatty()
-        bar = tqdm(self._batches(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False,
-                   unit="batch")
+        bar = tqdm(
+            self._batches(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False, unit="batch"
+        )
         for batch in bar:
             batch = batch.to(self.device)
             for name in self.models:
@@ -276,7 +283,7 @@ class Trainer:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if hasattr(self.objective, "state_dict"):
-            state["objective"] = self.objective.state_dict()  # type: ignore[attr-defined]
+            state["objective"] = self.objective.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -299,7 +306,7 @@ class Trainer:
         self.stopped = state["stopped"]
         self.train_time = state["train_time"]
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
-            self.objective.load_state_dict(state["objective"])  # type: ignore[attr-defined]
+            self.objective.load_state_dict(state["objective"])
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -330,10 +337,11 @@ class Trainer:
         after this many epochs in total without finishing (simulates an interruption; used in
         tests). Returns the final metrics (see :meth:`final_metrics`), or ``{}`` if stopped early.
         """
-        if self.out_dir is not None:
+        ckpt = self.checkpoint_path
+        if self.out_dir is not None and ckpt is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            if resume and self.checkpoint_path.exists():
-                self.load_state_dict(torch.load(self.checkpoint_path, weights_only=False))
+            if resume and ckpt.exists():
+                self.load_state_dict(torch.load(ckpt, weights_only=False))
                 self._trim_log()
             elif (self.out_dir / "log.jsonl").exists():
                 (self.out_dir / "log.jsonl").unlink()
@@ -367,8 +375,11 @@ class Trainer:
         metrics = self.final_metrics()
         if self.out_dir is not None:
             for n, m in self.models.items():
-                save_model(m, self.out_dir / f"{n}.pt", extra={"best_epoch": self.best[n]["epoch"],
-                                                              "dataset": self.dataset.name})
+                save_model(
+                    m,
+                    self.out_dir / f"{n}.pt",
+                    extra={"best_epoch": self.best[n]["epoch"], "dataset": self.dataset.name},
+                )
             atomic_json(metrics, self.out_dir / "metrics.json")
         return metrics
 
@@ -387,8 +398,11 @@ class Trainer:
             "models": {},
         }
         for n, m in self.models.items():
-            res: dict[str, Any] = {"model": m.name, "n_parameters": m.n_parameters,
-                                   "best_epoch": self.best[n]["epoch"]}
+            res: dict[str, Any] = {
+                "model": m.name,
+                "n_parameters": m.n_parameters,
+                "best_epoch": self.best[n]["epoch"],
+            }
             for split in ("valid", "test"):
                 res[split] = {p: self.evaluate(m, split, p) for p in PROTOCOLS}
             out["models"][n] = res
