@@ -21,3 +21,16 @@ def test_registry_unknown_name_lists_known():
     assert reg.get("bpr") == 1
     with pytest.raises(KeyError, match="unknown model 'bpx'; known: bpr, cdae"):
         reg.get("bpx")
+
+
+def test_readme_import_graph_is_current():
+    """The README's architecture picture is generated from the code (scripts/import_graph.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, str(root / "scripts" / "import_graph.py"), "--check"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
