@@ -252,6 +252,7 @@ def main() -> None:
         help="BD draws anew every epoch (Algorithm 1; BDConfig.fresh_draws); default: one "
         "draw per refresh, as the committed tables",
     )
+    p.add_argument("--tag", default="", help="suffix of the results files (results/bd_<dataset><tag>.md)")
     a = p.parse_args()
     if a.dataset:
         if not a.only:
@@ -311,8 +312,8 @@ def main() -> None:
         "baselines": baselines,
         "paper_H@50": PAPER,
     }
-    atomic_json(out, ROOT / "results" / f"bd_{DATASET}.json")
-    atomic_text(render(out), ROOT / "results" / f"bd_{DATASET}.md")
+    atomic_json(out, ROOT / "results" / f"bd_{DATASET}{a.tag}.json")
+    atomic_text(render(out), ROOT / "results" / f"bd_{DATASET}{a.tag}.md")
     print(render(out))
     analyses(a, dataset, base)
 
@@ -421,10 +422,12 @@ def render(o: dict) -> str:
 def analyses(a, dataset, base) -> None:
     from recdistill.analysis.report import rank_diff_report
 
-    out = ROOT / "results" / f"bd_{DATASET}_analysis"
+    out = ROOT / "results" / f"bd_{DATASET}{getattr(a, 'tag', '')}_analysis"
     before = load_run(base["teacher"], dataset).model, load_run(base["student"], dataset).model
     res = {"before": rank_diff_report(*before, dataset, out / "before", title="before BD")}
-    chosen = json.loads((ROOT / "results" / f"bd_{DATASET}.json").read_text())["chosen"]
+    chosen = json.loads((ROOT / "results" / f"bd_{DATASET}{getattr(a, 'tag', '')}.json").read_text())[
+        "chosen"
+    ]
     run = Path(a.runs) / f"bd-rd-labelonly{int(chosen['label_only_tau'])}"
     after = load_run(run, dataset).models
     res["after"] = rank_diff_report(
