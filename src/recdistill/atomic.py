@@ -1,8 +1,12 @@
-"""Atomic files: every file the package writes goes through :func:`atomic_write`.
+"""Files: every file the package writes goes through :func:`atomic_write`, every torch file it
+reads through :func:`safe_torch_load`.
 
-The content is written to a temporary file in the target's folder, flushed and fsynced, then
+Writes: the content goes to a temporary file in the target's folder, flushed and fsynced, then
 moved over the target with ``os.replace`` (atomic on POSIX and Windows); on any error the
 temporary file is removed and the target is left as it was.
+
+Reads: ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, so a
+file crafted with a pickle payload is refused before any of its code runs.
 """
 
 from __future__ import annotations
@@ -16,7 +20,17 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_bytes", "atomic_json", "atomic_npy", "atomic_text", "atomic_torch_save", "atomic_write"]
+from recdistill.errors import MissingFileError, UnsafeFileError
+
+__all__ = [
+    "atomic_bytes",
+    "atomic_json",
+    "atomic_npy",
+    "atomic_text",
+    "atomic_torch_save",
+    "atomic_write",
+    "safe_torch_load",
+]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb") -> None:
@@ -64,3 +78,26 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     import torch
 
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def safe_torch_load(path: str | os.PathLike[str], what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that needs more (a pickle
+    payload, a foreign object) or is not a torch file raises :class:`UnsafeFileError` in one line."""
+    import pickle
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{what} not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeFileError(
+            f"{p}: refused to load this {what}: it holds objects that only a pickle could rebuild, "
+            f"and loading it could run code ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeFileError(f"{p}: not a readable torch {what} ({first})") from None

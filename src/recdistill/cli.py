@@ -12,9 +12,12 @@ COMMAND_MODULES = ("data", "train", "distill", "analyze")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recdistill import __version__
+
     parser = argparse.ArgumentParser(
         prog="recdistill", description="Knowledge distillation of top-K recommenders."
     )
+    parser.add_argument("--version", action="version", version=f"recdistill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -23,14 +26,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. A user error (:class:`recdistill.errors.RecdistillError`) prints one line
+    and returns 2; Ctrl-C prints where the run stopped and returns 130; anything else is a bug
+    and keeps its traceback."""
+    from recdistill.errors import RecdistillError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError) as exc:  # user errors: one clear line
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"recdistill: error: {msg}", file=sys.stderr)
+    except RecdistillError as exc:  # user errors: one clear line
+        print(f"recdistill: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("recdistill: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

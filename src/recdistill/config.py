@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from recdistill.errors import MissingFileError, RecdistillError
+
 T = TypeVar("T")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -51,9 +53,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.size not in (None, "teacher", "student"):
-            raise ValueError(f"model.size: expected teacher|student|null, got {self.size!r}")
+            raise RecdistillError(f"model.size: expected teacher|student|null, got {self.size!r}")
         if self.dim is not None and self.dim < 1:
-            raise ValueError(f"model.dim: expected a positive integer or null, got {self.dim}")
+            raise RecdistillError(f"model.dim: expected a positive integer or null, got {self.dim}")
 
 
 @dataclass(frozen=True)
@@ -87,18 +89,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.eval_protocol not in ("auto", "full", "sampled"):
-            raise ValueError(f"train.eval_protocol: expected auto|full|sampled, got {self.eval_protocol!r}")
+            raise RecdistillError(
+                f"train.eval_protocol: expected auto|full|sampled, got {self.eval_protocol!r}"
+            )
         for key in ("epochs", "batch_size", "eval_every", "eval_batch_size", "checkpoint_every", "patience"):
             if getattr(self, key) < 1:
-                raise ValueError(f"train.{key}: expected a positive integer, got {getattr(self, key)}")
+                raise RecdistillError(f"train.{key}: expected a positive integer, got {getattr(self, key)}")
         if self.n_neg is not None and self.n_neg < 1:
-            raise ValueError(f"train.n_neg: expected a positive integer or null, got {self.n_neg}")
+            raise RecdistillError(f"train.n_neg: expected a positive integer or null, got {self.n_neg}")
         if not self.lr > 0:
-            raise ValueError(f"train.lr: expected a number > 0, got {self.lr}")
+            raise RecdistillError(f"train.lr: expected a number > 0, got {self.lr}")
         if not self.weight_decay >= 0:
-            raise ValueError(f"train.weight_decay: expected a number >= 0, got {self.weight_decay}")
+            raise RecdistillError(f"train.weight_decay: expected a number >= 0, got {self.weight_decay}")
         if not self.ks or any(k < 1 for k in self.ks):
-            raise ValueError(f"train.ks: expected positive cut-offs, got {list(self.ks)}")
+            raise RecdistillError(f"train.ks: expected positive cut-offs, got {list(self.ks)}")
 
 
 @dataclass(frozen=True)
@@ -163,19 +167,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, a, where)
             except ValueError:
                 pass
-        raise ValueError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise RecdistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+            raise RecdistillError(f"{where}: expected a mapping, got {value!r}")
         return parse_dataclass(tp, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
+            raise RecdistillError(f"{where}: expected a list, got {value!r}")
         (elem, _ell) = typing.get_args(tp)
         return tuple(_coerce(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+            raise RecdistillError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -193,20 +197,20 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
     else:
         raise TypeError(f"{where}: unsupported config type {tp!r}")
-    raise ValueError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    raise RecdistillError(f"{where}: expected {_type_name(tp)}, got {value!r}")
 
 
 def parse_dataclass(cls: type[T], mapping: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``mapping``: unknown keys and wrong types -> ``ValueError``."""
     if not isinstance(mapping, dict):
-        raise ValueError(f"{where or cls.__name__}: expected a mapping, got {mapping!r}")
+        raise RecdistillError(f"{where or cls.__name__}: expected a mapping, got {mapping!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kwargs = {}
     for key, value in mapping.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            raise ValueError(f"unknown config key {path!r}; known: {', '.join(sorted(names))}")
+            raise RecdistillError(f"unknown config key {path!r}; known: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)
 
@@ -226,15 +230,15 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def parse_set(item: str) -> dict[str, Any]:
     """``"train.lr=1e-3"`` -> ``{"train": {"lr": 0.001}}`` (value parsed as YAML)."""
     if "=" not in item:
-        raise ValueError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
+        raise RecdistillError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
     key, raw = item.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise ValueError(f"--set {item!r}: bad key {key!r}")
+        raise RecdistillError(f"--set {item!r}: bad key {key!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ValueError(f"--set {item!r}: cannot parse value {raw!r}: {exc}") from None
+        raise RecdistillError(f"--set {item!r}: cannot parse value {raw!r}: {exc}") from None
     if isinstance(value, str) and raw.strip().lower() in ("none", "null", "~"):
         value = None
     out: dict[str, Any] = {parts[-1]: value}
@@ -246,15 +250,15 @@ def parse_set(item: str) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingFileError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+        raise RecdistillError(f"{path}: invalid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        raise RecdistillError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from recdistill.errors import RecdistillError
+
 __all__ = [
     "REDUCTIONS",
     "bd_loss",
@@ -42,12 +44,12 @@ def _reduce(per_row: torch.Tensor, reduction: str, row_weight: torch.Tensor | No
         return per_row.sum()
     if reduction == "mean":
         return per_row.mean() if per_row.numel() else per_row.sum()
-    raise ValueError(f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}")
+    raise RecdistillError(f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}")
 
 
 def _check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{names}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise RecdistillError(f"{names}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
 
 
 # --------------------------------------------------------------------------------------------- RD
@@ -89,7 +91,7 @@ def soft_label_bce(
     """
     _check_same_shape(student_logits, teacher_logits, "student_logits/teacher_logits")
     if not tau > 0:
-        raise ValueError(f"temperature tau must be > 0, got {tau}")
+        raise RecdistillError(f"temperature tau must be > 0, got {tau}")
     q = torch.sigmoid(teacher_logits.detach() / tau).to(student_logits.dtype)  # (B, J)
     x = student_logits if label_only else student_logits / tau  # (B, J)
     bce = F.binary_cross_entropy_with_logits(x, q, reduction="none")  # (B, J)
@@ -149,12 +151,12 @@ def relaxed_permutation_loss(
     ``π`` plus a ``logsumexp`` over ``π'``.
     """
     if ordered_logits.dim() != 2 or rest_logits.dim() != 2:
-        raise ValueError(
+        raise RecdistillError(
             f"expected 2-D logits (B, K) and (B, L), got {tuple(ordered_logits.shape)} and "
             f"{tuple(rest_logits.shape)}"
         )
     if ordered_logits.shape[0] != rest_logits.shape[0]:
-        raise ValueError(
+        raise RecdistillError(
             f"ordered_logits and rest_logits have different numbers of rows: "
             f"{ordered_logits.shape[0]} vs {rest_logits.shape[0]}"
         )

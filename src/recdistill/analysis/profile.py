@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Recommender
 
 
@@ -24,7 +25,7 @@ def topk_lists(model: Recommender, dataset: Dataset, k: int = 50, batch_size: in
     Training items are masked with -inf from the CSR rows of each chunk of users.
     """
     if not 1 <= k <= dataset.n_items:
-        raise ValueError(f"k must be in 1..{dataset.n_items}, got {k}")
+        raise RecdistillError(f"k must be in 1..{dataset.n_items}, got {k}")
     device = model.device
     model.eval()
     train = dataset.train

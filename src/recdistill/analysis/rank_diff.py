@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.ranking import RankEngine
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # users (B,) -> logits (B, n_items)
@@ -56,9 +57,11 @@ def rank_difference(rank_t: np.ndarray, rank_s: np.ndarray) -> np.ndarray:
     rank_t = np.asarray(rank_t, dtype=np.float64)
     rank_s = np.asarray(rank_s, dtype=np.float64)
     if rank_t.shape != rank_s.shape or rank_t.ndim != 1:
-        raise ValueError(f"rank arrays must be 1-D of equal length; got {rank_t.shape} and {rank_s.shape}")
+        raise RecdistillError(
+            f"rank arrays must be 1-D of equal length; got {rank_t.shape} and {rank_s.shape}"
+        )
     if len(rank_t) and (rank_t.min() < 1 or rank_s.min() < 1):
-        raise ValueError("ranks start at 1 (1 = top)")
+        raise RecdistillError("ranks start at 1 (1 = top)")
     return rank_t - rank_s
 
 
@@ -66,14 +69,14 @@ def student_better_share(diff: np.ndarray) -> float:
     """Share of test interactions the student ranks strictly better than the teacher (Sec. 2: 36%)."""
     diff = np.asarray(diff)
     if len(diff) == 0:
-        raise ValueError("no test interactions")
+        raise RecdistillError("no test interactions")
     return float((diff > 0).mean())
 
 
 def average_rank_difference(diff: np.ndarray, n_users: int, n_items: int) -> float:
     """Eq. 6: ``(1 / (n m)) sum_{D_test} |Rank diff.^u(i)|`` (Table 4)."""
     if n_users <= 0 or n_items <= 0:
-        raise ValueError(f"n_users and n_items must be positive; got {n_users}, {n_items}")
+        raise RecdistillError(f"n_users and n_items must be positive; got {n_users}, {n_items}")
     return float(np.abs(np.asarray(diff, dtype=np.float64)).sum() / (n_users * n_items))
 
 
@@ -104,7 +107,7 @@ def high_ranked_pairs(
     """Draw ``per_user`` items per user from each model's list with ``p(i) ∝ exp(-rank(i)/t_r)``
     over ``I_u^-`` (CD's rank-aware sampling, BD footnote 3) and return both models' ranks of them."""
     if per_user < 1 or t_r <= 0:
-        raise ValueError(f"per_user must be >= 1 and t_r > 0; got {per_user}, {t_r}")
+        raise RecdistillError(f"per_user must be >= 1 and t_r > 0; got {per_user}, {t_r}")
     gen = torch.Generator(device=device).manual_seed(seed)
     users = np.arange(dataset.n_users)
     if max_users is not None and max_users < len(users):

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from recdistill.errors import MissingFileError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     top = sub.add_parser("analyze", help="teacher-vs-student analyses (BD Figs. 1, 4; Table 4)")
@@ -56,7 +58,7 @@ def _load(spec: str, data_dir: str | None, device: str, dataset: Any = None) -> 
     if not name:
         name = files[0] if len(files) == 1 else "student"
     if name not in files:
-        raise FileNotFoundError(f"{run_dir}: no model {name!r}; saved models: {', '.join(files) or 'none'}")
+        raise MissingFileError(f"{run_dir}: no model {name!r}; saved models: {', '.join(files) or 'none'}")
     return load_model(run_dir / f"{name}.pt", dataset, device), dataset
 
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 
 from recdistill.config import add_training_flags, config_from_args
+from recdistill.errors import RecdistillError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +52,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         return 0
     if args.teacher_model:
         if args.model and args.model != args.teacher_model:
-            raise ValueError(
+            raise RecdistillError(
                 f"--teacher-model {args.teacher_model!r} and --model {args.model!r} disagree; "
                 "teacher and student share the architecture"
             )
@@ -59,7 +60,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     method = args.method or cfg.distill.method
     if not method:
-        raise ValueError(f"--method is required; known: {', '.join(registry.names())}")
+        raise RecdistillError(f"--method is required; known: {', '.join(registry.names())}")
     distill = dataclasses.replace(cfg.distill, method=method, teacher=args.teacher or cfg.distill.teacher)
     model = cfg.model
     if args.size is None and args.dim is None and model.size == "teacher" and model.dim is None:
@@ -67,7 +68,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, distill=distill, model=model)
     method_config(cfg)  # the method's parameters are checked before anything else
     if not args.out:
-        raise ValueError("--out is required: the run directory to write")
+        raise RecdistillError("--out is required: the run directory to write")
     _, _, metrics = distill_run(
         cfg,
         args.out,

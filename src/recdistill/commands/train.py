@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from recdistill.config import add_training_flags, config_from_args
+from recdistill.errors import RecdistillError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if not args.out:
-        raise ValueError("--out is required: the run directory to write")
+        raise RecdistillError("--out is required: the run directory to write")
     _, metrics = train_run(cfg, args.out, resume=args.resume)
     m = metrics["models"]["model"]
     proto = cfg.resolved_protocol()

@@ -16,6 +16,7 @@ from recdistill.data.io import COMPRESSED_SUFFIXES, sha256_file
 from recdistill.data.preprocess import from_log
 from recdistill.data.published import is_split_table, load_published_split
 from recdistill.data.readers import read_interactions, sniff_format
+from recdistill.errors import MissingFileError, RecdistillError, UnknownNameError
 from recdistill.registry import Registry
 
 
@@ -41,9 +42,9 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if self.protocol not in ("full", "sampled"):
-            raise ValueError(f"dataset {self.name!r}: protocol={self.protocol!r}, expected full|sampled")
+            raise RecdistillError(f"dataset {self.name!r}: protocol={self.protocol!r}, expected full|sampled")
         if self.sizes not in ("bd", "dcd"):
-            raise ValueError(f"dataset {self.name!r}: sizes={self.sizes!r}, expected bd|dcd")
+            raise RecdistillError(f"dataset {self.name!r}: sizes={self.sizes!r}, expected bd|dcd")
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -166,7 +167,7 @@ def _settings(defaults: dict[str, Any], given: dict[str, Any], allowed_extra: tu
     unknown = sorted(set(given) - set(defaults) - set(allowed_extra))
     if unknown:
         valid = ", ".join(sorted([*defaults, *allowed_extra, *CONTROL_OPTIONS]))
-        raise ValueError(f"option(s) {', '.join(unknown)} do not apply to {what}; valid: {valid}")
+        raise RecdistillError(f"option(s) {', '.join(unknown)} do not apply to {what}; valid: {valid}")
     out = dict(defaults)
     out.update({k: v for k, v in given.items() if k in defaults})
     return out
@@ -199,7 +200,7 @@ def load_dataset(
                 if name in dl.SOURCES
                 else "see shared/data/README.md"
             )
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{name}: {ddir / spec.file}[.gz|.xz] not found (data dir from --data-dir, "
                 f"RECDISTILL_DATA or the default); {hint}"
             )
@@ -212,7 +213,9 @@ def load_dataset(
         path = Path(name_or_path)
         if not path.is_file():
             known = ", ".join(DATASETS.names())
-            raise KeyError(f"unknown dataset {name!r} and no such file; known: {known} (or give a path)")
+            raise UnknownNameError(
+                f"unknown dataset {name!r} and no such file; known: {known} (or give a path)"
+            )
         read_opts = {k: options[k] for k in READ_OPTIONS if options.get(k) is not None}
         fmt = read_opts.pop("format", None)
         published = fmt == "published" or (

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recdistill.errors import RecdistillError
+
 N_CANDIDATES = 499  # sampled protocol of RRD/DE-RRD/DCD
 
 
@@ -43,7 +45,7 @@ class Dataset:
             return self.valid_items
         if split == "test":
             return self.test_items
-        raise ValueError(f"unknown split {split!r}; expected 'valid' or 'test'")
+        raise RecdistillError(f"unknown split {split!r}; expected 'valid' or 'test'")
 
     @property
     def n_train(self) -> int:

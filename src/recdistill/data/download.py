@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recdistill.atomic import atomic_bytes
 from recdistill.data.io import sha256_bytes
+from recdistill.errors import RecdistillError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _check(what: str, data: bytes, expected: str | None) -> None:
     if expected is not None:
         got = sha256_bytes(data)
         if got != expected:
-            raise ValueError(f"sha256 mismatch for {what}: expected {expected}, got {got}")
+            raise RecdistillError(f"sha256 mismatch for {what}: expected {expected}, got {got}")
 
 
 def _member(url: str, archive: bytes, member: str) -> bytes:
@@ -76,10 +77,10 @@ def _member(url: str, archive: bytes, member: str) -> bytes:
             base = member.rsplit("/", 1)[-1]
             match = [n for n in names if n == member] or [n for n in names if n.rsplit("/", 1)[-1] == base]
             if not match:
-                raise ValueError(f"{url}: no {member!r} in the archive (has {', '.join(names[:10])})")
+                raise RecdistillError(f"{url}: no {member!r} in the archive (has {', '.join(names[:10])})")
             return z.read(match[0])
     except zipfile.BadZipFile as exc:
-        raise ValueError(f"{url}: not a zip archive ({exc})") from None
+        raise RecdistillError(f"{url}: not a zip archive ({exc})") from None
 
 
 def fetch(source: Source, data_dir: str | Path, timeout: float = 60.0) -> Path:
@@ -88,7 +89,7 @@ def fetch(source: Source, data_dir: str | Path, timeout: float = 60.0) -> Path:
         with urllib.request.urlopen(source.url, timeout=timeout) as resp:
             data = resp.read()
     except OSError as exc:
-        raise ValueError(f"download of {source.url} failed: {exc}") from None
+        raise RecdistillError(f"download of {source.url} failed: {exc}") from None
     _check(source.url, data, source.sha256)
     if source.member is not None:
         data = _member(source.url, data, source.member)
@@ -101,8 +102,8 @@ def fetch(source: Source, data_dir: str | Path, timeout: float = 60.0) -> Path:
 def download(name: str, data_dir: str | Path, timeout: float = 60.0) -> list[Path]:
     """Fetch every raw file of the named dataset into ``data_dir``."""
     if name in NO_SOURCE:
-        raise ValueError(f"{name}: no public source for this file; it was {NO_SOURCE[name]}")
+        raise RecdistillError(f"{name}: no public source for this file; it was {NO_SOURCE[name]}")
     if name not in SOURCES:
         known = ", ".join(sorted(SOURCES))
-        raise KeyError(f"no download source for {name!r}; downloadable: {known}")
+        raise UnknownNameError(f"no download source for {name!r}; downloadable: {known}")
     return [fetch(s, data_dir, timeout) for s in SOURCES[name]]

@@ -10,12 +10,14 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from recdistill.errors import MissingFileError, RecdistillError
+
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 COMPRESSED_SUFFIXES = (".gz", ".xz")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(RecdistillError):
     """A malformed input file: names the file, the 1-based line number and the offending text."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, text: str | None, problem: str) -> None:
@@ -29,7 +31,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     """The decompressed content of ``path``; gzip and xz are recognised by their magic bytes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingFileError(f"data file not found: {path}")
     raw = path.read_bytes()
     try:
         if raw.startswith(GZIP_MAGIC):

@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdistill.errors import RecdistillError
+
 __all__ = ["PairSet", "csr_pairs"]
 
 
@@ -36,7 +38,7 @@ class PairSet:
         r = torch.as_tensor(rows).to("cpu", torch.int64).reshape(-1)
         c = torch.as_tensor(cols).to("cpu", torch.int64).reshape(-1)
         if r.shape != c.shape:
-            raise ValueError(f"rows {tuple(r.shape)} and cols {tuple(c.shape)} differ in size")
+            raise RecdistillError(f"rows {tuple(r.shape)} and cols {tuple(c.shape)} differ in size")
         self.keys = torch.unique(r * self.n_cols + c)  # (P,) sorted, unique
 
     @classmethod

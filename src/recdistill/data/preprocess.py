@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from recdistill.data.dataset import N_CANDIDATES, Dataset
 from recdistill.data.readers import Interactions
 from recdistill.data.split import leave_one_out, positives_csr, sample_candidates
+from recdistill.errors import RecdistillError
 
 
 def _codes(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +49,7 @@ def _k_core(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
 
 
 def _nothing_left(filter_desc: str, before: int) -> ValueError:
-    return ValueError(f"filter {filter_desc} left no interactions (of {before})")
+    return RecdistillError(f"filter {filter_desc} left no interactions (of {before})")
 
 
 def from_interactions(
@@ -80,24 +81,26 @@ def from_interactions(
     u_raw = np.asarray(users)
     i_raw = np.asarray(items)
     if u_raw.ndim != 1 or i_raw.shape != u_raw.shape:
-        raise ValueError(f"users and items must be 1-d of equal length, got {u_raw.shape} and {i_raw.shape}")
+        raise RecdistillError(
+            f"users and items must be 1-d of equal length, got {u_raw.shape} and {i_raw.shape}"
+        )
     t = None if timestamps is None else np.asarray(timestamps)
     if t is not None and t.dtype.kind == "M":  # datetime64 -> int64 seconds
         t = t.astype("datetime64[s]").astype(np.int64)
     if t is not None:
         if t.shape != u_raw.shape:
-            raise ValueError(f"timestamps must have shape {u_raw.shape}, got {t.shape}")
+            raise RecdistillError(f"timestamps must have shape {u_raw.shape}, got {t.shape}")
         if t.dtype.kind not in "iuf":
-            raise ValueError(f"timestamps must be numeric, got dtype {t.dtype}")
+            raise RecdistillError(f"timestamps must be numeric, got dtype {t.dtype}")
         if t.dtype.kind == "f" and np.isnan(t).any():
-            raise ValueError(f"timestamps contain NaN (first at row {int(np.argmax(np.isnan(t)))})")
+            raise RecdistillError(f"timestamps contain NaN (first at row {int(np.argmax(np.isnan(t)))})")
     if min_user_interactions < 1:
-        raise ValueError(f"min_user_interactions must be >= 1, got {min_user_interactions}")
+        raise RecdistillError(f"min_user_interactions must be >= 1, got {min_user_interactions}")
     if k_core is not None and k_core < 1:
-        raise ValueError(f"k_core must be >= 1, got {k_core}")
+        raise RecdistillError(f"k_core must be >= 1, got {k_core}")
     n_raw = len(u_raw)
     if n_raw == 0:
-        raise ValueError(f"{name}: no interactions")
+        raise RecdistillError(f"{name}: no interactions")
     rep: dict[str, Any] = dict(info or {})
     rep.update(name=name, raw_rows=n_raw, seed=int(seed), timestamps=t is not None)
     rep["settings"] = dict(
@@ -114,7 +117,7 @@ def from_interactions(
     keep = np.arange(n_raw)
     if min_rating is not None:
         if ratings is None:
-            raise ValueError("min_rating needs ratings; this source has none")
+            raise RecdistillError("min_rating needs ratings; this source has none")
         r = np.asarray(ratings, dtype=np.float64)
         keep = np.flatnonzero(r >= min_rating)
         rows_dropped["min_rating"] = n_raw - len(keep)

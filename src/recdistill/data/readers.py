@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from recdistill.data.io import DataFormatError, first_bad_line, read_bytes, strip_compression
+from recdistill.errors import RecdistillError
 
 # Column names tried, in order, when a table's user/item/time columns are not given.
 USER_COLUMNS = ("user", "user_id", "userId", "userid", "uid", "u")
@@ -489,11 +490,11 @@ def read_interactions(
     """Read ``path`` with the reader named ``format`` (default: sniffed from the file name)."""
     fmt = format or sniff_format(path)
     if fmt not in READERS:
-        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")
+        raise RecdistillError(f"unknown format {fmt!r}; known: {', '.join(sorted(READERS))}")
     if fmt == "table":
         return read_table(path, user_col, item_col, time_col, sep)
     if fmt == "recbole-inter":
         return read_recbole_inter(path, user_col, item_col, time_col)
     if any(v is not None for v in (user_col, item_col, time_col, sep)):
-        raise ValueError(f"user_col/item_col/time_col/sep apply to tables and .inter files, not {fmt!r}")
+        raise RecdistillError(f"user_col/item_col/time_col/sep apply to tables and .inter files, not {fmt!r}")
     return READERS[fmt](path)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recdistill.errors import RecdistillError
+
 # Seed streams: the split and the candidates use independent generators derived from one seed.
 SPLIT_STREAM = 1
 CANDIDATE_STREAM = 2
@@ -80,7 +82,7 @@ def sample_candidates(
     n_users, n_items = positives.shape
     k = int(n_candidates)
     if k < 0:
-        raise ValueError(f"n_candidates must be >= 0, got {k}")
+        raise RecdistillError(f"n_candidates must be >= 0, got {k}")
     out = np.empty((n_users, k), dtype=np.int32)
     if k == 0 or n_users == 0:
         return out
@@ -90,7 +92,7 @@ def sample_candidates(
     if len(short):
         u = int(short[0])
         raw = f" (raw id {np.asarray(user_ids[u]).item()!r})" if user_ids is not None else ""
-        raise ValueError(
+        raise RecdistillError(
             f"n_candidates={k}: user {u}{raw} has only {n_neg[u]} items it never interacted with "
             f"({n_items} items in all); {len(short)} users are short. Use a smaller n_candidates."
         )

@@ -27,6 +27,7 @@ import torch
 
 from recdistill.config import parse_dataclass
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender
 from recdistill.registry import Registry
 
@@ -187,12 +188,12 @@ class FrozenTeacherDistiller(Distiller):
     ) -> None:
         super().__init__({"student": student}, dataset, config, device, seed)
         if self.needs == "scores" and not teacher.has_scores:
-            raise ValueError(
+            raise RecdistillError(
                 f"{self.name or type(self).__name__} needs teacher scores, but teacher "
                 f"{teacher.source!r} only gives ranked lists; give a trained run or a score file"
             )
         if (teacher.n_users, teacher.n_items) != (dataset.n_users, dataset.n_items):
-            raise ValueError(
+            raise RecdistillError(
                 f"teacher {teacher.source!r} is for {teacher.n_users} users x {teacher.n_items} items, "
                 f"dataset {dataset.name!r} has {dataset.n_users} x {dataset.n_items}"
             )

@@ -51,6 +51,7 @@ import torch
 
 from recdistill.data.dataset import Dataset
 from recdistill.distill.base import DISTILLERS, Distiller
+from recdistill.errors import RecdistillError
 from recdistill.losses import bd_loss
 from recdistill.models.base import Batch, Recommender
 from recdistill.ranking import DrawSpec, RankEngine, Refresh, WeightFn, make_weight
@@ -122,7 +123,7 @@ class BDConfig:
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"BD config {name}={getattr(self, name)!r}: expected {expected}")
+            return RecdistillError(f"BD config {name}={getattr(self, name)!r}: expected {expected}")
 
         for name in ("lambda_t2s", "lambda_s2t"):
             if not getattr(self, name) >= 0:
@@ -204,7 +205,7 @@ def bd_weight(scheme: str, learner: str, cfg: BDConfig) -> WeightFn:
         return make_weight("top_n", n=cfg.top_n, by=other)
     if scheme == "uniform":
         return make_weight("uniform")
-    raise ValueError(f"unknown sampling scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    raise RecdistillError(f"unknown sampling scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
 
 def bd_refresh(
@@ -276,7 +277,7 @@ class BD(Distiller):
         self.all_models = both
         self.engine = RankEngine(dataset.train, self.device, chunk_size=cfg.chunk)
         if not np.array_equal(self.engine.train.indices, dataset.train.indices):
-            raise ValueError("dataset.train must be canonical CSR (sorted, unique indices per row)")
+            raise RecdistillError("dataset.train must be canonical CSR (sorted, unique indices per row)")
         self.indptr = self.engine.side("user").indptr  # (n+1,) int64
         #: {learner: int32 (rounds, nnz, n_samples)}: the period's draws, one round per epoch
         self.draws: dict[str, torch.Tensor] = {}
@@ -339,7 +340,7 @@ class BD(Distiller):
         """The learner's draws for a batch of epoch ``epoch``: ``(rows (N,), items (N,))`` for
         user batches, or ``(None, items (B, n_samples))`` for interaction batches."""
         if batch.idx is None:
-            raise ValueError("BD needs batches with idx (interaction indices or users)")
+            raise RecdistillError("BD needs batches with idx (interaction indices or users)")
         if name not in self.draws:
             raise RuntimeError(f"no BD draws for {name!r}: on_epoch_start was not called after warm-up")
         d = self.draws[name][self.draw_round(epoch)]  # (nnz, s) int32
@@ -387,7 +388,7 @@ class BD(Distiller):
     def loss(self, name: str, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 2 for ``name``; with ``draws_as_negatives`` the draws are also ``L_CF``'s negatives."""
         if name not in self.trained:
-            raise ValueError(f"model {name!r} is fixed; it is not trained")
+            raise RecdistillError(f"model {name!r} is fixed; it is not trained")
         if self.cfg.draws_as_negatives and self.is_distilling(epoch) and name in self.draws:
             batch = self._negatives_from_draws(name, batch, epoch)
         return super().loss(name, batch, epoch)

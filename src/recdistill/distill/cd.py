@@ -23,6 +23,7 @@ import torch
 from recdistill.data.dataset import Dataset
 from recdistill.data.pairs import PairSet
 from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
+from recdistill.errors import RecdistillError
 from recdistill.losses import cd_loss
 from recdistill.models.base import Batch, Recommender
 from recdistill.ranking import TopLists, make_weight
@@ -50,11 +51,11 @@ class CDConfig:
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or self.n_samples > self.n_top:
-            raise ValueError(f"distill.params.n_samples: expected 1..n_top, got {self.n_samples}")
+            raise RecdistillError(f"distill.params.n_samples: expected 1..n_top, got {self.n_samples}")
         if not (self.rank_temperature > 0 and self.tau > 0):
-            raise ValueError("distill.params: rank_temperature and tau must be > 0")
+            raise RecdistillError("distill.params: rank_temperature and tau must be > 0")
         if math.exp(-self.n_top / self.rank_temperature) > 1e-6:
-            raise ValueError(
+            raise RecdistillError(
                 f"distill.params.n_top={self.n_top} truncates p ∝ exp(-rank/{self.rank_temperature:g}) "
                 f"too early (tail mass ≈ {math.exp(-self.n_top / self.rank_temperature):.1e}); use "
                 f"n_top >= {math.ceil(14 * self.rank_temperature)}"

@@ -27,6 +27,7 @@ import torch
 
 from recdistill.data.dataset import Dataset
 from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
+from recdistill.errors import RecdistillError
 from recdistill.losses import rd_loss
 from recdistill.models.base import Batch, Recommender
 from recdistill.ranking import RankEngine
@@ -59,15 +60,15 @@ class RDConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"distill.params.k: expected a positive integer, got {self.k}")
+            raise RecdistillError(f"distill.params.k: expected a positive integer, got {self.k}")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(
+            raise RecdistillError(
                 f"distill.params.weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}"
             )
         if not 0 <= self.alpha <= 1:
-            raise ValueError(f"distill.params.alpha: expected 0 <= alpha <= 1, got {self.alpha}")
+            raise RecdistillError(f"distill.params.alpha: expected 0 <= alpha <= 1, got {self.alpha}")
         if not self.lambda_position > 0:
-            raise ValueError(f"distill.params.lambda_position: expected > 0, got {self.lambda_position}")
+            raise RecdistillError(f"distill.params.lambda_position: expected > 0, got {self.lambda_position}")
 
 
 def student_ranks_of(

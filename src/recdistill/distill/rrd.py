@@ -36,6 +36,7 @@ import torch
 from recdistill.data.dataset import Dataset
 from recdistill.data.pairs import PairSet, csr_pairs
 from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
+from recdistill.errors import RecdistillError
 from recdistill.losses import rrd_loss
 from recdistill.models.base import Batch, Recommender
 from recdistill.ranking import TopLists, WeightFn, make_weight, uniform_indices
@@ -76,15 +77,15 @@ class RRDConfig:
     def __post_init__(self) -> None:
         for key in ("n_top", "n_interesting", "n_uninteresting", "item_n_top", "item_n_interesting"):
             if getattr(self, key) < 1:
-                raise ValueError(
+                raise RecdistillError(
                     f"distill.params.{key}: expected a positive integer, got {getattr(self, key)}"
                 )
         if self.n_interesting > self.n_top or self.item_n_interesting > self.item_n_top:
-            raise ValueError("distill.params: n_interesting must not exceed n_top (per side)")
+            raise RecdistillError("distill.params: n_interesting must not exceed n_top (per side)")
         if not (self.temperature > 0 and self.item_temperature > 0):
-            raise ValueError("distill.params: temperatures must be > 0")
+            raise RecdistillError("distill.params: temperatures must be > 0")
         if not (self.user_side or self.item_side):
-            raise ValueError("distill.params: at least one of user_side, item_side must be true")
+            raise RecdistillError("distill.params: at least one of user_side, item_side must be true")
 
 
 class _Side:
@@ -131,7 +132,7 @@ class RRD(FrozenTeacherDistiller):
     ) -> None:
         super().__init__(student, teacher, dataset, config, device, seed)
         if config.item_side and not teacher.has_scores:
-            raise ValueError(
+            raise RecdistillError(
                 f"IR-RRD needs item-side lists, which need teacher scores; teacher {teacher.source!r} "
                 "gives ranked lists only"
             )

@@ -41,6 +41,7 @@ import torch
 
 from recdistill.atomic import atomic_npy
 from recdistill.data.dataset import Dataset
+from recdistill.errors import MissingFileError, RecdistillError
 from recdistill.models.base import Recommender
 
 __all__ = [
@@ -85,7 +86,7 @@ def topn_from_scores(
     from recdistill.ranking import RankEngine
 
     if side not in ("user", "item"):
-        raise ValueError(f"side must be 'user' or 'item', got {side!r}")
+        raise RecdistillError(f"side must be 'user' or 'item', got {side!r}")
     n_rows = dataset.n_users if side == "user" else dataset.n_items
     out = np.full((n_rows, n), PAD, dtype=np.int32)
     engine = RankEngine(dataset.train, device, chunk_size=chunk)
@@ -151,7 +152,7 @@ class Teacher:
             # "-e": lists from the rank engine (exact order, ties to the lower id)
             path = Path(cache_dir) / "teacher_topn" / f"{side}-N{n}-{key}-e.npy"
             if path.is_file():
-                arr = np.load(path)
+                arr = np.load(path, allow_pickle=False)
                 rows = dataset.n_users if side == "user" else dataset.n_items
                 if arr.shape == (rows, n) and arr.dtype == np.int32:
                     return arr
@@ -194,7 +195,7 @@ class ScoreTeacher(Teacher):
 
     def __init__(self, scores: torch.Tensor, source: str = "scores") -> None:
         if scores.dim() != 2:
-            raise ValueError(
+            raise RecdistillError(
                 f"{source}: teacher scores must be 2-D (n_users, n_items), got {tuple(scores.shape)}"
             )
         super().__init__(source, scores.shape[0], scores.shape[1])
@@ -235,7 +236,7 @@ class ListTeacher(Teacher):
 
     def __init__(self, lists: np.ndarray, n_items: int, source: str = "lists") -> None:
         if lists.ndim != 2:
-            raise ValueError(f"{source}: ranked lists must be 2-D (n_users, N), got shape {lists.shape}")
+            raise RecdistillError(f"{source}: ranked lists must be 2-D (n_users, N), got shape {lists.shape}")
         super().__init__(source, lists.shape[0], n_items)
         self.lists = lists.astype(np.int32)
 
@@ -244,7 +245,7 @@ class ListTeacher(Teacher):
 
     def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
         if side != "user":
-            raise ValueError(
+            raise RecdistillError(
                 f"teacher {self.source!r} gives user-side ranked lists only; item-side lists need "
                 "scores (a trained run or a score file)"
             )
@@ -275,7 +276,7 @@ def _map_ids(col: pd.Series, mapping: dict[str, int], what: str, path: Path, fir
     if bad.any():
         idx = np.flatnonzero(bad)[:5]
         shown = ", ".join(f"line {first_line + int(i)}: {col.iloc[int(i)]!r}" for i in idx)
-        raise ValueError(f"{path}: {int(bad.sum())} unknown {what} id(s) not in the dataset ({shown})")
+        raise RecdistillError(f"{path}: {int(bad.sum())} unknown {what} id(s) not in the dataset ({shown})")
     return mapped.to_numpy(dtype=np.int64)
 
 
@@ -284,10 +285,10 @@ def _read_table(path: Path, names: list[str]) -> tuple[pd.DataFrame, int]:
     with open(path, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
     if [h.strip().lower() for h in header] != names:
-        raise ValueError(f"{path}: line 1: expected the header {'<TAB>'.join(names)!r}, got {header!r}")
+        raise RecdistillError(f"{path}: line 1: expected the header {'<TAB>'.join(names)!r}, got {header!r}")
     df = pd.read_csv(path, sep="\t", dtype=str, skiprows=1, header=None, keep_default_na=False)
     if df.shape[1] != len(names):
-        raise ValueError(f"{path}: expected {len(names)} tab-separated columns, got {df.shape[1]}")
+        raise RecdistillError(f"{path}: expected {len(names)} tab-separated columns, got {df.shape[1]}")
     df.columns = names
     return df, 2
 
@@ -297,7 +298,7 @@ def _parse_float(col: pd.Series, path: Path, first_line: int, what: str) -> np.n
     bad = ~np.isfinite(vals)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise RecdistillError(
             f"{path}: line {first_line + i}: {what} {col.iloc[i]!r} is not a finite number "
             f"({int(bad.sum())} such value(s))"
         )
@@ -310,7 +311,9 @@ def _check_dup(keys: np.ndarray, path: Path, first_line: int, what: str, show: A
         # the line of the second occurrence of the first duplicated key
         dup_key = keys[first[counts > 1][0]]
         lines = np.flatnonzero(keys == dup_key)
-        raise ValueError(f"{path}: line {first_line + int(lines[1])}: duplicate {what} {show(int(lines[1]))}")
+        raise RecdistillError(
+            f"{path}: line {first_line + int(lines[1])}: duplicate {what} {show(int(lines[1]))}"
+        )
 
 
 def _load_scores_npy(path: Path, dataset: Dataset) -> ScoreTeacher:
@@ -321,13 +324,15 @@ def _load_scores_npy(path: Path, dataset: Dataset) -> ScoreTeacher:
 def _dense_teacher(arr: np.ndarray, path: Path, dataset: Dataset) -> ScoreTeacher:
     want = (dataset.n_users, dataset.n_items)
     if arr.ndim != 2 or arr.shape != want:
-        raise ValueError(f"{path}: teacher scores have shape {arr.shape}, expected {want} (n_users, n_items)")
+        raise RecdistillError(
+            f"{path}: teacher scores have shape {arr.shape}, expected {want} (n_users, n_items)"
+        )
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{path}: teacher scores must be numbers, got dtype {arr.dtype}")
+        raise RecdistillError(f"{path}: teacher scores must be numbers, got dtype {arr.dtype}")
     bad = ~np.isfinite(arr)
     if bad.any():
         u, i = np.argwhere(bad)[0]
-        raise ValueError(
+        raise RecdistillError(
             f"{path}: {int(bad.sum())} non-finite score(s), first at user {u}, item {i}: {arr[u, i]}"
         )
     return ScoreTeacher(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), str(path))
@@ -336,12 +341,12 @@ def _dense_teacher(arr: np.ndarray, path: Path, dataset: Dataset) -> ScoreTeache
 def _load_scores_npz(path: Path, dataset: Dataset) -> ScoreTeacher:
     with np.load(path, allow_pickle=False) as z:
         if "scores" not in z:
-            raise ValueError(f"{path}: expected an array named 'scores', found {sorted(z.files)}")
+            raise RecdistillError(f"{path}: expected an array named 'scores', found {sorted(z.files)}")
         arr = z["scores"]
         user_ids = z["user_ids"] if "user_ids" in z else None
         item_ids = z["item_ids"] if "item_ids" in z else None
     if arr.ndim != 2:
-        raise ValueError(f"{path}: 'scores' must be 2-D, got shape {arr.shape}")
+        raise RecdistillError(f"{path}: 'scores' must be 2-D, got shape {arr.shape}")
     for ids, axis, what, raw, n in (
         (user_ids, 0, "user", dataset.user_ids, dataset.n_users),
         (item_ids, 1, "item", dataset.item_ids, dataset.n_items),
@@ -349,18 +354,20 @@ def _load_scores_npz(path: Path, dataset: Dataset) -> ScoreTeacher:
         if ids is None:
             continue
         if ids.shape != (arr.shape[axis],):
-            raise ValueError(f"{path}: {what}_ids has shape {ids.shape}, expected ({arr.shape[axis]},)")
+            raise RecdistillError(f"{path}: {what}_ids has shape {ids.shape}, expected ({arr.shape[axis]},)")
         mapping = _id_map(raw)
         idx = pd.Series([str(x) for x in ids.tolist()]).map(mapping)
         if idx.isna().any():
             bad = [str(x) for x in ids[idx.isna().to_numpy()][:5].tolist()]
-            raise ValueError(f"{path}: {int(idx.isna().sum())} unknown {what} id(s) in {what}_ids: {bad}")
+            raise RecdistillError(
+                f"{path}: {int(idx.isna().sum())} unknown {what} id(s) in {what}_ids: {bad}"
+            )
         idx = idx.to_numpy(dtype=np.int64)
         if len(np.unique(idx)) != len(idx):
-            raise ValueError(f"{path}: duplicate ids in {what}_ids")
+            raise RecdistillError(f"{path}: duplicate ids in {what}_ids")
         if len(idx) != n:
             missing = np.setdiff1d(np.arange(n), idx)[:5]
-            raise ValueError(
+            raise RecdistillError(
                 f"{path}: {what}_ids covers {len(idx)} of the dataset's {n} {what}s; missing e.g. "
                 f"{[str(raw[m]) for m in missing]}"
             )
@@ -407,7 +414,7 @@ def _load_ranks_tsv(path: Path, dataset: Dataset) -> ListTeacher:
     bad = (r != np.round(r)) | (r < 1)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{path}: line {first + k}: rank {df['rank'].iloc[k]!r} is not an integer >= 1")
+        raise RecdistillError(f"{path}: line {first + k}: rank {df['rank'].iloc[k]!r} is not an integer >= 1")
     r = r.astype(np.int64)
     _check_dup(
         u * dataset.n_items + i, path, first, "item in a user's list", lambda k: repr(df["item"].iloc[k])
@@ -422,7 +429,7 @@ def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
     if len(df) and df["user"].iloc[0].strip().lower() == "user":
         df, first = df.iloc[1:].reset_index(drop=True), 2
     if df["items"].isna().any() if len(df) else False:
-        raise ValueError(f"{path}: expected lines 'user<TAB>item1 item2 ...'")
+        raise RecdistillError(f"{path}: expected lines 'user<TAB>item1 item2 ...'")
     u_line = _map_ids(df["user"], _id_map(dataset.user_ids), "user", path, first)
     _check_dup(u_line, path, first, "user", lambda k: repr(df["user"].iloc[k]))
     tokens = df["items"].str.split().explode()  # index = row of the line
@@ -434,7 +441,7 @@ def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
     if mapped.isna().any():
         bad = np.flatnonzero(mapped.isna().to_numpy())[:5]
         shown = ", ".join(f"line {int(line_of[b])}: {tokens.iloc[int(b)]!r}" for b in bad)
-        raise ValueError(
+        raise RecdistillError(
             f"{path}: {int(mapped.isna().sum())} unknown item id(s) not in the dataset ({shown})"
         )
     i = mapped.to_numpy(dtype=np.int64)
@@ -444,7 +451,7 @@ def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
     _, first_idx, counts = np.unique(keys, return_index=True, return_counts=True)
     if (counts > 1).any():
         k = np.flatnonzero(keys == keys[first_idx[counts > 1][0]])[1]
-        raise ValueError(
+        raise RecdistillError(
             f"{path}: line {int(line_of[k])}: duplicate item {tokens.iloc[int(k)]!r} in the list"
         )
     return ListTeacher(_lists_from_pairs(u, i, rank, dataset.n_users), dataset.n_items, str(path))
@@ -459,11 +466,9 @@ def load_teacher(
         return ModelTeacher(source.to(device), source=type(source).__name__)
     path = Path(source)
     if path.is_dir():
-        raise ValueError(f"teacher {path} is a run directory: load it with recdistill.runs.load_teacher")
+        raise RecdistillError(f"teacher {path} is a run directory: load it with recdistill.runs.load_teacher")
     if not path.is_file():
-        raise FileNotFoundError(
-            f"teacher not found: {path} (a run directory, .npy/.npz/.tsv scores or lists)"
-        )
+        raise MissingFileError(f"teacher not found: {path} (a run directory, .npy/.npz/.tsv scores or lists)")
     if path.suffix == ".npy":
         return _load_scores_npy(path, dataset).to(device)
     if path.suffix == ".npz":

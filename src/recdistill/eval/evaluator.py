@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.eval.metrics import check_ks, metrics_from_ranks
 from recdistill.eval.ranks import ScoreFn, ScoreItemsFn, heldout_ranks
 from recdistill.models.base import Recommender
@@ -47,7 +48,9 @@ def evaluate(
         progress=progress,
     )  # (n_users,)
     if not (ranks > 0).any():
-        raise ValueError(f"dataset {dataset.name!r} has no user with a {split} item; nothing to evaluate")
+        raise RecdistillError(
+            f"dataset {dataset.name!r} has no user with a {split} item; nothing to evaluate"
+        )
     return metrics_from_ranks(ranks, ks)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from recdistill.errors import RecdistillError
+
 METRICS = ("H", "N", "M")
 
 
@@ -21,12 +23,12 @@ def check_ks(ks: Iterable[int]) -> tuple[int, ...]:
     try:
         out = tuple(ks)
     except TypeError:
-        raise ValueError(f"ks must be a sequence of positive integers, got {ks!r}") from None
+        raise RecdistillError(f"ks must be a sequence of positive integers, got {ks!r}") from None
     if not out:
-        raise ValueError("ks must contain at least one cut-off K")
+        raise RecdistillError("ks must contain at least one cut-off K")
     for k in out:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"every K must be a positive integer; got {k!r} in ks={out!r}")
+            raise RecdistillError(f"every K must be a positive integer; got {k!r} in ks={out!r}")
     return tuple(int(k) for k in out)
 
 
@@ -42,18 +44,18 @@ def metrics_from_ranks(
     ks = check_ks(ks)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+        raise RecdistillError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
     r = np.asarray(ranks)
     if r.ndim != 1:
-        raise ValueError(f"ranks must be a 1-D array (one rank per user), got shape {r.shape}")
+        raise RecdistillError(f"ranks must be a 1-D array (one rank per user), got shape {r.shape}")
     if r.size and (np.isnan(r).any() if r.dtype.kind == "f" else False):
-        raise ValueError("ranks contain NaN")
+        raise RecdistillError("ranks contain NaN")
     if (r < 0).any() or ((r > 0) & (r < 1)).any():
         bad = r[(r < 0) | ((r > 0) & (r < 1))][0]
-        raise ValueError(f"ranks must be 0 (absent) or >= 1, got {bad}")
+        raise RecdistillError(f"ranks must be 0 (absent) or >= 1, got {bad}")
     r = r[r > 0].astype(np.float64)  # (n,)
     if r.size == 0:
-        raise ValueError("no user has a held-out item (every rank is 0); nothing to average")
+        raise RecdistillError("no user has a held-out item (every rank is 0); nothing to average")
     out: dict[str, float] = {}
     for k in ks:
         hit = r <= k  # (n,)

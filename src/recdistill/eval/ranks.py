@@ -35,6 +35,7 @@ import torch
 
 from recdistill.data.dataset import N_CANDIDATES, Dataset
 from recdistill.data.pairs import PairSet
+from recdistill.errors import RecdistillError
 
 PROTOCOLS = ("full", "sampled")
 SPLITS = ("valid", "test")
@@ -53,7 +54,7 @@ _PAIRS_PER_CHUNK = 1 << 18
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+        raise RecdistillError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
 
 
 def _other_split(split: str) -> str:
@@ -67,13 +68,13 @@ def _check_heldout(
     n_users, n_items = dataset.n_users, dataset.n_items
     for name, items in ((split, target), (_other_split(split), other)):
         if items.shape != (n_users,):
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {dataset.name!r}: {name} items have shape {items.shape}, expected ({n_users},)"
             )
         bad = np.flatnonzero((items < -1) | (items >= n_items))
         if bad.size:
             u = int(bad[0])
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {dataset.name!r}: {name} item of user {u} is {int(items[u])}, "
                 f"expected -1 (absent) or an item id in [0, {n_items})"
             )
@@ -81,14 +82,14 @@ def _check_heldout(
         in_train = seen.contains(users, items[users])  # (n,)
         if in_train.any():
             u = int(users[np.flatnonzero(in_train)[0]])
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {dataset.name!r}: {name} item {int(items[u])} of user {u} is also in the "
                 "user's training row; held-out items must be disjoint from training"
             )
     same = np.flatnonzero((target >= 0) & (target == other))
     if same.size:
         u = int(same[0])
-        raise ValueError(
+        raise RecdistillError(
             f"dataset {dataset.name!r}: user {u} has the same valid and test item {int(target[u])}"
         )
 
@@ -118,7 +119,7 @@ def _raise_nan(scores: torch.Tensor, users: np.ndarray, items: torch.Tensor | No
         return  # a +inf/-inf sum, not a NaN
     row, col = (int(x) for x in nan.nonzero()[0])
     item = col if items is None else int(items[row, col])
-    raise ValueError(f"the model returned a NaN score for user {int(users[row])}, item {item}")
+    raise RecdistillError(f"the model returned a NaN score for user {int(users[row])}, item {item}")
 
 
 def _ranks_from_counts(ge: torch.Tensor | None, gt: torch.Tensor | None, ties: str) -> torch.Tensor:
@@ -172,19 +173,19 @@ def heldout_ranks(
     _check_choice("split", split, SPLITS)
     _check_choice("ties", ties, TIES)
     if score_fn is None and not (protocol == "sampled" and score_items_fn is not None):
-        raise ValueError(
+        raise RecdistillError(
             "score_fn is required (it may be None only for protocol='sampled' with score_items_fn)"
         )
     if score_items_fn is not None and protocol != "sampled":
-        raise ValueError("score_items_fn is only used by protocol='sampled'")
+        raise RecdistillError("score_items_fn is only used by protocol='sampled'")
     if batch_size is None:
         batch_size = default_batch_size(dataset.n_items, protocol, score_items_fn is not None)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise RecdistillError(f"batch_size must be a positive integer, got {batch_size!r}")
     target = np.asarray(dataset.heldout(split), dtype=np.int64)  # (n_users,)
     other = np.asarray(dataset.heldout(_other_split(split)), dtype=np.int64)  # (n_users,)
     if dataset.train.shape != (dataset.n_users, dataset.n_items):
-        raise ValueError(
+        raise RecdistillError(
             f"dataset {dataset.name!r}: train has shape {dataset.train.shape}, "
             f"expected (n_users, n_items) = ({dataset.n_users}, {dataset.n_items})"
         )
@@ -264,7 +265,7 @@ class _FullRanker:
     def __call__(self, scores: torch.Tensor, u_np: np.ndarray, c0: int, c1: int) -> torch.Tensor:
         b = c1 - c0
         if scores.shape != (b, self.n_items):
-            raise ValueError(
+            raise RecdistillError(
                 f"score_fn returned shape {tuple(scores.shape)} for {b} users, expected ({b}, {self.n_items})"
             )
         if not scores.is_floating_point():
@@ -304,13 +305,13 @@ class _SampledRanker:
     ) -> None:
         cands = np.asarray(dataset.candidates)
         if cands.ndim != 2 or cands.shape[0] != dataset.n_users:
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {dataset.name!r}: candidates have shape {cands.shape}, "
                 f"expected ({dataset.n_users}, n_candidates)"
             )
         if cands.size and (cands.min() < 0 or cands.max() >= dataset.n_items):
             bad = np.argwhere((cands < 0) | (cands >= dataset.n_items))[0]
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {dataset.name!r}: candidate {int(cands[bad[0], bad[1]])} of user {int(bad[0])} "
                 f"is not an item id in [0, {dataset.n_items})"
             )
@@ -328,7 +329,7 @@ class _SampledRanker:
         hits |= items[:, 1:] == items[:, :1]
         if hits.any():
             r, c = np.argwhere(hits)[0]
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {self.dataset.name!r}: sampled candidate {int(items[r, c + 1])} of user "
                 f"{int(u_np[r])} is a positive (training or held-out item)"
             )
@@ -336,7 +337,7 @@ class _SampledRanker:
         dup = srt[:, 1:] == srt[:, :-1]
         if dup.any():
             r, c = np.argwhere(dup)[0]
-            raise ValueError(
+            raise RecdistillError(
                 f"dataset {self.dataset.name!r}: user {int(u_np[r])} has candidate {int(srt[r, c])} twice"
             )
 
@@ -352,13 +353,13 @@ class _SampledRanker:
         if score_items_fn is not None:
             s = score_items_fn(u, items)  # (B, 1 + n_cand)
             if s.shape != (b, k):
-                raise ValueError(f"score_items_fn returned shape {tuple(s.shape)}, expected ({b}, {k})")
+                raise RecdistillError(f"score_items_fn returned shape {tuple(s.shape)}, expected ({b}, {k})")
         else:
             assert score_fn is not None
             full = score_fn(u)  # (B, n_items)
             n = self.dataset.n_items
             if full.shape != (b, n):
-                raise ValueError(
+                raise RecdistillError(
                     f"score_fn returned shape {tuple(full.shape)} for {b} users, expected ({b}, {n})"
                 )
             s = full.gather(1, items.to(full.device))  # (B, 1 + n_cand)

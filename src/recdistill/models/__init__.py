@@ -18,6 +18,7 @@ import inspect
 from typing import Any
 
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender
 from recdistill.models.bpr import BPR
 from recdistill.models.cdae import CDAE
@@ -47,13 +48,13 @@ def resolve_dim(dataset_name: str, size: str | None = None, dim: int | None = No
     """The model dimension: an explicit ``dim`` wins, else the ``size`` preset for the dataset."""
     if dim is not None:
         if int(dim) < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim}")
+            raise RecdistillError(f"dim must be a positive integer, got {dim}")
         return int(dim)
     if size is None:
-        raise ValueError("give a size (teacher|student) or an explicit dim")
+        raise RecdistillError("give a size (teacher|student) or an explicit dim")
     family = PRESETS[preset_family(dataset_name)]
     if size not in family:
-        raise ValueError(f"unknown size {size!r}; expected one of {sorted(family)}")
+        raise RecdistillError(f"unknown size {size!r}; expected one of {sorted(family)}")
     return family[size]
 
 
@@ -74,7 +75,7 @@ def build_model(
     params = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
-        raise ValueError(f"model {name!r} has no parameter(s) {unknown}; known: {sorted(params)[1:]}")
+        raise RecdistillError(f"model {name!r} has no parameter(s) {unknown}; known: {sorted(params)[1:]}")
     args: dict[str, Any] = dict(kwargs, dim=resolve_dim(dataset.name, size, dim))
     if "train" in params:
         args["train"] = dataset.train
@@ -86,7 +87,7 @@ def model_from_spec(spec: dict[str, Any], dataset: Dataset) -> Recommender:
     cls = MODELS.get(spec["model"])
     kwargs = dict(spec["kwargs"])
     if (kwargs.get("n_users"), kwargs.get("n_items")) != (dataset.n_users, dataset.n_items):
-        raise ValueError(
+        raise RecdistillError(
             f"saved {spec['model']} is for {kwargs.get('n_users')} users x {kwargs.get('n_items')} "
             f"items, dataset {dataset.name!r} has {dataset.n_users} x {dataset.n_items}"
         )

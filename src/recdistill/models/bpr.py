@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender
 
 
@@ -49,7 +50,7 @@ class BPR(Recommender):
 
     def base_loss(self, batch: Batch) -> torch.Tensor:
         if batch.pos is None or batch.neg is None:
-            raise ValueError("BPR needs batches with pos (B,) and neg (B, n_neg)")
+            raise RecdistillError("BPR needs batches with pos (B,) and neg (B, n_neg)")
         items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1 + n_neg)
         p = self.user_emb(batch.users)  # (B, d)
         q = self.item_emb(items)  # (B, 1 + n_neg, d)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
@@ -44,9 +45,9 @@ class CDAE(Recommender):
     ) -> None:
         super().__init__(n_users, n_items)
         if train.shape != (n_users, n_items):
-            raise ValueError(f"train matrix shape {train.shape} != ({n_users}, {n_items})")
+            raise RecdistillError(f"train matrix shape {train.shape} != ({n_users}, {n_items})")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {sorted(_ACTIVATIONS)}")
+            raise RecdistillError(f"unknown activation {activation!r}; known: {sorted(_ACTIVATIONS)}")
         self.init_kwargs.update(dim=dim, dropout=dropout, activation=activation)
         self.dim, self.dropout, self.activation = dim, dropout, activation
         self._act = _ACTIVATIONS[activation]
@@ -92,7 +93,7 @@ class CDAE(Recommender):
         """BCE on observed items and the batch's negatives (``neg`` flat with ``neg_row``, or
         (B, n_neg)); a negative drawn twice counts twice (sampling with replacement)."""
         if batch.neg is None:
-            raise ValueError("CDAE needs batches with sampled negatives (neg)")
+            raise RecdistillError("CDAE needs batches with sampled negatives (neg)")
         y = self.rows(batch.users)  # (B, n_items)
         z = self.forward_rows(batch.users, y)  # (B, n_items)
         if batch.neg_row is None:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender
 
 
@@ -71,7 +72,7 @@ class NeuMF(Recommender):
 
     def base_loss(self, batch: Batch) -> torch.Tensor:
         if batch.pos is None or batch.neg is None:
-            raise ValueError("NeuMF needs batches with pos (B,) and neg (B, n_neg)")
+            raise RecdistillError("NeuMF needs batches with pos (B,) and neg (B, n_neg)")
         items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1 + n_neg)
         z = self.score(batch.users, items)  # (B, 1 + n_neg)
         labels = torch.zeros_like(z)

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from recdistill.atomic import atomic_torch_save
+from recdistill.atomic import atomic_torch_save, safe_torch_load
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.models import model_from_spec
 from recdistill.models.base import Recommender
 
@@ -27,11 +28,11 @@ def save_model(model: Recommender, path: str | Path, extra: dict[str, Any] | Non
 def load_model(path: str | Path, dataset: Dataset, device: str | torch.device = "cpu") -> Recommender:
     """Rebuild a model saved by ``save_model`` for ``dataset`` (in eval mode, on ``device``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = safe_torch_load(path, "model file")
     if not isinstance(blob, dict) or "model" not in blob or "kwargs" not in blob:
-        raise ValueError(f"{path}: not a recdistill model file (expected keys model, kwargs, state_dict)")
+        raise RecdistillError(
+            f"{path}: not a recdistill model file (expected keys model, kwargs, state_dict)"
+        )
     model = model_from_spec(blob, dataset)
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval()

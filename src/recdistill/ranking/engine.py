@@ -42,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdistill.errors import RecdistillError
 from recdistill.ranking.order import rank_rows
 from recdistill.ranking.sampling import draw_from_cdf, row_cdf, sample_without_replacement, top_m
 from recdistill.ranking.scoring import ScoreSource, check_side, iter_scores, scoring_mode
@@ -57,7 +58,7 @@ def canonical_csr(train: Any) -> sp.csr_matrix:
     dropped, duplicates summed, column indices sorted within rows (the order of interactions)."""
     m = getattr(train, "train", train)
     if not sp.issparse(m):
-        raise ValueError(f"train must be a scipy sparse matrix or a Dataset, got {type(m).__name__}")
+        raise RecdistillError(f"train must be a scipy sparse matrix or a Dataset, got {type(m).__name__}")
     csr = sp.csr_matrix(m, copy=True)
     csr.eliminate_zeros()
     csr.sum_duplicates()  # also sorts indices
@@ -118,17 +119,17 @@ class DrawSpec:
         for name in ("k", "rounds"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"DrawSpec {name}={v!r}: expected an integer >= 1")
+                raise RecdistillError(f"DrawSpec {name}={v!r}: expected an integer >= 1")
         if not callable(self.weight):
-            raise ValueError(f"DrawSpec weight={self.weight!r}: expected a weight function")
+            raise RecdistillError(f"DrawSpec weight={self.weight!r}: expected a weight function")
         if self.per_interaction and not self.replacement:
-            raise ValueError("DrawSpec per_interaction=True needs replacement=True")
+            raise RecdistillError("DrawSpec per_interaction=True needs replacement=True")
         if self.deterministic and (self.replacement or self.per_interaction):
-            raise ValueError("DrawSpec deterministic=True takes the top-k: no replacement, per row")
+            raise RecdistillError("DrawSpec deterministic=True takes the top-k: no replacement, per row")
         if self.order not in ORDERS:
-            raise ValueError(f"DrawSpec order={self.order!r}: expected None, 'teacher' or 'student'")
+            raise RecdistillError(f"DrawSpec order={self.order!r}: expected None, 'teacher' or 'student'")
         if self.order is not None and self.per_interaction:
-            raise ValueError("DrawSpec order applies to per-row draws, not per_interaction")
+            raise RecdistillError("DrawSpec order applies to per-row draws, not per_interaction")
 
 
 @dataclass
@@ -213,7 +214,7 @@ class RankEngine:
         self.n_users, self.n_items = self.train.shape
         self.device = torch.device(device)
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size={chunk_size!r}: expected an integer >= 1 or None")
+            raise RecdistillError(f"chunk_size={chunk_size!r}: expected an integer >= 1 or None")
         self.chunk_size = chunk_size
         self.num_threads = num_threads or torch.get_num_threads()
         self.item_fallback_bytes = item_fallback_bytes
@@ -241,7 +242,7 @@ class RankEngine:
         r = r.reshape(-1).to("cpu", torch.int64)
         if r.numel() and (int(r.min()) < 0 or int(r.max()) >= n_rows):
             bad = int(r[(r < 0) | (r >= n_rows)][0])
-            raise ValueError(f"row id {bad} out of range [0, {n_rows})")
+            raise RecdistillError(f"row id {bad} out of range [0, {n_rows})")
         return r
 
     def _pool(self) -> ThreadPoolExecutor | None:
@@ -332,12 +333,12 @@ class RankEngine:
         if isinstance(generator, int):
             generator = torch.Generator(self.device).manual_seed(generator)
         if generator is None and any(not s.deterministic for s in specs.values()):
-            raise ValueError("refresh: random draws need a generator (torch.Generator or int seed)")
+            raise RecdistillError("refresh: random draws need a generator (torch.Generator or int seed)")
         if not isinstance(top_n, int) or top_n < 0:
-            raise ValueError(f"top_n={top_n!r}: expected an integer >= 0")
+            raise RecdistillError(f"top_n={top_n!r}: expected an integer >= 0")
         for name, sp_ in specs.items():
             if sp_.order == "student" and student is None:
-                raise ValueError(f"spec {name!r}: order='student' needs a student")
+                raise RecdistillError(f"spec {name!r}: order='student' needs a student")
         sm = self.side(side)
         n, dev = sm.n_rows, self.device
         out = Refresh(side=side)
@@ -401,14 +402,14 @@ class RankEngine:
         if not isinstance(w, torch.Tensor) or w.shape != c.rank_t.shape:
             got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
             want = tuple(c.rank_t.shape)
-            raise ValueError(f"spec {name!r}: weight function returned {got}, expected {want}")
+            raise RecdistillError(f"spec {name!r}: weight function returned {got}, expected {want}")
         avail = c.unobserved  # (B, m)
         try:
             if spec.replacement:  # one CDF for all rounds
                 counts = sm.degrees(c.rows) if spec.per_interaction else torch.ones_like(c.rows)
                 counts = counts * spec.k  # (B,)
                 if bool(((counts > 0) & ~avail.any(1)).any()):
-                    raise ValueError("a row with draws requested has no unobserved entry")
+                    raise RecdistillError("a row with draws requested has no unobserved entry")
                 cdf = row_cdf(w, avail)  # (B, m)
                 rows = torch.repeat_interleave(torch.arange(e - s, device=w.device), counts)  # (N,)
                 sl = slice(int(sm.indptr[s]), int(sm.indptr[e])) if spec.per_interaction else slice(s, e)
@@ -432,7 +433,7 @@ class RankEngine:
                 d.index[r, s:e] = idx
                 self._keep(d, r, slice(s, e), c, None, idx)
         except ValueError as exc:
-            raise ValueError(f"spec {name!r}, {c.side} rows {s}..{e - 1}: {exc}") from None
+            raise RecdistillError(f"spec {name!r}, {c.side} rows {s}..{e - 1}: {exc}") from None
 
     @staticmethod
     def _sorted(spec: DrawSpec, c: RankChunk, idx: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from recdistill.data.pairs import PairSet
+from recdistill.errors import RecdistillError
 from recdistill.ranking.sampling import sample_without_replacement_partial, uniform_excluding
 from recdistill.ranking.weights import RankChunk, WeightFn
 
@@ -37,7 +38,7 @@ class TopLists:
     def __init__(self, lists: np.ndarray | torch.Tensor, n_cols: int, observed: PairSet) -> None:
         self.lists = torch.as_tensor(lists).to("cpu", torch.int64)  # (R, N), -1 = padding
         if self.lists.dim() != 2:
-            raise ValueError(f"lists must be (rows, N), got shape {tuple(self.lists.shape)}")
+            raise RecdistillError(f"lists must be (rows, N), got shape {tuple(self.lists.shape)}")
         self.n_rows, self.n = self.lists.shape
         self.n_cols = int(n_cols)
         in_list = self.lists >= 0  # (R, N)
@@ -46,7 +47,7 @@ class TopLists:
         pos = torch.arange(1, self.n + 1, dtype=torch.int32)[None, :].expand(self.n_rows, -1)
         self.positions = torch.where(in_list, pos, torch.zeros((), dtype=torch.int32))  # (R, N)
         if observed.n_cols != self.n_cols:
-            raise ValueError(f"observed pairs have {observed.n_cols} columns, lists {self.n_cols}")
+            raise RecdistillError(f"observed pairs have {observed.n_cols} columns, lists {self.n_cols}")
         self.observed = observed
         self._exclude: PairSet | None = None
 
@@ -66,7 +67,7 @@ class TopLists:
         """k distinct entries of every row's list, ``p ∝ weight(positions)``, in list order
         -> (int64 (R, k) column ids, bool (R, k) valid)."""
         if not isinstance(k, int) or k < 1 or k > self.n:
-            raise ValueError(f"k={k!r}: expected an integer in 1..{self.n} (the list length)")
+            raise RecdistillError(f"k={k!r}: expected an integer in 1..{self.n} (the list length)")
         out = torch.zeros((self.n_rows, k), dtype=torch.int64)
         valid = torch.zeros((self.n_rows, k), dtype=torch.bool)
         step = max(1, CHUNK_ENTRIES // max(self.n, 1))

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from recdistill.data.pairs import PairSet
+from recdistill.errors import RecdistillError
 from recdistill.ranking.sampling import uniform_excluding
 
 
@@ -28,7 +29,7 @@ class NegativeSampler:
         deg = np.diff(sp.csr_matrix(train).indptr)
         full = np.flatnonzero(deg >= self.n_items)
         if full.size:
-            raise ValueError(
+            raise RecdistillError(
                 f"user {int(full[0])} has observed all {self.n_items} items; no negative to sample"
             )
         self.max_rounds = max_rounds

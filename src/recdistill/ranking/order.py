@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from recdistill.errors import RecdistillError
+
 INT32_MAX = 2**31 - 1
 _LOW32 = 0xFFFFFFFF
 #: target bytes of one CPU sort block's int64 keys (fits in L2/L3)
@@ -35,7 +37,7 @@ def descending_keys(scores: torch.Tensor) -> torch.Tensor:
     if scores.dtype != torch.float32:
         scores = scores.float()
     if bool(torch.isnan(scores).any()):
-        raise ValueError("scores contain NaN; ranks are undefined")
+        raise RecdistillError("scores contain NaN; ranks are undefined")
     x = scores.contiguous().view(torch.int32)  # (B, m) raw bits
     sign = x >> 31  # (B, m) -1 for negative floats, 0 otherwise
     y = (x ^ (sign & 0x7FFFFFFF)) - sign  # (B, m) monotone in the float, -0.0 -> 0
@@ -45,7 +47,7 @@ def descending_keys(scores: torch.Tensor) -> torch.Tensor:
 def _keys_numpy(a: np.ndarray) -> np.ndarray:
     """:func:`descending_keys` in NumPy (single-threaded, for the CPU worker threads)."""
     if np.isnan(a).any():
-        raise ValueError("scores contain NaN; ranks are undefined")
+        raise RecdistillError("scores contain NaN; ranks are undefined")
     x = a.view(np.int32)  # (b, m) raw bits
     sign = x >> 31  # (b, m)
     y = x ^ (sign & np.int32(0x7FFFFFFF))  # (b, m)
@@ -106,12 +108,12 @@ def rank_rows(
     """
     b, m = scores.shape
     if m >= 2**31:
-        raise ValueError(f"{m} columns: ranks are int32, at most 2**31 - 1 columns")
+        raise RecdistillError(f"{m} columns: ranks are int32, at most 2**31 - 1 columns")
     dev = scores.device
     if backend == "auto":
         backend = "numpy" if dev.type == "cpu" else "torch"
     if backend not in ("numpy", "torch") or (backend == "numpy" and dev.type != "cpu"):
-        raise ValueError(f"backend={backend!r}: expected 'auto', 'torch', or 'numpy' on CPU")
+        raise RecdistillError(f"backend={backend!r}: expected 'auto', 'torch', or 'numpy' on CPU")
     obs_rows, obs_cols = obs_rows.to(dev).contiguous(), obs_cols.to(dev).contiguous()
     if obs_rows.numel() > 1 and not bool((obs_rows[1:] >= obs_rows[:-1]).all()):
         perm = torch.argsort(obs_rows, stable=True)

@@ -31,20 +31,21 @@ from dataclasses import dataclass
 import torch
 
 from recdistill.data.pairs import PairSet
+from recdistill.errors import RecdistillError
 from recdistill.ranking.order import INT32_MAX, descending_keys
 
 
 def _check(weights: torch.Tensor, available: torch.Tensor | None) -> torch.Tensor:
     if weights.dim() != 2:
-        raise ValueError(f"weights must be (B, m), got shape {tuple(weights.shape)}")
+        raise RecdistillError(f"weights must be (B, m), got shape {tuple(weights.shape)}")
     if available is not None and available.shape != weights.shape:
-        raise ValueError(f"available shape {tuple(available.shape)} != weights {tuple(weights.shape)}")
+        raise RecdistillError(f"available shape {tuple(available.shape)} != weights {tuple(weights.shape)}")
     if weights.numel():
         lo, hi = torch.aminmax(weights)  # NaN propagates
         if not (bool(lo >= 0) and bool(torch.isfinite(hi))):
             bad = ~torch.isfinite(weights) | (weights < 0)  # (B, m)
             r, c = (int(v) for v in bad.nonzero()[0])
-            raise ValueError(f"weights[{r}, {c}] = {float(weights[r, c])}: expected finite and >= 0")
+            raise RecdistillError(f"weights[{r}, {c}] = {float(weights[r, c])}: expected finite and >= 0")
     if available is None:
         return torch.ones_like(weights, dtype=torch.bool)
     return available
@@ -63,7 +64,7 @@ def _rand(
 def _first_bad_row(mask: torch.Tensor, what: str) -> None:
     if bool(mask.any()):
         r = int(mask.nonzero()[0, 0])
-        raise ValueError(f"row {r} of the block has {what}")
+        raise RecdistillError(f"row {r} of the block has {what}")
 
 
 @dataclass
@@ -94,7 +95,7 @@ def row_cdf(weights: torch.Tensor, available: torch.Tensor | None = None) -> Row
 def _row_cdf(weights: torch.Tensor, avail: torch.Tensor) -> RowCDF:
     b, m = weights.shape
     if b >= 2**20:
-        raise ValueError(f"{b} rows in one block: use blocks of fewer than 2**20 rows")
+        raise RecdistillError(f"{b} rows in one block: use blocks of fewer than 2**20 rows")
     nb = -(-m // _G)
     w = torch.empty((b, nb * _G), dtype=torch.float32, device=weights.device)  # (B, m_pad)
     w[:, m:] = 0.0
@@ -197,7 +198,7 @@ def _races(
     avail = _check(weights, available)
     b, m = weights.shape
     if not 1 <= k <= m:
-        raise ValueError(f"k={k}: expected 1 <= k <= {m} (entries per row)")
+        raise RecdistillError(f"k={k}: expected 1 <= k <= {m} (entries per row)")
     zero = torch.zeros((), dtype=torch.float32, device=weights.device)
     w = torch.where(avail, weights.float(), zero)  # (B, m)
     if bool(w.amax() > 1e30):  # keep w / E finite

@@ -21,6 +21,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from recdistill.errors import RecdistillError
+
 ScoreSource = Union[nn.Module, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]  # noqa: UP007
 
 SIDES = ("user", "item")
@@ -28,7 +30,7 @@ SIDES = ("user", "item")
 
 def check_side(side: str) -> str:
     if side not in SIDES:
-        raise ValueError(f"side={side!r}: expected 'user' or 'item'")
+        raise RecdistillError(f"side={side!r}: expected 'user' or 'item'")
     return side
 
 
@@ -76,7 +78,7 @@ def _user_scores(model: Any, users: torch.Tensor) -> torch.Tensor:
 def _checked(s: torch.Tensor, shape: tuple[int, int], what: str, device: torch.device) -> torch.Tensor:
     if not isinstance(s, torch.Tensor) or tuple(s.shape) != shape:
         got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-        raise ValueError(f"{what} returned {got}, expected shape {shape}")
+        raise RecdistillError(f"{what} returned {got}, expected shape {shape}")
     return s.to(device=device, dtype=torch.float32).contiguous()
 
 

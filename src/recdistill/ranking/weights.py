@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recdistill.errors import RecdistillError
 from recdistill.registry import Registry
 
 
@@ -69,9 +70,11 @@ class RankChunk:
             return self.rank_t
         if by == "s":
             if self.rank_s is None:
-                raise ValueError("this weight function needs the student's ranks; refresh with a student")
+                raise RecdistillError(
+                    "this weight function needs the student's ranks; refresh with a student"
+                )
             return self.rank_s
-        raise ValueError(f"by={by!r}: expected 't' (teacher) or 's' (student)")
+        raise RecdistillError(f"by={by!r}: expected 't' (teacher) or 's' (student)")
 
     def diff(self, d: str) -> torch.Tensor:
         """float32 (B, m) rank difference ``"s-t"`` = rank_S - rank_T or ``"t-s"``."""
@@ -79,7 +82,7 @@ class RankChunk:
             return (self.ranks("s") - self.rank_t).float()  # (B, m) exact below 2**24
         if d == "t-s":
             return (self.rank_t - self.ranks("s")).float()  # (B, m)
-        raise ValueError(f"d={d!r}: expected 's-t' (rank_S - rank_T) or 't-s'")
+        raise RecdistillError(f"d={d!r}: expected 's-t' (rank_S - rank_T) or 't-s'")
 
 
 WeightFn = Callable[[RankChunk], torch.Tensor]
@@ -95,7 +98,7 @@ def make_weight(name: str, **params: float | int | str | bool) -> WeightFn:
 
 def _positive(name: str, value: float) -> float:
     if not value > 0:
-        raise ValueError(f"{name}={value!r}: expected a number > 0")
+        raise RecdistillError(f"{name}={value!r}: expected a number > 0")
     return float(value)
 
 
@@ -176,7 +179,7 @@ def rank_aware(temperature: float, by: str = "t") -> WeightFn:
 def top_n(n: int, by: str = "t", invert: bool = False) -> WeightFn:
     """1 on the entries ranked ``<= n`` by X (RD's top-N selection); ``invert``: ranked ``> n``."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n={n!r}: expected an integer >= 1")
+        raise RecdistillError(f"n={n!r}: expected an integer >= 1")
 
     def fn(c: RankChunk) -> torch.Tensor:
         r = c.ranks(by)  # (B, m)
@@ -199,7 +202,7 @@ def uniform() -> WeightFn:
 def product(*fns: WeightFn) -> WeightFn:
     """The entry-wise product of weight functions."""
     if not fns:
-        raise ValueError("product() needs at least one weight function")
+        raise RecdistillError("product() needs at least one weight function")
 
     def fn(c: RankChunk) -> torch.Tensor:
         w = fns[0](c)

@@ -28,6 +28,7 @@ from recdistill.config import Config
 from recdistill.data.dataset import Dataset
 from recdistill.distill import load_distillers
 from recdistill.distill.base import Distiller
+from recdistill.errors import RecdistillError
 from recdistill.models import build_model
 from recdistill.models.base import Recommender
 from recdistill.runs.store import load_dataset_for, load_teacher, run_model, write_config
@@ -40,7 +41,7 @@ def method_config(config: Config) -> tuple[type[Distiller], Any]:
     """The distiller class of ``config.distill.method`` and its validated parameters."""
     if not config.distill.method:
         names = ", ".join(load_distillers().names())
-        raise ValueError(f"distill.method is empty; known: {names}")
+        raise RecdistillError(f"distill.method is empty; known: {names}")
     cls = load_distillers().get(config.distill.method)
     return cls, cls.build_config(config.distill.params)
 
@@ -71,12 +72,12 @@ def distill_run(
         run = _two_model_setup
     else:
         if student is not None:
-            raise ValueError(
+            raise RecdistillError(
                 f"{cls.name}: the student starts from scratch; --student is for methods "
                 "that train both models (bd)"
             )
         if source is None:
-            raise ValueError(f"{cls.name}: give a teacher (--teacher RUN_DIR or a score/list file)")
+            raise RecdistillError(f"{cls.name}: give a teacher (--teacher RUN_DIR or a score/list file)")
         run = _frozen_teacher_setup
     if dataset is None:
         dataset = load_dataset_for(config)
@@ -145,7 +146,9 @@ def _two_model_setup(
 ) -> tuple[Distiller, dict[str, Any]]:
     for role, run in (("teacher", teacher_run), ("student", student_run)):
         if params.fixed == role and run is None:
-            raise ValueError(f"{cls.name} with fixed={role!r} needs a pre-trained {role} run (--{role} RUN)")
+            raise RecdistillError(
+                f"{cls.name} with fixed={role!r} needs a pre-trained {role} run (--{role} RUN)"
+            )
     torch.manual_seed(config.train.seed)
     teacher = _init_model(config, dataset, "teacher", teacher_run, params.teacher_dim)
     student_dim = params.student_dim if params.student_dim is not None else config.model.dim
@@ -172,7 +175,9 @@ def _init_model(
     if run is not None:
         model = run_model(run, dataset, role)
         if model.name != config.model.name:
-            raise ValueError(f"{run}: holds a {model.name!r} model, but model.name is {config.model.name!r}")
+            raise RecdistillError(
+                f"{run}: holds a {model.name!r} model, but model.name is {config.model.name!r}"
+            )
         return model.train()
     mc = config.model
     return build_model(mc.name, dataset, size=None if dim is not None else role, dim=dim, **mc.params)

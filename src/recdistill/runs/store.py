@@ -23,6 +23,7 @@ from recdistill.config import Config, load_yaml, parse_dataclass
 from recdistill.data.dataset import Dataset
 from recdistill.distill.teacher import ModelTeacher, Teacher
 from recdistill.distill.teacher import load_teacher as load_teacher_file
+from recdistill.errors import MissingFileError, RecdistillError
 from recdistill.models.base import Recommender
 from recdistill.models.store import load_model
 
@@ -62,7 +63,7 @@ def load_config(run_dir: str | Path) -> Config:
     """The resolved ``config.yaml`` of a run directory."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
+        raise MissingFileError(f"{run_dir}: not a run directory (no config.yaml)")
     return parse_dataclass(Config, load_yaml(path), "")
 
 
@@ -94,7 +95,7 @@ def load_run(run_dir: str | Path, dataset: Dataset | None = None, device: str | 
         dataset = load_dataset_for(config)
     files = sorted(p for p in run_dir.glob("*.pt") if p.name != "checkpoint.pt")
     if not files:
-        raise FileNotFoundError(f"{run_dir}: no saved model (<name>.pt); did the run finish?")
+        raise MissingFileError(f"{run_dir}: no saved model (<name>.pt); did the run finish?")
     models = {p.stem: load_model(p, dataset, device) for p in files}
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
@@ -111,7 +112,7 @@ def run_model(
         return models[role]
     if len(models) == 1:
         return next(iter(models.values()))
-    raise ValueError(f"{run_dir}: holds models {sorted(models)}; expected one model or a {role!r}")
+    raise RecdistillError(f"{run_dir}: holds models {sorted(models)}; expected one model or a {role!r}")
 
 
 def load_teacher(source: Any, dataset: Dataset, device: str | torch.device = "cpu") -> Teacher:

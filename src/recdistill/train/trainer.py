@@ -56,10 +56,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recdistill.atomic import atomic_json, atomic_torch_save
+from recdistill.atomic import atomic_json, atomic_torch_save, safe_torch_load
 from recdistill.config import Config
 from recdistill.data.dataset import Dataset
 from recdistill.data.pairs import csr_pairs
+from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender
 from recdistill.models.store import save_model
 from recdistill.ranking.negatives import NegativeSampler
@@ -90,12 +91,29 @@ class BaseObjective:
         return loss, {"base": loss.detach()}
 
 
+def _numpy_state() -> dict[str, Any]:
+    """NumPy's global RNG state as plain values and a tensor (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
+def _set_numpy_state(st: dict[str, Any]) -> None:
+    keys = st["keys"].numpy().astype(np.uint32)
+    np.random.set_state((st["name"], keys, st["pos"], st["has_gauss"], st["cached_gaussian"]))
+
+
 def _default_primary(models: dict[str, Recommender]) -> str:
     if "student" in models:
         return "student"
     if len(models) == 1:
         return next(iter(models))
-    raise ValueError(f"several models {sorted(models)}; name the primary one (primary=...)")
+    raise RecdistillError(f"several models {sorted(models)}; name the primary one (primary=...)")
 
 
 class Trainer:
@@ -118,7 +136,7 @@ class Trainer:
         stop_on: Sequence[str] | None = None,
     ) -> None:
         if not models:
-            raise ValueError("Trainer needs at least one model to train")
+            raise RecdistillError("Trainer needs at least one model to train")
         self.models = models
         self.objective = objective
         self.dataset = dataset
@@ -127,14 +145,14 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.primary = primary or _default_primary(models)
         if self.primary not in models:
-            raise ValueError(f"primary model {self.primary!r} not in {sorted(models)}")
+            raise RecdistillError(f"primary model {self.primary!r} not in {sorted(models)}")
         self.stop_on: tuple[str, ...] = tuple(stop_on) if stop_on else (self.primary,)
         unknown = [n for n in self.stop_on if n not in models]
         if unknown:
-            raise ValueError(f"stop_on model(s) {unknown} not in {sorted(models)}")
+            raise RecdistillError(f"stop_on model(s) {unknown} not in {sorted(models)}")
         units = {m.batch_unit for m in models.values()}
         if len(units) != 1:
-            raise ValueError(f"models mix batch units {sorted(units)}; the default batches need one")
+            raise RecdistillError(f"models mix batch units {sorted(units)}; the default batches need one")
         self.batch_unit = units.pop()
         self.device = torch.device(self.tc.device)
         self.protocol = config.resolved_protocol()
@@ -191,7 +209,7 @@ class Trainer:
                 neg = self.sampler.sample(u[neg_row], 1, generator).squeeze(1)  # (N,)
                 yield Batch(u, None, neg, u, neg_row)
         else:
-            raise ValueError(f"unknown batch_unit {self.batch_unit!r}")
+            raise RecdistillError(f"unknown batch_unit {self.batch_unit!r}")
 
     def _batches(self, epoch: int) -> Iterator[Batch]:
         custom = getattr(self.objective, "batches", None)
@@ -213,7 +231,7 @@ class Trainer:
 
     def _monitor_value(self, metrics: dict[str, float]) -> float:
         if self.monitor not in metrics:
-            raise ValueError(
+            raise RecdistillError(
                 f"train.monitor {self.monitor!r} is not a reported metric; "
                 f"known: {', '.join(k for k in metrics if '@' in k)}"
             )
@@ -273,7 +291,7 @@ class Trainer:
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
+            "numpy_rng": _numpy_state(),
             "best": self.best,
             "best_states": self.best_states,
             "bad_evals": self.bad_evals,
@@ -288,7 +306,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if sorted(state["models"]) != sorted(self.models):
-            raise ValueError(
+            raise RecdistillError(
                 f"checkpoint has models {sorted(state['models'])}, run has {sorted(self.models)}"
             )
         for n, m in self.models.items():
@@ -296,7 +314,7 @@ class Trainer:
             self.optimizers[n].load_state_dict(state["optimizers"][n])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        _set_numpy_state(state["numpy_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch = state["epoch"]
@@ -341,7 +359,7 @@ class Trainer:
         if self.out_dir is not None and ckpt is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if resume and ckpt.exists():
-                self.load_state_dict(torch.load(ckpt, weights_only=False))
+                self.load_state_dict(safe_torch_load(ckpt, "checkpoint"))
                 self._trim_log()
             elif (self.out_dir / "log.jsonl").exists():
                 (self.out_dir / "log.jsonl").unlink()
