@@ -78,6 +78,7 @@ def run_bd(
     teacher_dim=None,
     student_dim=None,
     resume=False,
+    stop_after=None,
 ):
     """BD through the run layer (``recdistill.runs.distill_run``) from a ``BDConfig``; explicit
     sizes override the config's."""
@@ -99,4 +100,5 @@ def run_bd(
         student=student_run,
         resume=resume,
         log=lambda s: None,
+        stop_after=stop_after,
     )

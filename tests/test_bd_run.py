@@ -69,20 +69,12 @@ def test_run_bd_is_deterministic(ds, tmp_path):
 
 
 def test_run_bd_resume_matches_uninterrupted(ds, tmp_path):
-    from recdistill.distill.bd import BD
-    from recdistill.train.trainer import Trainer
 
     bd = BDConfig(warmup_epochs=1, period=2, n_samples=2)
     _, full, _ = run_bd(_config(epochs=4), bd, tmp_path / "full", dataset=ds, teacher_dim=6, student_dim=2)
     # interrupt after 2 epochs, then resume in a fresh process-like setup
     cfg = _config(epochs=4)
-    torch.manual_seed(0)
-    from recdistill.models import build_model
-
-    t = build_model("bpr", ds, dim=6)
-    s = build_model("bpr", ds, dim=2)
-    d = BD(t, s, ds, bd, seed=0)
-    Trainer(d.models, d, ds, cfg, tmp_path / "cut").fit(stop_after=2)
+    run_bd(cfg, bd, tmp_path / "cut", dataset=ds, teacher_dim=6, student_dim=2, stop_after=2)
     _, resumed, _ = run_bd(cfg, bd, tmp_path / "cut", dataset=ds, teacher_dim=6, student_dim=2, resume=True)
     for name in ("teacher", "student"):
         for v, w in zip(

@@ -194,8 +194,6 @@ def test_stats_survive_a_checkpoint():
 
 def test_run_bd_with_standardize_resumes_like_uninterrupted(tmp_path):
     from conftest import make_toy_dataset, run_bd
-    from recdistill.models import build_model
-    from recdistill.train.trainer import Trainer
     from test_bd_run import _config
 
     ds = make_toy_dataset(n_users=40, n_items=60, density=0.1, seed=11)
@@ -203,10 +201,7 @@ def test_run_bd_with_standardize_resumes_like_uninterrupted(tmp_path):
     _, full, _ = run_bd(_config(epochs=4), bd, tmp_path / "full", dataset=ds, teacher_dim=6, student_dim=2)
     assert set(full.stats) == {"teacher", "student"}
     cfg = _config(epochs=4)
-    torch.manual_seed(0)
-    t, s = build_model("bpr", ds, dim=6), build_model("bpr", ds, dim=2)
-    d = BD(t, s, ds, bd, seed=0)
-    Trainer(d.models, d, ds, cfg, tmp_path / "cut").fit(stop_after=2)
+    run_bd(cfg, bd, tmp_path / "cut", dataset=ds, teacher_dim=6, student_dim=2, stop_after=2)
     _, resumed, _ = run_bd(cfg, bd, tmp_path / "cut", dataset=ds, teacher_dim=6, student_dim=2, resume=True)
     _, plain, _ = run_bd(
         _config(epochs=4),

@@ -4,7 +4,7 @@ Anything else that escapes is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
-__all__ = ["MissingFileError", "RecdistillError", "UnknownNameError", "UnsafeFileError"]
+__all__ = ["MissingFileError", "RecdistillError", "RunInterrupted", "UnknownNameError", "UnsafeFileError"]
 
 
 class RecdistillError(ValueError):
@@ -24,3 +24,7 @@ class MissingFileError(RecdistillError, FileNotFoundError):
 
 class UnsafeFileError(RecdistillError):
     """A file that cannot be loaded without running code (a pickle payload), or is not ours."""
+
+
+class RunInterrupted(RecdistillError):
+    """Ctrl-C during training: the message says where the run stopped and how to resume."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,3 +51,15 @@ class Dataset:
     @property
     def n_train(self) -> int:
         return int(self.train.nnz)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the sizes and the training matrix's structure: what a model trained on this
+        split (and a teacher's top-N lists) depends on. Stored in every saved model."""
+        if "_fingerprint" not in self.__dict__:
+            h = hashlib.sha256()
+            h.update(f"{self.n_users}x{self.n_items}".encode())
+            h.update(np.ascontiguousarray(self.train.indptr, dtype=np.int64).tobytes())
+            h.update(np.ascontiguousarray(self.train.indices, dtype=np.int64).tobytes())
+            self.__dict__["_fingerprint"] = h.hexdigest()
+        return str(self.__dict__["_fingerprint"])

@@ -59,12 +59,8 @@ PAD = -1  # padding id in top-N arrays
 
 # ---------------------------------------------------------------------------------- utilities
 def dataset_fingerprint(dataset: Dataset) -> str:
-    """sha256 of the training matrix's structure and the sizes (what the top-N lists depend on)."""
-    h = hashlib.sha256()
-    h.update(f"{dataset.n_users}x{dataset.n_items}".encode())
-    h.update(np.ascontiguousarray(dataset.train.indptr, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(dataset.train.indices, dtype=np.int64).tobytes())
-    return h.hexdigest()
+    """The dataset's :attr:`~recdistill.data.dataset.Dataset.fingerprint` (sizes and training matrix)."""
+    return dataset.fingerprint
 
 
 def topn_from_scores(

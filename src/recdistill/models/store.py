@@ -33,6 +33,13 @@ def load_model(path: str | Path, dataset: Dataset, device: str | torch.device = 
         raise RecdistillError(
             f"{path}: not a recdistill model file (expected keys model, kwargs, state_dict)"
         )
+    saved = blob.get("dataset_fingerprint")
+    if saved is not None and saved != dataset.fingerprint:
+        raise RecdistillError(
+            f"{path} was trained on dataset {blob.get('dataset')!r} (fingerprint {str(saved)[:12]}), "
+            f"not on {dataset.name!r} (fingerprint {dataset.fingerprint[:12]}); give the dataset it was "
+            "trained on"
+        )
     model = model_from_spec(blob, dataset)
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval()

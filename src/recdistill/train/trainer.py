@@ -56,11 +56,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recdistill.atomic import atomic_json, atomic_torch_save, safe_torch_load
+from recdistill.atomic import atomic_json, atomic_text, atomic_torch_save, safe_torch_load
 from recdistill.config import Config
 from recdistill.data.dataset import Dataset
 from recdistill.data.pairs import csr_pairs
-from recdistill.errors import RecdistillError
+from recdistill.errors import RecdistillError, RunInterrupted
 from recdistill.models.base import Batch, Recommender
 from recdistill.models.store import save_model
 from recdistill.ranking.negatives import NegativeSampler
@@ -265,7 +265,11 @@ class Trainer:
         out = {n: {k: float(v) / max(n_batches, 1) for k, v in acc.items()} for n, acc in sums.items()}
         for n, parts in out.items():
             if not math.isfinite(parts.get("loss", 0.0)):
-                raise FloatingPointError(f"epoch {epoch + 1}: loss of {n!r} is {parts['loss']}")
+                where = f"; the last checkpoint is in {self.out_dir}" if self.out_dir is not None else ""
+                raise RecdistillError(
+                    f"epoch {epoch + 1}: the loss of {n!r} is {parts['loss']} (train.lr={self.tc.lr:g} too "
+                    f"large, or a diverging distillation weight?); training stopped{where}"
+                )
         return out
 
     def validate(self) -> dict[str, dict[str, float]]:
@@ -286,6 +290,7 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
+            "config": self.config.to_dict(),
             "epoch": self.epoch,
             "models": {n: m.state_dict() for n, m in self.models.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
@@ -305,6 +310,8 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "config" in state:
+            self._check_same_run(state["config"])
         if sorted(state["models"]) != sorted(self.models):
             raise RecdistillError(
                 f"checkpoint has models {sorted(state['models'])}, run has {sorted(self.models)}"
@@ -326,6 +333,34 @@ class Trainer:
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
 
+    #: settings a resumed run may change (they do not change what is computed so far)
+    RESUMABLE_CHANGES = frozenset(
+        {
+            "train.epochs",
+            "train.patience",
+            "train.progress",
+            "train.device",
+            "train.eval_batch_size",
+            "train.checkpoint_every",
+            "data.data_dir",
+        }
+    )
+
+    def _check_same_run(self, saved: dict[str, Any]) -> None:
+        """A checkpoint continues only the run it was written by (same config but the keys of
+        :attr:`RESUMABLE_CHANGES`)."""
+        now = self.config.to_dict()
+        for sec in sorted(set(saved) | set(now)):
+            a, b = saved.get(sec) or {}, now.get(sec) or {}
+            for key in sorted(set(a) | set(b)):
+                name = f"{sec}.{key}"
+                if name not in self.RESUMABLE_CHANGES and a.get(key) != b.get(key):
+                    where = self.checkpoint_path or "the checkpoint"
+                    raise RecdistillError(
+                        f"{where} was written by a run with {name}={a.get(key)!r}, this run has "
+                        f"{name}={b.get(key)!r}: resume with the same settings, or train without --resume"
+                    )
+
     @property
     def checkpoint_path(self) -> Path | None:
         return None if self.out_dir is None else self.out_dir / "checkpoint.pt"
@@ -337,15 +372,30 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _trim_log(self) -> None:
-        """Drop log lines of epochs after the checkpoint (written before an interruption)."""
+        """Drop log lines of epochs after the checkpoint (written before an interruption). A torn
+        last line (what a crash mid-write leaves) is dropped too; a bad line before it is an error."""
         path = self.out_dir / "log.jsonl" if self.out_dir else None
         if path is None or not path.exists():
             return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if json.loads(ln)["epoch"] <= self.epoch]
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        tmp.replace(path)
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        keep = []
+        for i, ln in enumerate(lines):
+            try:
+                rec = json.loads(ln)
+                epoch = int(rec["epoch"])
+            except (ValueError, KeyError, TypeError):
+                if i == len(lines) - 1:
+                    print(
+                        f"recdistill: {path}: dropped a torn last line (epoch not recorded)", file=sys.stderr
+                    )
+                    continue
+                raise RecdistillError(
+                    f"{path}: line {i + 1} is not a log record ({ln[:40]!r}); remove the line, or train "
+                    "without --resume"
+                ) from None
+            if epoch <= self.epoch:
+                keep.append(ln)
+        atomic_text("".join(ln + "\n" for ln in keep), path)
 
     # ---------------------------------------------------------------- main loop
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
@@ -363,25 +413,74 @@ class Trainer:
                 self._trim_log()
             elif (self.out_dir / "log.jsonl").exists():
                 (self.out_dir / "log.jsonl").unlink()
-        while self.epoch < self.tc.epochs and not self.stopped:
-            if stop_after is not None and self.epoch >= stop_after:
-                return {}
-            t0 = time.perf_counter()
-            losses = self.train_epoch(self.epoch)
-            t_train = time.perf_counter() - t0
-            self.train_time += t_train
-            self.epoch += 1
-            record: dict[str, Any] = {"epoch": self.epoch, "loss": losses, "time_train_s": round(t_train, 4)}
-            if self.epoch % self.tc.eval_every == 0 or self.epoch == self.tc.epochs:
-                t1 = time.perf_counter()
-                record["valid"] = self.validate()
-                record["time_eval_s"] = round(time.perf_counter() - t1, 4)
-                record["best_epoch"] = self.best[self.primary]["epoch"]
-            last = self.epoch >= self.tc.epochs or self.stopped
-            if self.checkpoint_path is not None and (self.epoch % self.tc.checkpoint_every == 0 or last):
-                atomic_torch_save(self.state_dict(), self.checkpoint_path)
-            self._log(record)
+        bar = self._epoch_bar()
+        try:
+            while self.epoch < self.tc.epochs and not self.stopped:
+                if stop_after is not None and self.epoch >= stop_after:
+                    return {}
+                self._one_epoch(bar)
+        except KeyboardInterrupt:
+            raise RunInterrupted(self._interrupted_message()) from None
+        finally:
+            if bar is not None:
+                bar.close()
         return self.finish()
+
+    def _epoch_bar(self) -> Any:
+        """A bar over epochs (total, ETA, last validation) on a terminal; else None."""
+        if not (self.tc.progress and sys.stderr.isatty()):
+            return None
+        return tqdm(total=self.tc.epochs, initial=self.epoch, desc="epochs", unit="epoch", leave=False)
+
+    def _progress(self, bar: Any, record: dict[str, Any], t_epoch: float) -> None:
+        """The bar's postfix, or (output not a terminal) one line per validation on stderr."""
+        best = self.best[self.primary]
+        if "valid" in record:
+            last = record["valid"][self.primary][self.monitor]
+            text = f"valid {self.monitor} {last:.4f} (best {best['score']:.4f} at epoch {best['epoch']})"
+        else:
+            text = None
+        if bar is not None:
+            bar.update(1)
+            if text:
+                bar.set_postfix_str(text)
+            return
+        if text and self.tc.progress:
+            eta = (self.tc.epochs - self.epoch) * t_epoch
+            print(
+                f"epoch {self.epoch}/{self.tc.epochs}: {text}, {t_epoch:.1f} s/epoch, at most "
+                f"{eta / 60:.1f} min left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _interrupted_message(self) -> str:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return f"interrupted in epoch {self.epoch + 1}; no checkpoint was written (no run directory)"
+        done = safe_torch_load(self.checkpoint_path, "checkpoint")["epoch"]
+        return (
+            f"interrupted in epoch {self.epoch + 1}; the checkpoint of epoch {done} is in {self.out_dir}: "
+            "run the same command with --resume to continue"
+        )
+
+    def _one_epoch(self, bar: Any) -> None:
+        """Train one epoch, validate when due, checkpoint, log."""
+        t0 = time.perf_counter()
+        losses = self.train_epoch(self.epoch)
+        t_train = time.perf_counter() - t0
+        self.train_time += t_train
+        self.epoch += 1
+        record: dict[str, Any] = {"epoch": self.epoch, "loss": losses, "time_train_s": round(t_train, 4)}
+        if self.epoch % self.tc.eval_every == 0 or self.epoch == self.tc.epochs:
+            t1 = time.perf_counter()
+            record["valid"] = self.validate()
+            record["time_eval_s"] = round(time.perf_counter() - t1, 4)
+            record["best_epoch"] = self.best[self.primary]["epoch"]
+        last = self.epoch >= self.tc.epochs or self.stopped
+        if self.checkpoint_path is not None and (self.epoch % self.tc.checkpoint_every == 0 or last):
+            atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        self._log(record)
+        self._progress(bar, record, time.perf_counter() - t0)
 
     def finish(self) -> dict[str, Any]:
         """Load every model's best state, write ``<name>.pt`` and ``metrics.json``."""
@@ -396,7 +495,11 @@ class Trainer:
                 save_model(
                     m,
                     self.out_dir / f"{n}.pt",
-                    extra={"best_epoch": self.best[n]["epoch"], "dataset": self.dataset.name},
+                    extra={
+                        "best_epoch": self.best[n]["epoch"],
+                        "dataset": self.dataset.name,
+                        "dataset_fingerprint": self.dataset.fingerprint,
+                    },
                 )
             atomic_json(metrics, self.out_dir / "metrics.json")
         return metrics
@@ -405,6 +508,7 @@ class Trainer:
         """``{"models": {name: {"valid"|"test": {"full"|"sampled": metrics}, ...}}, ...}``."""
         out: dict[str, Any] = {
             "dataset": self.dataset.name,
+            "dataset_fingerprint": self.dataset.fingerprint,
             "primary": self.primary,
             "stop_on": list(self.stop_on),
             "monitor": self.monitor,
