@@ -314,7 +314,23 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3"
     )
     g.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    g.add_argument(
+        "--fresh", action="store_true", help="replace a finished run in --out (staged: swapped in on success)"
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_out_args(args: argparse.Namespace) -> str:
+    """``--out`` (required) and ``--resume`` (needs the run's ``checkpoint.pt``) -> the out path."""
+    if not getattr(args, "out", None):
+        raise RecdistillError("--out is required: the run directory to write")
+    if getattr(args, "resume", False) and not (Path(args.out) / "checkpoint.pt").is_file():
+        raise RecdistillError(
+            f"--resume: {args.out} has no checkpoint.pt (nothing to resume); run without --resume"
+        )
+    if getattr(args, "resume", False) and getattr(args, "fresh", False):
+        raise RecdistillError("--resume and --fresh contradict each other: give one")
+    return str(args.out)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from recdistill.config import add_training_flags, config_from_args
+from recdistill.config import add_training_flags, check_out_args, config_from_args
 from recdistill.errors import RecdistillError
 
 
@@ -67,14 +67,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
         model = dataclasses.replace(model, size="student")  # distill trains a student by default
     cfg = dataclasses.replace(cfg, distill=distill, model=model)
     method_config(cfg)  # the method's parameters are checked before anything else
-    if not args.out:
-        raise RecdistillError("--out is required: the run directory to write")
+    check_out_args(args)
     _, _, metrics = distill_run(
         cfg,
         args.out,
         teacher=distill.teacher,
         student=args.student,
         resume=args.resume,
+        fresh=args.fresh,
         cache_dir=args.cache_dir,
     )
     proto = cfg.resolved_protocol()

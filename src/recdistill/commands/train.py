@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recdistill.config import add_training_flags, config_from_args
-from recdistill.errors import RecdistillError
+from recdistill.config import add_training_flags, check_out_args, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,9 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recdistill.runs import train_run
 
     cfg = config_from_args(args)
-    if not args.out:
-        raise RecdistillError("--out is required: the run directory to write")
-    _, metrics = train_run(cfg, args.out, resume=args.resume)
+    check_out_args(args)
+    _, metrics = train_run(cfg, args.out, resume=args.resume, fresh=args.fresh)
     m = metrics["models"]["model"]
     proto = cfg.resolved_protocol()
     print(
@@ -75,10 +73,10 @@ def _fmt(metrics: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recdistill.eval import evaluate_model
-    from recdistill.runs import load_config, load_dataset_for, load_run
+    from recdistill.runs import check_device, load_config, load_dataset_for, load_run
 
     cfg = _override_data_dir(load_config(args.run_dir), args.data_dir)
-    run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=args.device)
+    run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=check_device(args.device))
     ks = [int(k) for k in args.ks.split(",")] if args.ks else list(cfg.train.ks)
     result = {n: evaluate_model(m, run.dataset, args.protocol, args.split, ks) for n, m in run.models.items()}
     for n, met in result.items():
@@ -90,10 +88,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from recdistill.analysis.profile import profile_model
-    from recdistill.runs import load_config, load_dataset_for, load_run
+    from recdistill.runs import check_device, load_config, load_dataset_for, load_run
 
     cfg = _override_data_dir(load_config(args.run_dir), args.data_dir)
-    run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=args.device)
+    run = load_run(args.run_dir, dataset=load_dataset_for(cfg), device=check_device(args.device))
     for n, m in run.models.items():
         p = profile_model(m, run.dataset, k=args.k, batch_size=args.batch_size)
         print(

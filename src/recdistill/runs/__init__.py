@@ -4,11 +4,14 @@ Python API — train a base model, distil with any registered method, the demo."
 from recdistill.runs.distill import distill_run, method_config
 from recdistill.runs.store import (
     Run,
+    check_device,
     data_dir_for,
+    is_finished,
     load_config,
     load_dataset_for,
     load_run,
     load_teacher,
+    run_directory,
     run_model,
     write_config,
 )
@@ -16,13 +19,16 @@ from recdistill.runs.train import train_run
 
 __all__ = [
     "Run",
+    "check_device",
     "data_dir_for",
     "distill_run",
+    "is_finished",
     "load_config",
     "load_dataset_for",
     "load_run",
     "load_teacher",
     "method_config",
+    "run_directory",
     "run_model",
     "train_run",
     "write_config",

@@ -29,7 +29,7 @@ Runner = Callable[[Config, Path, dict[str, Path], Dataset], dict[str, Any]]
 
 def train_runner(config: Config, out_dir: Path, runs: dict[str, Path], dataset: Dataset) -> dict[str, Any]:
     """Train ``config.model`` alone with its base loss (the Teacher and Student rows)."""
-    return train_run(config, out_dir, dataset=dataset)[1]
+    return train_run(config, out_dir, dataset=dataset, fresh=True)[1]  # the demo decided to (re)train
 
 
 def demo_runner(method: str, teacher_row: str = "teacher") -> Runner:
@@ -41,7 +41,7 @@ def demo_runner(method: str, teacher_row: str = "teacher") -> Runner:
         cfg = dataclasses.replace(
             config, distill=dataclasses.replace(config.distill, method=method, teacher=teacher)
         )
-        return distill_run(cfg, out_dir, dataset=dataset, teacher=teacher)[2]
+        return distill_run(cfg, out_dir, dataset=dataset, teacher=teacher, fresh=True)[2]
 
     return runner
 

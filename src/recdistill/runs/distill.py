@@ -31,7 +31,14 @@ from recdistill.distill.base import Distiller
 from recdistill.errors import RecdistillError
 from recdistill.models import build_model
 from recdistill.models.base import Recommender
-from recdistill.runs.store import load_dataset_for, load_teacher, run_model, write_config
+from recdistill.runs.store import (
+    check_device,
+    load_dataset_for,
+    load_teacher,
+    run_directory,
+    run_model,
+    write_config,
+)
 from recdistill.train.trainer import Trainer
 
 __all__ = ["distill_run", "method_config"]
@@ -56,6 +63,7 @@ def distill_run(
     cache_dir: str | Path | None = None,
     log: Callable[[str], Any] = print,
     stop_after: int | None = None,
+    fresh: bool = False,
 ) -> tuple[Trainer, Distiller, dict[str, Any]]:
     """Train with ``config.distill.method``; returns (trainer, distiller, metrics).
 
@@ -63,7 +71,8 @@ def distill_run(
     Teacher). student: a pre-trained student run directory (methods that train both models).
     cache_dir: where a frozen teacher's top-N lists are cached (default ``<teacher run>/cache``
     for a run directory) unless the method's ``cache_dir`` parameter is set. stop_after: return
-    after this many epochs without finishing (an interruption; ``{}`` metrics).
+    after this many epochs without finishing (an interruption; ``{}`` metrics). fresh: replace a
+    finished run in ``out_dir`` (staged; :func:`recdistill.runs.store.run_directory`).
     """
     cls, params = method_config(config)  # checked before anything is loaded
     source = teacher if teacher is not None else config.distill.teacher
@@ -79,31 +88,37 @@ def distill_run(
         if source is None:
             raise RecdistillError(f"{cls.name}: give a teacher (--teacher RUN_DIR or a score/list file)")
         run = _frozen_teacher_setup
-    if dataset is None:
-        dataset = load_dataset_for(config)
-    distiller, info = run(cls, params, config, dataset, source, student, cache_dir)
-    log(distiller.describe())
-    if out_dir is not None:
-        write_config(config, out_dir)
-        formulas = {n: distiller.formula(n) for n in distiller.models}
-        atomic_json(
-            {
+    kd_start = int(getattr(params, "warmup_epochs", 0))
+    if config.train.epochs <= kd_start:
+        raise RecdistillError(
+            f"train.epochs={config.train.epochs} <= warmup_epochs={kd_start}: {cls.name} would apply no "
+            "distillation; give more epochs or a shorter warm-up"
+        )
+    check_device(config.train.device)
+    with run_directory(out_dir, resume, fresh) as out:
+        if dataset is None:
+            dataset = load_dataset_for(config)
+        distiller, info = run(cls, params, config, dataset, source, student, cache_dir)
+        log(distiller.describe())
+        if out is not None:
+            write_config(config, out)
+            formulas = {n: distiller.formula(n) for n in distiller.models}
+            record = {
                 "method": cls.name,
                 "formulas": formulas,
                 "params": dataclasses.asdict(distiller.config),
-                **info,
-            },
-            Path(out_dir) / "distill.json",
-        )
-    stop_on = getattr(params, "stop_on", None)
-    primary = "student" if "student" in distiller.models else "teacher"
-    trainer = Trainer(distiller.models, distiller, dataset, config, out_dir, primary=primary, stop_on=stop_on)
-    metrics = trainer.fit(resume=resume, stop_after=stop_after)
-    extra = distiller.run_metrics()
-    if metrics and extra:
-        metrics.update(extra)
-        if out_dir is not None:
-            atomic_json(metrics, Path(out_dir) / "metrics.json")
+            }
+            atomic_json({**record, **info}, out / "distill.json")
+        stop_on = getattr(params, "stop_on", None)
+        primary = "student" if "student" in distiller.models else "teacher"
+        trainer = Trainer(distiller.models, distiller, dataset, config, out, primary=primary, stop_on=stop_on)
+        metrics = trainer.fit(resume=resume, stop_after=stop_after)
+        if metrics:
+            # epochs with distillation terms (BD: after its warm-up), and the method's own figures
+            metrics["distilled_epochs"] = max(0, int(metrics["epochs_run"]) - distiller.kd_start_epoch())
+            metrics.update(distiller.run_metrics())
+            if out is not None:
+                atomic_json(metrics, out / "metrics.json")
     return trainer, distiller, metrics
 
 

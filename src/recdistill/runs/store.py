@@ -9,8 +9,12 @@ All files are written atomically (:mod:`recdistill.atomic`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +33,97 @@ from recdistill.models.store import load_model
 
 __all__ = [
     "Run",
+    "check_device",
     "data_dir_for",
+    "is_finished",
     "load_config",
     "load_dataset_for",
     "load_run",
     "load_teacher",
+    "run_directory",
     "run_model",
     "write_config",
 ]
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine (one-line error otherwise)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise RecdistillError(f"device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RecdistillError(
+                f"device {device!r}: CUDA is not available here (this PyTorch {torch.__version__} has "
+                f"{'no CUDA build' if torch.version.cuda is None else 'no visible GPU'}); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RecdistillError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) visible")
+    elif dev.type != "cpu":
+        raise RecdistillError(f"device {device!r}: expected cpu, cuda or cuda:N")
+    return dev
+
+
+def _check_writable(out: Path) -> None:
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == out else f"is under a file ({parent})"
+                raise RecdistillError(f"--out {out} {what}: give a directory for the run")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise RecdistillError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (its ``metrics.json``)."""
+    return (Path(run_dir) / "metrics.json").is_file()
+
+
+@contextlib.contextmanager
+def run_directory(
+    out_dir: str | Path | None, resume: bool = False, fresh: bool = False
+) -> Iterator[Path | None]:
+    """The folder a run writes into, such that a failed command never damages a finished run.
+
+    - ``out_dir`` a file, under a file or not writable: a one-line error before anything runs;
+    - a finished run (``metrics.json``) is continued only with ``resume`` (which rewrites the same
+      results) and replaced only with ``fresh``: the new run is staged in a hidden sibling folder
+      and swapped in when it has finished; on any failure the stage is removed and the finished
+      run is left exactly as it was. Without either: an error.
+    Yields the folder to write into (None without ``out_dir``).
+    """
+    if out_dir is None:
+        yield None
+        return
+    out = Path(out_dir)
+    _check_writable(out)
+    if not (is_finished(out) and fresh and not resume):
+        if is_finished(out) and not resume:
+            raise RecdistillError(
+                f"{out} holds a finished run: pass --fresh to replace it (or --resume, or another --out)"
+            )
+        yield out
+        return
+    stage = out.parent / f".{out.name}.staging"
+    if stage.exists():
+        shutil.rmtree(stage)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.replaced"
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(out, old)
+    os.replace(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def data_dir_for(config: Config) -> str | None:

@@ -11,7 +11,7 @@ import torch
 from recdistill.config import Config
 from recdistill.data.dataset import Dataset
 from recdistill.models import build_model
-from recdistill.runs.store import load_dataset_for, write_config
+from recdistill.runs.store import check_device, load_dataset_for, run_directory, write_config
 from recdistill.train.trainer import BaseObjective, Trainer
 
 
@@ -22,20 +22,24 @@ def train_run(
     resume: bool = False,
     stop_after: int | None = None,
     name: str = "model",
+    fresh: bool = False,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train ``config.model`` on ``config.data`` with its base loss; returns (trainer, metrics).
 
     The model is saved as ``out_dir/<name>.pt``. One seed (``train.seed``) fixes the
-    initialisation, sampling and batch order.
+    initialisation, sampling and batch order. A finished run in ``out_dir`` is replaced only with
+    ``fresh`` (staged, swapped in on success; :func:`recdistill.runs.store.run_directory`).
     """
-    if dataset is None:
-        dataset = load_dataset_for(config)
-    if out_dir is not None:
-        write_config(config, out_dir)
-    torch.manual_seed(config.train.seed)
-    mc = config.model
-    model = build_model(mc.name, dataset, size=mc.size, dim=mc.dim, **mc.params)
-    models = {name: model}
-    trainer = Trainer(models, BaseObjective(models), dataset, config, out_dir)
-    metrics = trainer.fit(resume=resume, stop_after=stop_after)
+    check_device(config.train.device)
+    with run_directory(out_dir, resume, fresh) as out:
+        if dataset is None:
+            dataset = load_dataset_for(config)
+        if out is not None:
+            write_config(config, out)
+        torch.manual_seed(config.train.seed)
+        mc = config.model
+        model = build_model(mc.name, dataset, size=mc.size, dim=mc.dim, **mc.params)
+        models = {name: model}
+        trainer = Trainer(models, BaseObjective(models), dataset, config, out)
+        metrics = trainer.fit(resume=resume, stop_after=stop_after)
     return trainer, metrics
