@@ -35,10 +35,53 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 @dataclass(frozen=True)
 class DataConfig:
     """name: a dataset known to ``recdistill.data.load_dataset`` (e.g. citeulike-bd,
-    citeulike-dcd, ml-100k). data_dir: raw data folder (None: ``RECDISTILL_DATA``)."""
+    citeulike-dcd, ml-100k) or a file (CSV/TSV/Parquet, MovieLens, RecBole ``.inter`` ...).
+    data_dir: raw data folder (None: ``RECDISTILL_DATA``).
+
+    Options of ``load_dataset`` (None: the loader's default, or the named dataset's):
+    format, user_col, item_col, time_col, sep (files); min_user_interactions, k_core,
+    min_rating (logs); n_candidates (the sampled protocol's candidates per user, 499; lower it for
+    a catalogue under 500 items); seed (the split's and candidates' seed, 0).
+    """
 
     name: str = "citeulike-bd"
     data_dir: str | None = None
+    format: str | None = None
+    user_col: str | None = None
+    item_col: str | None = None
+    time_col: str | None = None
+    sep: str | None = None
+    min_user_interactions: int | None = None
+    k_core: int | None = None
+    min_rating: float | None = None
+    n_candidates: int | None = None
+    seed: int | None = None
+
+    #: the fields passed to ``load_dataset`` when set
+    LOADER_OPTIONS = (
+        "format",
+        "user_col",
+        "item_col",
+        "time_col",
+        "sep",
+        "min_user_interactions",
+        "k_core",
+        "min_rating",
+        "n_candidates",
+        "seed",
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("min_user_interactions", "k_core", "n_candidates"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise RecdistillError(f"data.{key}: expected a positive integer or null, got {v}")
+        if self.sep is not None and len(self.sep) != 1:
+            raise RecdistillError(f"data.sep: expected one character, got {self.sep!r}")
+
+    def loader_options(self) -> dict[str, Any]:
+        """The options set here, for ``recdistill.data.load_dataset``."""
+        return {k: getattr(self, k) for k in self.LOADER_OPTIONS if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -284,6 +327,13 @@ def make_config(
 FLAG_KEYS: dict[str, tuple[str, str]] = {
     "dataset": ("data", "name"),
     "data_dir": ("data", "data_dir"),
+    "user_col": ("data", "user_col"),
+    "item_col": ("data", "item_col"),
+    "time_col": ("data", "time_col"),
+    "sep": ("data", "sep"),
+    "min_user_interactions": ("data", "min_user_interactions"),
+    "k_core": ("data", "k_core"),
+    "n_candidates": ("data", "n_candidates"),
     "model": ("model", "name"),
     "size": ("model", "size"),
     "dim": ("model", "dim"),
@@ -300,6 +350,14 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--dataset", help="dataset name (default citeulike-bd)")
     g.add_argument("--data-dir", help="raw data folder (default: $RECDISTILL_DATA)")
+    d = parser.add_argument_group("your own data (--dataset FILE; also data.* keys)")
+    d.add_argument("--user-col", help="user column of a CSV/TSV/Parquet file")
+    d.add_argument("--item-col", help="item column")
+    d.add_argument("--time-col", help="time column (leave-one-out by time; else at random)")
+    d.add_argument("--sep", help="field separator (default: ',' for .csv, else tab)")
+    d.add_argument("--min-user-interactions", type=int, help="drop users with fewer interactions")
+    d.add_argument("--k-core", type=int, help="k-core filter (users and items)")
+    d.add_argument("--n-candidates", type=int, help="sampled-protocol candidates per user (default 499)")
     g.add_argument("--model", help="bpr | neumf | cdae")
     g.add_argument("--size", choices=["teacher", "student"], help="size preset")
     g.add_argument("--dim", type=int, help="explicit embedding/hidden size (overrides --size)")

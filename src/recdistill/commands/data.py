@@ -13,6 +13,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _stats(args: argparse.Namespace) -> int:
     from recdistill.data import dataset_stats, load_dataset
+    from recdistill.data.catalog import dropped_in_words
 
     options = {"seed": args.seed, "cache": not args.no_cache}
     for k in (
@@ -27,7 +28,8 @@ def _stats(args: argparse.Namespace) -> int:
         v = getattr(args, k)
         if v is not None:
             options[k] = v
-    stats = dataset_stats(load_dataset(args.name, data_dir=args.data_dir, **options))
+    ds = load_dataset(args.name, data_dir=args.data_dir, **options)
+    stats = dataset_stats(ds)
     if args.json:
         print(json.dumps(stats, indent=2, default=str))
         return 0
@@ -45,6 +47,9 @@ def _stats(args: argparse.Namespace) -> int:
     for k in ("duplicates_dropped", "users_dropped", "split"):
         if k in stats:
             rows.append((k.replace("_", " "), str(stats[k])))
+    dropped = dropped_in_words(ds)
+    if dropped:
+        rows.append(("dropped", dropped))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     check_out_args(args)
-    _, metrics = train_run(cfg, args.out, resume=args.resume, fresh=args.fresh)
+    _, metrics = train_run(cfg, args.out, resume=args.resume, fresh=args.fresh, log=print)
     m = metrics["models"]["model"]
     proto = cfg.resolved_protocol()
     print(

@@ -250,6 +250,37 @@ def load_dataset(
     return ds
 
 
+_DROP_REASONS = {
+    "min_user_interactions": "with fewer than {n} interactions",
+    "k_core": "outside the {n}-core",
+    "no_train_item": "with no training interaction left after the split",
+    "min_rating": "with no rating of at least {n}",
+}
+
+
+def dropped_in_words(ds: Dataset) -> str:
+    """What preprocessing and the split dropped, in words, e.g. "2 users with fewer than 3
+    interactions dropped"; "" when nothing was dropped."""
+    info, settings = ds.info, ds.info.get("settings", {})
+    parts = []
+    for reason, count in (info.get("users_dropped") or {}).items():
+        if count:
+            what = _DROP_REASONS.get(reason, f"dropped by {reason}").format(n=settings.get(reason))
+            parts.append(f"{count:,} user{'s' if count != 1 else ''} {what}")
+    if info.get("duplicates_dropped"):
+        parts.append(f"{info['duplicates_dropped']:,} duplicate interactions")
+    return (", ".join(parts) + " dropped") if parts else ""
+
+
+def dataset_summary(ds: Dataset) -> str:
+    """One line: name, users, items, training interactions, and what was dropped."""
+    line = (
+        f"dataset {ds.name}: {ds.n_users:,} users, {ds.n_items:,} items, {ds.n_train:,} training interactions"
+    )
+    dropped = dropped_in_words(ds)
+    return f"{line}; {dropped}" if dropped else line
+
+
 def dataset_stats(ds: Dataset) -> dict[str, Any]:
     """Users, items, interactions (distinct pairs: train + valid + test), split sizes, sparsity."""
     n_valid = int((ds.valid_items >= 0).sum())

@@ -413,7 +413,12 @@ def read_table(
     path = Path(path)
     base = strip_compression(path.name).lower()
     if base.endswith(".parquet") or base.endswith(".pq"):
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except ImportError:
+            raise RecdistillError(
+                f"{path}: reading Parquet needs pyarrow: pip install 'recdistill[parquet]' (or pyarrow)"
+            ) from None
         cols = [str(c) for c in df.columns]
         u = _pick(cols, user_col, USER_COLUMNS, "user", path)
         i = _pick(cols, item_col, ITEM_COLUMNS, "item", path)
@@ -428,11 +433,14 @@ def read_table(
         times = _as_time(path, df[t], 0, None) if t else None
         return Interactions(_as_ids(df[u]), _as_ids(df[i]), times, None, [str(path)], "parquet")
     data = read_bytes(path)
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (spreadsheet exports)
+        data = data[3:]
+    data = data.rstrip(b"\r\n") + b"\n"  # trailing blank lines are not records
     if sep is None:
         sep = "," if base.endswith(".csv") else "\t"
     header_end = data.find(b"\n")
     header = _decode(data[: header_end if header_end >= 0 else len(data)], path, "utf-8").rstrip("\r")
-    cols = header.split(sep)
+    cols = [_unquote(c) for c in header.split(sep)]
     u = _pick(cols, user_col, USER_COLUMNS, "user", path)
     i = _pick(cols, item_col, ITEM_COLUMNS, "item", path)
     t = time_col if time_col is not None else next((c for c in TIME_COLUMNS if c in cols), None)
@@ -445,6 +453,14 @@ def read_table(
     _require_values(path, df, [u, i], 1, data)
     times = _as_time(path, df[t], 1, data) if t else None
     return Interactions(_as_ids(df[u]), _as_ids(df[i]), times, None, [str(path)], "table")
+
+
+def _unquote(name: str) -> str:
+    """A header field without surrounding white space and quotes (``"user"`` -> ``user``)."""
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        return name[1:-1]
+    return name
 
 
 READERS = {

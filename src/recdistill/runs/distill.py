@@ -25,6 +25,7 @@ import torch
 
 from recdistill.atomic import atomic_json
 from recdistill.config import Config
+from recdistill.data.catalog import dataset_summary
 from recdistill.data.dataset import Dataset
 from recdistill.distill import load_distillers
 from recdistill.distill.base import Distiller
@@ -98,6 +99,7 @@ def distill_run(
     with run_directory(out_dir, resume, fresh) as out:
         if dataset is None:
             dataset = load_dataset_for(config)
+            log(dataset_summary(dataset))
         distiller, info = run(cls, params, config, dataset, source, student, cache_dir)
         log(distiller.describe())
         if out is not None:

@@ -136,14 +136,25 @@ def load_dataset_for(config: Config) -> Dataset:
     from recdistill.data import load_dataset
 
     data_dir = data_dir_for(config)
+    options = config.data.loader_options()
     if data_dir is None:
-        return load_dataset(config.data.name)
-    return load_dataset(config.data.name, data_dir=data_dir)
+        return load_dataset(config.data.name, **options)
+    return load_dataset(config.data.name, data_dir=data_dir, **options)
 
 
 def write_config(config: Config, out_dir: str | Path) -> None:
-    """The resolved config as ``out_dir/config.yaml`` (atomic)."""
-    atomic_text(yaml.safe_dump(config.to_dict(), sort_keys=False), Path(out_dir) / "config.yaml")
+    """The resolved config as ``out_dir/config.yaml`` (atomic). A dataset given as a relative
+    file path, and a relative data directory, are stored absolute, so that the run can be
+    evaluated from any folder."""
+    d = config.to_dict()
+    name = d["data"]["name"]
+    from recdistill.data import DATASETS
+
+    if name not in DATASETS and Path(name).is_file():
+        d["data"]["name"] = str(Path(name).resolve())
+    if d["data"].get("data_dir"):
+        d["data"]["data_dir"] = str(Path(d["data"]["data_dir"]).resolve())
+    atomic_text(yaml.safe_dump(d, sort_keys=False), Path(out_dir) / "config.yaml")
 
 
 def load_config(run_dir: str | Path) -> Config:

@@ -3,12 +3,14 @@ objective, write the run directory."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from recdistill.config import Config
+from recdistill.data.catalog import dataset_summary
 from recdistill.data.dataset import Dataset
 from recdistill.models import build_model
 from recdistill.runs.store import check_device, load_dataset_for, run_directory, write_config
@@ -23,6 +25,7 @@ def train_run(
     stop_after: int | None = None,
     name: str = "model",
     fresh: bool = False,
+    log: Callable[[str], Any] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train ``config.model`` on ``config.data`` with its base loss; returns (trainer, metrics).
 
@@ -34,6 +37,8 @@ def train_run(
     with run_directory(out_dir, resume, fresh) as out:
         if dataset is None:
             dataset = load_dataset_for(config)
+            if log is not None:
+                log(dataset_summary(dataset))
         if out is not None:
             write_config(config, out)
         torch.manual_seed(config.train.seed)
