@@ -32,6 +32,7 @@ files are written atomically (temp file + ``os.replace``).
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import torch
 
 from recdistill.atomic import atomic_npy
 from recdistill.data.dataset import Dataset
-from recdistill.errors import MissingFileError, RecdistillError
+from recdistill.errors import MissingFileError, RecdistillError, UnsafeFileError
 from recdistill.models.base import Recommender
 
 __all__ = [
@@ -154,7 +155,14 @@ class Teacher:
                     return arr
         arr = self._topn(dataset, n, side, chunk, device)
         if path is not None:
-            atomic_npy(arr, path)
+            try:
+                atomic_npy(arr, path)
+            except OSError as exc:  # e.g. a read-only teacher run: the lists are just not cached
+                print(
+                    f"recdistill: note: could not cache the teacher's lists in {path.parent} "
+                    f"({exc.strerror or exc}); continuing without the cache",
+                    file=sys.stderr,
+                )
         return arr
 
 
@@ -313,8 +321,19 @@ def _check_dup(keys: np.ndarray, path: Path, first_line: int, what: str, show: A
 
 
 def _load_scores_npy(path: Path, dataset: Dataset) -> ScoreTeacher:
-    arr = np.load(path, allow_pickle=False)
-    return _dense_teacher(arr, path, dataset)
+    return _dense_teacher(_no_pickle(lambda: np.load(path, allow_pickle=False), path), path, dataset)
+
+
+def _no_pickle(load: Any, path: Path) -> Any:
+    """``load()``, with NumPy's refusal of object (pickled) arrays as one line."""
+    try:
+        return load()
+    except ValueError as exc:
+        if isinstance(exc, RecdistillError) or "allow_pickle" not in str(exc):
+            raise
+        raise UnsafeFileError(
+            f"{path}: holds Python objects (pickled arrays); refused, as loading could run code"
+        ) from None
 
 
 def _dense_teacher(arr: np.ndarray, path: Path, dataset: Dataset) -> ScoreTeacher:
@@ -465,14 +484,30 @@ def load_teacher(
         raise RecdistillError(f"teacher {path} is a run directory: load it with recdistill.runs.load_teacher")
     if not path.is_file():
         raise MissingFileError(f"teacher not found: {path} (a run directory, .npy/.npz/.tsv scores or lists)")
-    if path.suffix == ".npy":
-        return _load_scores_npy(path, dataset).to(device)
-    if path.suffix == ".npz":
-        return _load_scores_npz(path, dataset).to(device)
-    with open(path, encoding="utf-8") as f:
-        header = [h.strip().lower() for h in f.readline().rstrip("\n").split("\t")]
-    if header == ["user", "item", "score"]:
-        return _load_scores_tsv(path, dataset).to(device)
-    if header == ["user", "item", "rank"]:
-        return _load_ranks_tsv(path, dataset)
-    return _load_lists_lines(path, dataset)
+    try:
+        if path.suffix == ".npy":
+            return _load_scores_npy(path, dataset).to(device)
+        if path.suffix == ".npz":
+            return _no_pickle(lambda: _load_scores_npz(path, dataset), path).to(device)
+        with open(path, encoding="utf-8") as f:
+            header = [h.strip().lower() for h in f.readline().rstrip("\n").split("\t")]
+        if header == ["user", "item", "score"]:
+            return _load_scores_tsv(path, dataset).to(device)
+        if header == ["user", "item", "rank"]:
+            return _load_ranks_tsv(path, dataset)
+        if header[:2] == ["user", "item"]:
+            raise RecdistillError(
+                f"{path}: line 1: a header of {len(header)} columns {header}; expected "
+                "user<TAB>item<TAB>score or user<TAB>item<TAB>rank"
+            )
+        teacher = _load_lists_lines(path, dataset)
+    except UnicodeDecodeError as exc:
+        raise RecdistillError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); a teacher is .npy/.npz scores or a TSV of "
+            "scores, ranks or lists"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise RecdistillError(f"{path}: no data (an empty or header-only file)") from None
+    if not (teacher.lists >= 0).any():
+        raise RecdistillError(f"{path}: no ranked list (an empty file?)")
+    return teacher
