@@ -29,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand. A user error (:class:`recdistill.errors.RecdistillError`) prints one line
     and returns 2; Ctrl-C prints where the run stopped and returns 130; anything else is a bug
     and keeps its traceback."""
-    from recdistill.errors import RecdistillError
+    from recdistill.errors import RecdistillError, RunInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except RunInterrupted as exc:  # Ctrl-C in training: where it stopped, how to resume
+        print(f"recdistill: {exc}", file=sys.stderr)
+        return 130
     except RecdistillError as exc:  # user errors: one clear line
         print(f"recdistill: error: {exc}", file=sys.stderr)
         return 2
