@@ -105,8 +105,9 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and model selection.
 
-    lr, weight_decay: Adam and its L2 term. n_neg: negatives per row (None: the model's
-    default; CDAE: per observed item). eval_every: validate every N epochs; patience: stop
+    lr, weight_decay: Adam and its L2 term. optimizer: "adam" (dense, the papers') or
+    "sparse_adam" (row-sparse embedding updates; see ``recdistill.train.optim``).
+    n_neg: negatives per row (None: the model's default; CDAE: per observed item). eval_every: validate every N epochs; patience: stop
     after this many validations without improving ``monitor`` (a metric name like "H@50", on
     ``eval_protocol``; "auto": sampled and H@5 for ``*-dcd`` datasets, else full and H@50).
     ks: cut-offs reported. seed: fixes initialisation, sampling and batch order.
@@ -118,6 +119,7 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: str = "adam"
     n_neg: int | None = None
     eval_every: int = 1
     patience: int = 10
@@ -140,6 +142,8 @@ class TrainConfig:
                 raise RecdistillError(f"train.{key}: expected a positive integer, got {getattr(self, key)}")
         if self.n_neg is not None and self.n_neg < 1:
             raise RecdistillError(f"train.n_neg: expected a positive integer or null, got {self.n_neg}")
+        if self.optimizer not in ("adam", "sparse_adam"):
+            raise RecdistillError(f"train.optimizer: expected adam|sparse_adam, got {self.optimizer!r}")
         if not self.lr > 0:
             raise RecdistillError(f"train.lr: expected a number > 0, got {self.lr}")
         if not self.weight_decay >= 0:

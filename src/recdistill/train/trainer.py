@@ -64,6 +64,7 @@ from recdistill.errors import RecdistillError, RunInterrupted
 from recdistill.models.base import Batch, Recommender
 from recdistill.models.store import save_model
 from recdistill.ranking.negatives import NegativeSampler
+from recdistill.train.optim import make_optimizer
 
 PROTOCOLS = ("full", "sampled")
 
@@ -179,14 +180,9 @@ class Trainer:
         self.stopped = False
         self.train_time = 0.0
 
-    def make_optimizer(self, model: Recommender) -> torch.optim.Optimizer:
-        """Adam with L2 ``weight_decay``; the fused kernel where available (on CPU it is about
-        10x faster than the per-tensor loop for embedding tables, which every step updates)."""
-        lr, wd = self.tc.lr, self.tc.weight_decay
-        try:
-            return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    def make_optimizer(self, model: Recommender) -> Any:
+        """``train.optimizer`` for ``model`` (:mod:`recdistill.train.optim`)."""
+        return make_optimizer(self.tc.optimizer, model, self.tc.lr, self.tc.weight_decay)
 
     # ---------------------------------------------------------------- batches
     def default_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Batch]:
