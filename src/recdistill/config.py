@@ -107,9 +107,10 @@ class TrainConfig:
 
     lr, weight_decay: Adam and its L2 term. optimizer: "adam" (dense, the papers') or
     "sparse_adam" (row-sparse embedding updates; see ``recdistill.train.optim``).
-    n_neg: negatives per row (None: the model's default; CDAE: per observed item). eval_every: validate every N epochs; patience: stop
-    after this many validations without improving ``monitor`` (a metric name like "H@50", on
-    ``eval_protocol``; "auto": sampled and H@5 for ``*-dcd`` datasets, else full and H@50).
+    n_neg: negatives per row (None: the model's default; CDAE: per observed item).
+    eval_every: validate every N epochs; patience: stop after this many validations without
+    improving ``monitor`` (a metric name like "H@50", on ``eval_protocol``; "auto": the dataset's
+    protocol, sampled with H@5 or full with H@50).
     ks: cut-offs reported. seed: fixes initialisation, sampling and batch order.
     checkpoint_every: write ``checkpoint.pt`` every N epochs (and at the end).
     Values are checked here, so a config from any path (YAML, ``--set``, Python) is validated.

@@ -7,8 +7,8 @@
   rows a batch touches are updated, with ``torch.optim.SparseAdam``'s rule (lazy Adam: a row's
   moments move only when the row has a gradient; one step count per table for the bias
   correction) computed with row gathers and scatters (``index_select`` / ``index_add_``) instead
-  of SparseAdam's sparse-mask arithmetic (tested equal to ``SparseAdam``). Every other parameter (NeuMF's MLP, CDAE's
-  encoder/decoder) keeps dense Adam. Embedding tables get no weight decay: use the model's
+  of SparseAdam's sparse-mask arithmetic (tested equal to ``SparseAdam``). Every other parameter
+  (NeuMF's MLP, CDAE's encoder/decoder) keeps dense Adam. Embedding tables get no weight decay: use the model's
   per-sample L2 on the batch's rows instead (BPR ``model.params.reg``), so
   ``train.weight_decay`` must be 0 when the model has tables.
 """
@@ -41,7 +41,7 @@ class RowAdam(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: list[nn.Parameter],
+        params: list[torch.Tensor],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
