@@ -8,8 +8,8 @@
   moments move only when the row has a gradient; one step count per table for the bias
   correction) computed with row gathers and scatters (``index_select`` / ``index_add_``) instead
   of SparseAdam's sparse-mask arithmetic (tested equal to ``SparseAdam``). Every other parameter
-  (NeuMF's MLP, CDAE's encoder/decoder) keeps dense Adam. Embedding tables get no weight decay: use the model's
-  per-sample L2 on the batch's rows instead (BPR ``model.params.reg``), so
+  (NeuMF's MLP, CDAE's encoder/decoder) keeps dense Adam. Embedding tables get no weight
+  decay: use the model's per-sample L2 on the batch's rows instead (BPR ``model.params.reg``), so
   ``train.weight_decay`` must be 0 when the model has tables.
 """
 
