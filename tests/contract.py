@@ -35,6 +35,10 @@ SMALL: dict[str, Any] = {
     "item_n_uninteresting": 5,
     "rank_temperature": 1.0,
     "dynamic_start_epoch": 1,
+    "n_under": 5,
+    "n_over": 5,
+    "item_n_under": 5,
+    "item_n_over": 5,
     "k": 5,
 }
 #: the first epoch at which every method distils with SMALL (BD: after one warm-up epoch)

@@ -52,6 +52,8 @@ class RRDConfig:
     n_interesting: K, interesting items drawn per user (40).
     n_uninteresting: L, uninteresting items drawn per user (40).
     temperature: T of ``p ∝ exp(-r/T)`` (10).
+    sample_interesting: True (RRD) = draw the K interesting items from the top-N list;
+        False = take the teacher's top K in order (no draw; both sides).
     lambda_rrd: λ_RRD (1e-3, with the official summed scale, see the module docstring).
     item_n_top, item_n_interesting, item_n_uninteresting, item_temperature, lambda_ir: the
         same for the item side (rows are items, targets users).
@@ -65,6 +67,7 @@ class RRDConfig:
     n_interesting: int = 40
     n_uninteresting: int = 40
     temperature: float = 10.0
+    sample_interesting: bool = True
     lambda_rrd: float = 1e-3
     item_n_top: int = 500
     item_n_interesting: int = 40
@@ -93,24 +96,33 @@ class _Side:
     drawn from the teacher's fixed top-N lists (:class:`recdistill.ranking.TopLists`)."""
 
     def __init__(
-        self, topn: np.ndarray, n_cols: int, observed: PairSet, k: int, l: int, temperature: float
+        self,
+        topn: np.ndarray,
+        n_cols: int,
+        observed: PairSet,
+        k: int,
+        l: int,
+        temperature: float,
+        sample: bool = True,
     ) -> None:
         self.lists = TopLists(topn, n_cols, observed)
-        self.k, self.l = k, l
+        self.k, self.l, self.sample = k, l, sample
         self.weight: WeightFn = make_weight("rank_aware", temperature=temperature)  # p ∝ exp(-r/T)
         self.interesting = self.uninteresting = self.i_valid = self.u_valid = torch.empty(0)
 
     def resample(self, generator: torch.Generator) -> None:
-        self.interesting, self.i_valid = self.lists.draw(
-            self.weight, self.k, generator
-        )  # (R, K) teacher order
+        if self.sample:  # (R, K) in teacher order
+            self.interesting, self.i_valid = self.lists.draw(self.weight, self.k, generator)
+        else:  # the teacher's top K
+            self.interesting, self.i_valid = self.lists.head(self.k)
         self.uninteresting, self.u_valid = self.lists.rest(self.l, generator)  # (R, L)
 
 
-def _student_pair_scores(student: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Logits for arbitrary (user, item) pairs of equal shape (R, k) -> (R, k)."""
+def item_side_scores(student: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Logits of item ``items[r]`` (I,) for the users ``users[r, :]`` (I, k) -> (I, k)."""
     R, k = users.shape
-    return student.score(users.reshape(-1), items.reshape(-1, 1)).reshape(R, k)
+    it = items[:, None].expand(R, k)  # (I, k)
+    return student.score(users.reshape(-1), it.reshape(-1, 1)).reshape(R, k)
 
 
 @DISTILLERS.register("rrd")
@@ -143,7 +155,13 @@ class RRD(FrozenTeacherDistiller):
             topn = teacher.topn(dataset, c.n_top, "user", c.cache_dir, c.chunk, self.device)
             observed = PairSet(users, items, dataset.n_items)
             self.user = _Side(
-                topn, dataset.n_items, observed, c.n_interesting, c.n_uninteresting, c.temperature
+                topn,
+                dataset.n_items,
+                observed,
+                c.n_interesting,
+                c.n_uninteresting,
+                c.temperature,
+                c.sample_interesting,
             )
         if c.item_side:
             topn = teacher.topn(dataset, c.item_n_top, "item", c.cache_dir, c.chunk, self.device)
@@ -155,6 +173,7 @@ class RRD(FrozenTeacherDistiller):
                 c.item_n_interesting,
                 c.item_n_uninteresting,
                 c.item_temperature,
+                c.sample_interesting,
             )
 
     def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
@@ -185,28 +204,44 @@ class RRD(FrozenTeacherDistiller):
             t[r].to(self.device) for t in (side.interesting, side.uninteresting, side.i_valid, side.u_valid)
         )
 
+    def item_rows_needed(self) -> bool:
+        """Whether a batch has an item side to distil (IR-RRD)."""
+        return bool(self.config.item_side)
+
+    def batch_rows(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows a batch distils: its distinct users, and (with an item side) its distinct
+        positive items, or for user batches as many items as rows drawn uniformly."""
+        users = torch.unique(batch.users)  # (U,)
+        if not self.item_rows_needed():
+            return users, None
+        if batch.pos is not None:
+            return users, torch.unique(batch.pos)  # (I,)
+        n_rows = batch.users.numel()
+        return users, uniform_indices(self.dataset.n_items, n_rows, self.generator).to(self.device)  # (B,)
+
     def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         if self.epoch != epoch:  # called without on_epoch_start (e.g. a single loss call)
             self.on_epoch_start(epoch)
+        users, items = self.batch_rows(batch)
+        return self.rrd_terms(batch, users, items)
+
+    def rrd_terms(
+        self, batch: Batch, users: torch.Tensor, items: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """``L_RRD`` over ``users`` and ``L_IR`` over ``items``, each summed and divided by the
+        batch's rows (the module docstring's scale)."""
         student = self.student
         n_rows = batch.users.numel()
         terms: dict[str, torch.Tensor] = {}
         if self.user is not None:
-            users = torch.unique(batch.users)  # (U,)
             inter, unint, iv, uv = self._targets(self.user, users)  # (U, K), (U, L)
             s_i = student.score(users, inter)  # (U, K)
             s_u = student.score(users, unint)  # (U, L)
             terms["RRD"] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
-        if self.item is not None:
-            if batch.pos is not None:
-                items = torch.unique(batch.pos)  # (I,)
-            else:
-                items = uniform_indices(self.dataset.n_items, n_rows, self.generator).to(self.device)  # (B,)
+        if self.item is not None and items is not None:
             inter, unint, iv, uv = self._targets(self.item, items)  # (I, K) users, (I, L) users
-            it_k = items[:, None].expand_as(inter)  # (I, K)
-            it_l = items[:, None].expand_as(unint)  # (I, L)
-            s_i = _student_pair_scores(student, inter, it_k)  # (I, K)
-            s_u = _student_pair_scores(student, unint, it_l)  # (I, L)
+            s_i = item_side_scores(student, inter, items)  # (I, K)
+            s_u = item_side_scores(student, unint, items)  # (I, L)
             terms["IR"] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
         return terms
 

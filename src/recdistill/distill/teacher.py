@@ -129,6 +129,14 @@ class Teacher:
         """What the rank engine scores (default: :meth:`score_all`)."""
         return self.score_all
 
+    @property
+    def score_source(self) -> Any:
+        """What the rank engine ranks for this teacher (a model, a score tensor or a callable);
+        only for teachers with scores."""
+        if not self.has_scores:
+            raise RecdistillError(f"teacher {self.source!r} gives ranked lists only; this needs its scores")
+        return self._score_source()
+
     def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
         return topn_from_scores(self._score_source(), dataset, n, side, chunk, device)
 

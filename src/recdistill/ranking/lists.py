@@ -82,6 +82,13 @@ class TopLists:
             valid[s:e] = ok
         return out, valid
 
+    def head(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row's first k list entries (no draw) -> (int64 (R, k), bool (R, k) valid)."""
+        if not isinstance(k, int) or k < 1 or k > self.n:
+            raise RecdistillError(f"k={k!r}: expected an integer in 1..{self.n} (the list length)")
+        top = self.lists[:, :k]  # (R, k)
+        return top.clamp_min(0), top >= 0
+
     def rest(
         self, k: int, generator: torch.Generator, max_rounds: int = 50
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,204 @@
+"""DCD: Dual Correction Distillation (Lee & Kim, CIKM 2021; paper 000, Sec. 2.3), from a frozen
+teacher, on top of RRD and item-side RRD.
+
+Student objective (Eq. 9): ``L_base + λ_RRD·L_RRD + λ_IR·L_IR + λ_UCD·L_UCD + λ_ICD·L_ICD``;
+``L_RRD`` / ``L_IR`` keep drawing from the teacher's fixed top-N lists (``recdistill.distill.rrd``).
+
+Every ``period`` epochs (5) the rank engine ranks every unobserved entry under the teacher and the
+student (:meth:`recdistill.ranking.RankEngine.refresh`) and draws, without replacement:
+
+- user side (Eqs. 3-5): ``n_under`` (M_u^+ = 40) underestimated items per user with
+  ``p ∝ D(S,T) = tanh(max(μ(rank_S - rank_T), 0))`` (weight ``dcd_under``), sorted by the teacher's
+  order (``ρ^u``), and ``n_over`` (M_u^- = 40) overestimated items with ``p ∝ D(T,S)``
+  (``dcd_over``); μ = 1e-3;
+- item side (Eq. 6): the same with users per item from item-side ranks.
+
+UCD (Eq. 7) is the relaxed permutation loss of ``ρ^u`` with the overestimated items as the tail
+(``recdistill.losses.rrd_loss``); ICD (Eq. 8) the same per item. Rows of a batch (the choice RRD
+makes, ``RRD.batch_rows``): its distinct users for UCD and its distinct positive items for ICD
+(the items the batch trains; a user batch draws as many items uniformly), so every interaction
+batch corrects exactly the rows it updates. Scale: like RRD, each term is summed over those rows
+and divided by the batch's rows.
+
+Ablations (Table 3), each a setting: ``user_correction=false`` (w/o User-side),
+``item_correction=false`` (w/o Item-side), both false (w/o Correction = RRD + IR-RRD),
+``correction_sampling=false`` (w/o Sampling: the M largest errors, ties to the lower id), and
+``sample_interesting=false`` (RRD's interesting items = the teacher's top K, no draw).
+
+The teacher needs scores (a trained run or a score file): the correction ranks every unobserved
+entry under it. With fewer unobserved entries per row than ``n_under`` / ``n_over`` (tiny data),
+each row gets as many as its sparsest row allows. The period's draws are part of the checkpoint,
+so a run resumed in the middle of a period continues bitwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from recdistill.data.dataset import Dataset
+from recdistill.distill.base import DISTILLERS
+from recdistill.distill.rrd import RRD, RRDConfig, item_side_scores
+from recdistill.errors import RecdistillError
+from recdistill.losses import rrd_loss
+from recdistill.models.base import Batch, Recommender
+from recdistill.ranking import DrawSpec, RankEngine, make_weight
+
+SIDES = ("user", "item")
+
+
+@dataclass(frozen=True)
+class DCDConfig(RRDConfig):
+    """DCD's hyperparameters (paper Sec. 3.1: M = 40, μ = 1e-3, resampling every 5 epochs; λ's
+    in {1, 1e-1, ..., 1e-5}, best about 1e-2..1e-3), over RRD's (both sides on).
+
+    lambda_ucd, lambda_icd: λ_UCD, λ_ICD of Eq. 9.
+    mu: μ of the discrepancy D. period: epochs between corrections' refreshes (5).
+    n_under, n_over: M_u^+, M_u^- per user; item_n_under, item_n_over: M_i^+, M_i^- per item.
+    correction_sampling: False = the M largest errors (Table 3 "w/o Sampling").
+    user_correction, item_correction: the UCD / ICD terms (Table 3 ablations).
+    """
+
+    item_side: bool = True
+    lambda_ucd: float = 1e-2
+    lambda_icd: float = 1e-2
+    mu: float = 1e-3
+    period: int = 5
+    n_under: int = 40
+    n_over: int = 40
+    item_n_under: int = 40
+    item_n_over: int = 40
+    correction_sampling: bool = True
+    user_correction: bool = True
+    item_correction: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("period", "n_under", "n_over", "item_n_under", "item_n_over"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise RecdistillError(f"distill.params.{key}: expected an integer >= 1, got {v!r}")
+        if not self.mu > 0:
+            raise RecdistillError(f"distill.params.mu: expected a number > 0, got {self.mu}")
+        for key in ("lambda_ucd", "lambda_icd"):
+            if not getattr(self, key) >= 0:
+                raise RecdistillError(
+                    f"distill.params.{key}: expected a number >= 0, got {getattr(self, key)}"
+                )
+
+
+@DISTILLERS.register("dcd")
+class DCD(RRD):
+    """``L = L_base + λ_RRD·L_RRD + λ_IR·L_IR + λ_UCD·L_UCD + λ_ICD·L_ICD`` (Eq. 9)."""
+
+    name = "dcd"
+    Config = DCDConfig
+    needs = "scores"
+
+    def __init__(
+        self,
+        student: Recommender,
+        teacher: Any,
+        dataset: Dataset,
+        config: DCDConfig,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(student, teacher, dataset, config, device, seed)
+        self.cfg: DCDConfig = config
+        self.engine = RankEngine(dataset.train, self.device, chunk_size=config.chunk)
+        #: "user.under" ρ^u (n_users, M+) teacher order, "user.over" (n_users, M-), "item.*" likewise
+        self.corr: dict[str, torch.Tensor] = {}
+        self.n_refresh = 0
+        self.refresh_seconds: list[float] = []
+
+    def sides(self) -> tuple[str, ...]:
+        c = self.cfg
+        return tuple(s for s, on in zip(SIDES, (c.user_correction, c.item_correction)) if on)
+
+    def item_rows_needed(self) -> bool:
+        return bool(self.cfg.item_side or self.cfg.item_correction)
+
+    def weights(self, name: str, epoch: int) -> tuple[float, dict[str, float]]:
+        base, lams = super().weights(name, epoch)
+        if self.cfg.user_correction:
+            lams["UCD"] = self.cfg.lambda_ucd
+        if self.cfg.item_correction:
+            lams["ICD"] = self.cfg.lambda_icd
+        return base, lams
+
+    def on_epoch_start(self, epoch: int) -> None:
+        super().on_epoch_start(epoch)  # RRD / IR-RRD draws, every epoch
+        if self.sides() and (epoch % self.cfg.period == 0 or not self.corr):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Both models' exact ranks and the corrections' draws, per side (Eqs. 3-6)."""
+        c = self.cfg
+        source = self.teacher.score_source
+        for side in self.sides():
+            sm = self.engine.side(side)
+            room = int(
+                sm.n_cols - int(np.diff(sm.csr.indptr).max(initial=0))
+            )  # the sparsest row's unobserved
+            k_under, k_over = (c.n_under, c.n_over) if side == "user" else (c.item_n_under, c.item_n_over)
+            det = not c.correction_sampling
+            specs = {
+                "under": DrawSpec(
+                    make_weight("dcd_under", mu=c.mu),
+                    k=min(k_under, room),
+                    order="teacher",
+                    deterministic=det,
+                    keep_ranks=False,
+                ),
+                "over": DrawSpec(
+                    make_weight("dcd_over", mu=c.mu), k=min(k_over, room), deterministic=det, keep_ranks=False
+                ),
+            }
+            out = self.engine.refresh(source, self.student, side, specs, generator=self.generator)
+            self.corr[f"{side}.under"] = out.draws["under"].index[0]  # (n_rows, M+) int32
+            self.corr[f"{side}.over"] = out.draws["over"].index[0]  # (n_rows, M-) int32
+            self.refresh_seconds.append(out.seconds)
+        self.n_refresh += 1
+
+    def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        if self.epoch != epoch:
+            self.on_epoch_start(epoch)
+        users, items = self.batch_rows(batch)
+        terms = self.rrd_terms(batch, users, items)
+        n_rows = batch.users.numel()
+        student = self.student
+        if self.cfg.user_correction:
+            rho = self.corr["user.under"][users.to(self.corr["user.under"].device)].long().to(self.device)
+            over = self.corr["user.over"][users.to(self.corr["user.over"].device)].long().to(self.device)
+            terms["UCD"] = rrd_loss(student.score(users, rho), student.score(users, over), "sum") / n_rows
+        if self.cfg.item_correction:
+            assert items is not None  # item_rows_needed
+            rho = self.corr["item.under"][items.to(self.corr["item.under"].device)].long().to(self.device)
+            over = self.corr["item.over"][items.to(self.corr["item.over"].device)].long().to(self.device)
+            terms["ICD"] = (
+                rrd_loss(item_side_scores(student, rho, items), item_side_scores(student, over, items), "sum")
+                / n_rows
+            )
+        return terms
+
+    def targets(self) -> dict[str, torch.Tensor]:
+        return {**super().targets(), **{f"corr.{k}": v for k, v in self.corr.items()}}
+
+    def run_metrics(self) -> dict[str, Any]:
+        return {"refresh_seconds": [round(x, 3) for x in self.refresh_seconds], "n_refresh": self.n_refresh}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "corr": {k: v.cpu() for k, v in self.corr.items()},
+            "n_refresh": self.n_refresh,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.corr = {k: v.to(self.device) for k, v in state.get("corr", {}).items()}
+        self.n_refresh = int(state.get("n_refresh", 0))

@@ -1,0 +1,178 @@
+"""DCD (paper 000, Sec. 2.3): the correction draws against brute-force ranks and discrepancies
+(chi-square), their order and sides, the deterministic ablation, the UCD/ICD losses against the
+relaxed permutation loss, the period, the ablation formulas and the teacher requirement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from conftest import make_toy_dataset
+from recdistill.distill import load_distillers
+from recdistill.distill.teacher import ListTeacher, ScoreTeacher
+from recdistill.losses import relaxed_permutation_loss
+from recdistill.models import BPR
+from recdistill.models.base import Batch
+
+REG = load_distillers()
+MU = 0.05  # large enough that tanh does not saturate on 40 items
+
+
+def _setup(**params):  # type: ignore[no-untyped-def]
+    ds = make_toy_dataset(n_users=12, n_items=40, density=0.2, n_candidates=2, seed=4)
+    rng = np.random.default_rng(1)
+    t = torch.from_numpy(rng.standard_normal((ds.n_users, ds.n_items)).astype(np.float32))
+    torch.manual_seed(0)
+    s = BPR(ds.n_users, ds.n_items, dim=3)
+    with torch.no_grad():
+        s.user_emb.weight.normal_(0, 1)
+        s.item_emb.weight.normal_(0, 1)
+    cls = REG.get("dcd")
+    base = {
+        "mu": MU,
+        "n_under": 3,
+        "n_over": 3,
+        "item_n_under": 2,
+        "item_n_over": 2,
+        "n_top": 20,
+        "n_interesting": 4,
+        "n_uninteresting": 4,
+        "item_n_top": 8,
+        "item_n_interesting": 3,
+        "item_n_uninteresting": 3,
+    }
+    d = cls(s, ScoreTeacher(t), ds, cls.build_config({**base, **params}), seed=0)
+    return ds, t.numpy(), s, d
+
+
+def _ranks(scores: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Brute force: 1 + the unobserved entries scoring higher (ties to the lower id); 0 observed."""
+    out = np.zeros(scores.shape, dtype=np.int64)
+    for r in range(scores.shape[0]):
+        cand = [j for j in range(scores.shape[1]) if not observed[r, j]]
+        for j in cand:
+            out[r, j] = 1 + sum(
+                scores[r, k] > scores[r, j] or (scores[r, k] == scores[r, j] and k < j) for k in cand
+            )
+    return out
+
+
+def _student_scores(s: BPR) -> np.ndarray:
+    return (s.user_emb.weight @ s.item_emb.weight.T).detach().numpy()
+
+
+@pytest.mark.parametrize("which", ["under", "over"])
+def test_first_correction_draw_follows_the_discrepancy(which: str) -> None:
+    ds, t, s, d = _setup(n_under=1, n_over=1, item_correction=False)
+    obs = ds.train.toarray() > 0
+    rt, rs = _ranks(t, obs), _ranks(_student_scores(s), obs)
+    diff = (rs - rt) if which == "under" else (rt - rs)  # D(S,T) underestimation, D(T,S) over
+    u = 0
+    w = np.where(~obs[u], np.tanh(np.maximum(MU * diff[u], 0)), 0.0)
+    p = w / w.sum()
+    counts = np.zeros(ds.n_items)
+    n = 3000
+    for _ in range(n):
+        d.refresh()
+        counts[int(d.corr[f"user.{which}"][u, 0])] += 1
+    assert counts[obs[u]].sum() == 0 and counts[p == 0].sum() == 0
+    keep = p > 0
+    assert chisquare(counts[keep], n * p[keep]).pvalue > 1e-3
+
+
+def test_under_draws_are_sorted_by_the_teacher_and_sides_use_their_own_ranks() -> None:
+    ds, t, s, d = _setup()
+    d.on_epoch_start(0)
+    obs = ds.train.toarray() > 0
+    rt = _ranks(t, obs)
+    rt_item = _ranks(t.T.copy(), obs.T.copy())
+    for u in range(ds.n_users):
+        rho = d.corr["user.under"][u].tolist()
+        assert len(set(rho)) == 3 and not obs[u, rho].any()
+        assert [rt[u, j] for j in rho] == sorted(rt[u, j] for j in rho)  # ρ^u: the teacher's order
+        assert not obs[u, d.corr["user.over"][u].tolist()].any()
+    for i in range(ds.n_items):
+        rho = d.corr["item.under"][i].tolist()  # users, by the item-side teacher ranks
+        assert not obs[rho, i].any()
+        assert [rt_item[i, v] for v in rho] == sorted(rt_item[i, v] for v in rho)
+
+
+def test_without_sampling_takes_the_largest_errors() -> None:
+    ds, t, s, d = _setup(correction_sampling=False, item_correction=False)
+    d.on_epoch_start(0)
+    obs = ds.train.toarray() > 0
+    rt, rs = _ranks(t, obs), _ranks(_student_scores(s), obs)
+    for u in range(ds.n_users):
+        w = np.where(~obs[u], np.tanh(np.maximum(MU * (rs[u] - rt[u]), 0)), -1.0)
+        top = sorted(np.argsort(-w, kind="stable")[:3].tolist(), key=lambda j: rt[u, j])
+        assert d.corr["user.under"][u].tolist() == top
+
+
+def test_ucd_and_icd_are_relaxed_permutation_losses_of_the_corrections() -> None:
+    ds, t, s, d = _setup()
+    d.on_epoch_start(0)
+    batch = Batch(torch.tensor([1, 1, 4]), torch.tensor([5, 9, 5]), torch.tensor([[0], [0], [0]]))
+    terms = d.kd_terms("student", batch, 0)
+    users = torch.tensor([1, 4])
+    rho, over = d.corr["user.under"][users].long(), d.corr["user.over"][users].long()
+    want = relaxed_permutation_loss(s.score(users, rho), s.score(users, over), reduction="sum") / 3
+    torch.testing.assert_close(terms["UCD"], want)
+    items = torch.tensor([5, 9])
+    loop = 0.0
+    for i in items.tolist():  # one item at a time, users as the list
+        r, o = d.corr["item.under"][i].long(), d.corr["item.over"][i].long()
+        zr = s.score(r, torch.full((len(r), 1), i)).squeeze(1)
+        zo = s.score(o, torch.full((len(o), 1), i)).squeeze(1)
+        loop += float(relaxed_permutation_loss(zr[None], zo[None], reduction="sum").detach())
+    assert float(terms["ICD"].detach()) == pytest.approx(loop / 3, rel=1e-6)
+    assert set(terms) == {"RRD", "IR", "UCD", "ICD"}
+    assert d.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR + 0.01·L_UCD + 0.01·L_ICD"
+
+
+def test_corrections_refresh_every_period_only() -> None:
+    ds, t, s, d = _setup(period=3)
+    d.on_epoch_start(0)
+    first = d.corr["user.under"].clone()
+    d.on_epoch_start(1)
+    d.on_epoch_start(2)
+    assert d.n_refresh == 1 and torch.equal(d.corr["user.under"], first)
+    d.on_epoch_start(3)
+    assert d.n_refresh == 2
+
+
+def test_ablations_are_settings() -> None:
+    for params, terms in (({"user_correction": False}, "ICD"), ({"item_correction": False}, "UCD")):
+        _, _, _, d = _setup(**params)
+        assert terms in d.formula() and ("UCD" if terms == "ICD" else "ICD") not in d.formula()
+    _, _, _, plain = _setup(user_correction=False, item_correction=False)
+    assert plain.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR"  # = RRD + IR-RRD
+    plain.on_epoch_start(0)
+    assert plain.corr == {}
+    _, _, _, top = _setup(sample_interesting=False)
+    top.on_epoch_start(0)
+    top.on_epoch_start(1)
+    lists = top.teacher.topn(top.dataset, 20)
+    assert top.user.interesting[0].tolist() == lists[0, :4].tolist()  # the teacher's top K, no draw
+
+
+def test_a_list_teacher_is_refused_with_a_clear_error() -> None:
+    ds = make_toy_dataset(n_users=12, n_items=40, density=0.2, n_candidates=2, seed=4)
+    lists = np.tile(np.arange(10, dtype=np.int32), (ds.n_users, 1))
+    with pytest.raises(ValueError, match="needs teacher scores"):
+        REG.get("dcd")(
+            BPR(ds.n_users, ds.n_items, dim=3),
+            ListTeacher(lists, ds.n_items),
+            ds,
+            REG.get("dcd").build_config({}),
+        )
+
+
+def test_bad_values_are_one_line() -> None:
+    for bad, key in (({"mu": 0}, "mu"), ({"n_under": 0}, "n_under"), ({"lambda_ucd": -1}, "lambda_ucd")):
+        with pytest.raises(ValueError, match=key):
+            REG.get("dcd").build_config(bad)
+    assert math.isclose(REG.get("dcd").build_config({}).mu, 1e-3)
