@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -13,22 +11,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recdistill.analysis.rank_diff import RankPairs, student_better_share  # noqa: E402
+from recdistill.atomic import atomic_write  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".png", dir=path.parent)
-    os.close(fd)
+    """Write ``fig`` to ``path`` as PNG, atomically (:func:`recdistill.atomic.atomic_write`)."""
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, bbox_inches="tight", format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return Path(path)
+
+
+def plot_discrepancy(values: dict[str, dict[str, float]], path: str | Path, n: int = 50) -> Path:
+    """DCD Fig. 1a: grouped bars of the average rank discrepancy per model, user and item side."""
+    labels = list(values)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
+    x = np.arange(len(labels))
+    for k, side in enumerate(("user", "item")):
+        ax.bar(
+            x + (k - 0.5) * 0.38, [values[m].get(side, np.nan) for m in labels], 0.38, label=f"{side} side"
+        )
+    ax.set_xticks(x, labels, rotation=20)
+    ax.set_ylabel(f"mean |rank_S - rank_T|, teacher top-{n}")
+    ax.legend()
+    return _save(fig, path)
 
 
 def plot_rank_difference(diff: np.ndarray, path: str | Path, title: str = "") -> Path:

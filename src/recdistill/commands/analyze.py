@@ -38,6 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_rank_diff)
+    q = asub.add_parser(
+        "discrepancy",
+        help="DCD Fig. 1a: mean |rank_S - rank_T| over the teacher's top-N, user and item side",
+    )
+    q.add_argument("--teacher", required=True, help="RUN or RUN:NAME of the teacher")
+    q.add_argument(
+        "--student",
+        action="append",
+        required=True,
+        metavar="LABEL=RUN[:NAME]",
+        help="a student to compare (repeatable), e.g. DCD=runs/dcd",
+    )
+    q.add_argument("--n", type=int, default=50, help="the teacher's top-N (50)")
+    q.add_argument("--out", required=True, help="output folder (discrepancy.md, .json, .png)")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--data-dir", default=None)
+    q.set_defaults(func=cmd_discrepancy)
 
 
 def _load(spec: str, data_dir: str | None, device: str, dataset: Any = None) -> Any:
@@ -60,6 +77,31 @@ def _load(spec: str, data_dir: str | None, device: str, dataset: Any = None) -> 
     if name not in files:
         raise MissingFileError(f"{run_dir}: no model {name!r}; saved models: {', '.join(files) or 'none'}")
     return load_model(run_dir / f"{name}.pt", dataset, device), dataset
+
+
+def cmd_discrepancy(args: argparse.Namespace) -> int:
+    from recdistill.analysis.discrepancy import top_discrepancy
+    from recdistill.analysis.plots import plot_discrepancy
+    from recdistill.atomic import atomic_json, atomic_text
+
+    teacher, dataset = _load(args.teacher, args.data_dir, args.device)
+    values: dict[str, dict[str, float]] = {}
+    for spec in args.student:
+        label, sep, run = spec.partition("=")
+        if not sep:
+            label, run = spec, spec
+        student, _ = _load(run, args.data_dir, args.device, dataset)
+        values[label] = {
+            side: top_discrepancy(teacher, student, dataset, args.n, side, args.device)
+            for side in ("user", "item")
+        }
+    out = Path(args.out)
+    rows = "".join(f"| {m} | {v['user']:.1f} | {v['item']:.1f} |\n" for m, v in values.items())
+    atomic_text(f"| model | user side | item side |\n|---|---:|---:|\n{rows}", out / "discrepancy.md")
+    atomic_json({"teacher": args.teacher, "n": args.n, "values": values}, out / "discrepancy.json")
+    plot_discrepancy(values, out / "discrepancy.png", args.n)
+    print(json.dumps(values, indent=1))
+    return 0
 
 
 def cmd_rank_diff(args: argparse.Namespace) -> int:

@@ -1,0 +1,84 @@
+"""DCD's cost next to RRD and the plain student on citeulike-dcd (BPR 200 -> 20, batch 1024):
+seconds per training epoch of each (the same run, a fixed random BPR-200 teacher whose lists are
+computed before timing), and the cost of one correction refresh (both sides), as ratios.
+
+    python benchmarks/bench_dcd.py [--data-dir ../shared/data] [--threads 1] [--epochs 3]
+
+Last line (for scripts): ``dcd_vs_rrd=<DCD epoch with the refresh amortised over its period /
+RRD epoch> refresh_vs_rrd_epoch=<one refresh / RRD epoch>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from recdistill.config import make_config
+from recdistill.data import load_dataset
+from recdistill.distill import load_distillers
+from recdistill.distill.teacher import ModelTeacher
+from recdistill.models import build_model
+from recdistill.train import BaseObjective, Trainer
+
+
+def epochs(models: dict, objective: Any, ds: Any, n: int) -> float:
+    """Median seconds of ``n`` training epochs after one untimed (refreshes excluded: epochs
+    1..n of a period longer than n)."""
+    cfg = make_config(sets=["train.progress=false", "train.lr=1e-3"])
+    tr = Trainer(models, objective, ds, cfg)
+    times = []
+    for e in range(n + 1):
+        t0 = time.perf_counter()
+        tr.train_epoch(e)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=3)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    ds = load_dataset("citeulike-dcd", data_dir=a.data_dir)
+    reg = load_distillers()
+    torch.manual_seed(1)
+    teacher = ModelTeacher(build_model("bpr", ds, dim=200))
+
+    def student() -> Any:
+        torch.manual_seed(0)
+        return build_model("bpr", ds, dim=20)
+
+    s = student()
+    plain = epochs({"student": s}, BaseObjective({"student": s}), ds, a.epochs)
+    rrd = reg.get("rrd")(student(), teacher, ds, reg.get("rrd").build_config({}), seed=0)
+    t_rrd = epochs(rrd.models, rrd, ds, a.epochs)
+    cfg = reg.get("dcd").build_config({"period": 1000})  # no refresh inside the timed epochs
+    dcd = reg.get("dcd")(student(), teacher, ds, cfg, seed=0)
+    t_dcd = epochs(dcd.models, dcd, ds, a.epochs)
+    t0 = time.perf_counter()
+    dcd.refresh()
+    t_refresh = time.perf_counter() - t0
+    period = reg.get("dcd").build_config({}).period
+    amortised = t_dcd + t_refresh / period
+    print(f"threads={a.threads}, batch 1024, median of {a.epochs} epochs after one untimed")
+    print("| run | s/epoch | vs RRD |")
+    print("|---|---:|---:|")
+    for label, t in (
+        ("plain student", plain),
+        ("RRD", t_rrd),
+        ("DCD (no refresh)", t_dcd),
+        (f"DCD, refresh amortised over {period} epochs", amortised),
+        ("one correction refresh (both sides)", t_refresh),
+    ):
+        print(f"| {label} | {t:.3f} | {t / t_rrd:.2f}x |")
+    print(f"dcd_vs_rrd={amortised / t_rrd:.2f} refresh_vs_rrd_epoch={t_refresh / t_rrd:.2f}")
+
+
+if __name__ == "__main__":
+    main()
