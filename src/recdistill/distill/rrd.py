@@ -120,9 +120,7 @@ class _Side:
 
 def item_side_scores(student: Recommender, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Logits of item ``items[r]`` (I,) for the users ``users[r, :]`` (I, k) -> (I, k)."""
-    R, k = users.shape
-    it = items[:, None].expand(R, k)  # (I, k)
-    return student.score(users.reshape(-1), it.reshape(-1, 1)).reshape(R, k)
+    return student.score_users(items, users)
 
 
 @DISTILLERS.register("rrd")

@@ -74,6 +74,14 @@ class Recommender(nn.Module):
         """Logits for given items per user: users (B,), items (B, k) -> (B, k)."""
         raise NotImplementedError
 
+    def score_users(self, items: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """Logits for given users per item (the item side of IR-RRD and DCD): items (I,), users
+        (I, k) -> (I, k). Default: :meth:`score` on the expanded pairs; models override it to
+        look each item up once."""
+        r, k = users.shape
+        it = items[:, None].expand(r, k)  # (I, k)
+        return self.score(users.reshape(-1), it.reshape(-1, 1)).reshape(r, k)
+
     def base_loss(self, batch: Batch) -> torch.Tensor:
         """The model's own collaborative-filtering loss on a batch (a scalar)."""
         raise NotImplementedError

@@ -48,6 +48,11 @@ class BPR(Recommender):
         q = self.item_emb(items)  # (B, k, d)
         return (q @ p.unsqueeze(-1)).squeeze(-1)  # (B, k)
 
+    def score_users(self, items: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        q = self.item_emb(items)  # (I, d)
+        p = self.user_emb(users)  # (I, k, d)
+        return (p @ q.unsqueeze(-1)).squeeze(-1)  # (I, k)
+
     def base_loss(self, batch: Batch) -> torch.Tensor:
         if batch.pos is None or batch.neg is None:
             raise RecdistillError("BPR needs batches with pos (B,) and neg (B, n_neg)")
