@@ -71,6 +71,32 @@ def _train(log_csv: Path, out: Path, *extra: str) -> int:
     )
 
 
+def _distill_rd(teacher: object, dataset: str, out: Path, *extra: str) -> int:
+    """``recdistill distill --method rd`` from ``teacher`` on the test log, one epoch."""
+    return main(
+        [
+            "distill",
+            "--method",
+            "rd",
+            "--teacher",
+            str(teacher),
+            "--dataset",
+            dataset,
+            "--n-candidates",
+            "5",
+            "--min-user-interactions",
+            "3",
+            "--dim",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
 def _one_line(err: str) -> str:
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("recdistill: error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -113,27 +139,7 @@ def test_a_pickled_teacher_file_is_refused_and_runs_nothing(run, log_csv, tmp_pa
         np.save(f, arr, allow_pickle=True)
     else:
         np.savez(f, scores=arr)
-    rc = main(
-        [
-            "distill",
-            "--method",
-            "rd",
-            "--teacher",
-            str(f),
-            "--dataset",
-            str(log_csv),
-            "--n-candidates",
-            "5",
-            "--min-user-interactions",
-            "3",
-            "--dim",
-            "2",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "kd"),
-        ]
-    )
+    rc = _distill_rd(str(f), str(log_csv), tmp_path / "kd")
     line = _one_line(capsys.readouterr().err)
     assert rc == 2 and "refused" in line and f.name in line and not marker.exists()
 
@@ -146,27 +152,7 @@ def test_a_run_used_with_another_dataset_is_an_error_naming_both(run, log_csv, t
         u, i, t = ln.split(",")
         shifted.append(f"{u},i{(int(i[1:]) + 1) % 60},{t}")
     other.write_text("\n".join(lines[:1] + shifted) + "\n")
-    rc = main(
-        [
-            "distill",
-            "--method",
-            "rd",
-            "--teacher",
-            str(run),
-            "--dataset",
-            str(other),
-            "--n-candidates",
-            "5",
-            "--min-user-interactions",
-            "3",
-            "--dim",
-            "2",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "kd"),
-        ]
-    )
+    rc = _distill_rd(str(run), str(other), tmp_path / "kd")
     line = _one_line(capsys.readouterr().err)
     assert rc == 2 and "trained on dataset" in line and str(log_csv) in line and str(other) in line
 
@@ -220,31 +206,15 @@ def test_read_only_teacher_run_is_used_without_its_cache(run, log_csv, tmp_path,
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(teacher_mod, "atomic_npy", refuse)
-    rc = main(
-        [
-            "distill",
-            "--method",
-            "rd",
-            "--teacher",
-            str(run),
-            "--dataset",
-            str(log_csv),
-            "--n-candidates",
-            "5",
-            "--min-user-interactions",
-            "3",
-            "--dim",
-            "2",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "kd"),
-            "--no-progress",
-            "--set",
-            "train.ks=[5]",
-            "--set",
-            "train.monitor=H@5",
-        ]
+    rc = _distill_rd(
+        str(run),
+        str(log_csv),
+        tmp_path / "kd",
+        "--no-progress",
+        "--set",
+        "train.ks=[5]",
+        "--set",
+        "train.monitor=H@5",
     )
     assert rc == 0 and "could not cache" in capsys.readouterr().err
 
@@ -280,27 +250,7 @@ def test_bad_teacher_files_fail_in_one_line_naming_the_file(log_csv, tmp_path, c
         f.write_bytes(content)
     else:
         f.write_text(content)
-    rc = main(
-        [
-            "distill",
-            "--method",
-            "rd",
-            "--teacher",
-            str(f),
-            "--dataset",
-            str(log_csv),
-            "--n-candidates",
-            "5",
-            "--min-user-interactions",
-            "3",
-            "--dim",
-            "2",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "kd"),
-        ]
-    )
+    rc = _distill_rd(str(f), str(log_csv), tmp_path / "kd")
     line = _one_line(capsys.readouterr().err)
     assert rc == 2 and expect in line and name in line
 
