@@ -130,7 +130,7 @@ def test_ucd_and_icd_are_relaxed_permutation_losses_of_the_corrections() -> None
         loop += float(relaxed_permutation_loss(zr[None], zo[None], reduction="sum").detach())
     assert float(terms["ICD"].detach()) == pytest.approx(loop / 3, rel=1e-6)
     assert set(terms) == {"RRD", "IR", "UCD", "ICD"}
-    assert d.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR + 0.01·L_UCD + 0.01·L_ICD"
+    assert d.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR + 0.001·L_UCD + 0.001·L_ICD"
 
 
 def test_corrections_refresh_every_period_only() -> None:

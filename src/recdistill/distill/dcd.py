@@ -55,7 +55,8 @@ class DCDConfig(RRDConfig):
     """DCD's hyperparameters (paper Sec. 3.1: M = 40, μ = 1e-3, resampling every 5 epochs; λ's
     in {1, 1e-1, ..., 1e-5}, best about 1e-2..1e-3), over RRD's (both sides on).
 
-    lambda_ucd, lambda_icd: λ_UCD, λ_ICD of Eq. 9.
+    lambda_ucd, lambda_icd: λ_UCD, λ_ICD of Eq. 9 (1e-3: λ_RRD's value, as the terms share RRD's
+        summed scale; the paper's grid is {1, 1e-1, ..., 1e-5}, chosen on validation).
     mu: μ of the discrepancy D. period: epochs between corrections' refreshes (5).
     n_under, n_over: M_u^+, M_u^- per user; item_n_under, item_n_over: M_i^+, M_i^- per item.
     correction_sampling: False = the M largest errors (Table 3 "w/o Sampling").
@@ -63,8 +64,8 @@ class DCDConfig(RRDConfig):
     """
 
     item_side: bool = True
-    lambda_ucd: float = 1e-2
-    lambda_icd: float = 1e-2
+    lambda_ucd: float = 1e-3
+    lambda_icd: float = 1e-3
     mu: float = 1e-3
     period: int = 5
     n_under: int = 40
