@@ -40,7 +40,7 @@ def main() -> int:
     a = p.parse_args()
     groups = []
     for g in a.group:
-        label, _, runs = g.partition("=")
+        label, _, runs = g.rpartition("=")  # the label may hold "="; run paths do not
         dirs = [Path(r) for r in runs.split(",") if r]
         groups.append((label, dirs, np.array([value(d, a.model, a.protocol, a.metric) for d in dirs])))
     commit = subprocess.run(
