@@ -11,31 +11,26 @@ RRD epoch> refresh_vs_rrd_epoch=<one refresh / RRD epoch>``.
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from recdistill.config import make_config
-from recdistill.data import load_dataset
-from recdistill.distill import load_distillers
-from recdistill.distill.teacher import ModelTeacher
-from recdistill.models import build_model
-from recdistill.train import BaseObjective, Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_optim import timed  # noqa: E402
+from recdistill.data import load_dataset  # noqa: E402
+from recdistill.distill import load_distillers  # noqa: E402
+from recdistill.distill.teacher import ModelTeacher  # noqa: E402
+from recdistill.models import build_model  # noqa: E402
+from recdistill.train import BaseObjective  # noqa: E402
 
 
 def epochs(models: dict, objective: Any, ds: Any, n: int) -> float:
-    """Median seconds of ``n`` training epochs after one untimed (refreshes excluded: epochs
-    1..n of a period longer than n)."""
-    cfg = make_config(sets=["train.progress=false", "train.lr=1e-3"])
-    tr = Trainer(models, objective, ds, cfg)
-    times = []
-    for e in range(n + 1):
-        t0 = time.perf_counter()
-        tr.train_epoch(e)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
+    """Median seconds of ``n`` training epochs after one untimed (``bench_optim.timed``, dense
+    Adam; refreshes excluded: the DCD period is longer than the timed epochs)."""
+    return timed(lambda: (models, objective), ds, "adam", n)
 
 
 def main() -> None:
