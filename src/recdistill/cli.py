@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Each module defines ``register(subparsers)``, which adds its subcommands and sets ``func``.
-COMMAND_MODULES = ("data", "train", "distill", "analyze")
+COMMAND_MODULES = ("data", "train", "distill", "analyze", "experiment")
 
 
 def build_parser() -> argparse.ArgumentParser:

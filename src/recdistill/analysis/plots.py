@@ -68,3 +68,23 @@ def plot_rank_scatter(pairs: RankPairs, path: str | Path, title: str = "") -> Pa
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_heatmap(
+    grid: np.ndarray, xs: list, ys: list, x_label: str, y_label: str, title: str, path: str | Path
+) -> Path:
+    """A heat map of ``grid[i, j]`` (row i: ``ys[i]``, column j: ``xs[j]``) with each cell's value
+    printed, e.g. DCD Fig. 1b (validation H@5 over λ_UCD x λ_ICD); NaN cells stay blank."""
+    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * len(xs), 1.2 + 0.7 * len(ys)))
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", origin="lower", aspect="auto")
+    ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [f"{y:g}" if isinstance(y, float) else str(y) for y in ys])
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", color="w", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)

@@ -1,0 +1,195 @@
+"""Running an experiment's tasks: in this process (``jobs=1``) or in ``jobs`` worker processes
+with ``threads`` threads each, dependencies first.
+
+A finished task (its ``metrics.json``) is never run again; an interrupted one resumes from its
+checkpoint, which is the same run as one never stopped. A task that fails writes ``error.txt`` in
+its folder; the tasks that start from it are skipped, the others go on, and the command exits
+non-zero at the end. After every finished task the plan is rebuilt, so that a search's next
+trials and its chosen runs start as soon as they are known.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recdistill.atomic import atomic_json, atomic_text
+from recdistill.errors import RunInterrupted
+from recdistill.experiment.plan import Planner, Task
+
+__all__ = ["RunSummary", "execute_task", "run_tasks"]
+
+
+@dataclass
+class RunSummary:
+    finished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+def _task_record(task: Task, root: Path) -> dict[str, Any]:
+    deps = {r: (str(d.directory(root)) if isinstance(d, Task) else d) for r, d in task.deps.items()}
+    return {
+        "run": task.run,
+        "seed": task.seed,
+        "trial": task.trial,
+        "params": task.params,
+        "key": task.key,
+        "deps": deps,
+        "config": task.config,
+    }
+
+
+def execute_task(record: dict[str, Any], root: str, threads: int | None = None, quiet: bool = False) -> float:
+    """Train one task (a record of :func:`_task_record`) into its folder; returns seconds.
+    ``quiet``: the run's output goes to ``output.log`` in its folder (worker processes)."""
+    import torch
+
+    from recdistill.config import make_config
+    from recdistill.runs import distill_run, train_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(root) / record["key"][:16]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "error.txt").unlink(missing_ok=True)
+    atomic_json(record, out / "task.json")
+    cfg_dict = dict(record["config"])
+    teacher = record["deps"].get("teacher")
+    student = record["deps"].get("student")
+    if teacher is not None:
+        cfg_dict["distill"] = {**cfg_dict["distill"], "teacher": teacher}
+    if quiet:
+        cfg_dict["train"] = {**cfg_dict["train"], "progress": False}
+    cfg = make_config(overrides=cfg_dict)
+    resume = (out / "checkpoint.pt").is_file()
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if quiet:
+            fh = stack.enter_context(open(out / "output.log", "a", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(fh))
+            stack.enter_context(contextlib.redirect_stderr(fh))
+        try:
+            if cfg.distill.method:
+                distill_run(cfg, out, teacher=teacher, student=student, resume=resume)
+            else:
+                train_run(cfg, out, resume=resume, log=print)
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, RunInterrupted)):
+                atomic_text(traceback.format_exc(), out / "error.txt")
+            raise
+    return time.perf_counter() - t0
+
+
+def _fmt_eta(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_tasks(
+    planner: Planner,
+    only: tuple[str, ...] | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    log: Callable[[str], Any] = print,
+) -> RunSummary:
+    """Run every task of ``planner`` (restricted to ``only`` and what it needs) until all are
+    finished, failed or skipped; see the module doc."""
+    root = planner.root
+    summary = RunSummary()
+    failed: set[str] = set()
+    running: dict[cf.Future, tuple[Task, float]] = {}
+    durations: list[float] = []
+    t_start = time.perf_counter()
+    pool: cf.ProcessPoolExecutor | None = None
+    if jobs > 1:
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while True:
+            planner.refresh()
+            tasks, pending = planner.tasks(only)
+            busy = {t.key for t, _ in running.values()}
+            todo, blocked = [], []
+            for t in tasks:
+                if t.key in busy or t.key in failed or planner.status(t) == "done":
+                    continue
+                deps = t.dependencies()
+                if any(d.key in failed for d in deps):
+                    blocked.append(t)
+                elif all(planner.status(d) == "done" for d in deps):
+                    todo.append(t)
+            n_left = len(todo) + len(busy) + sum(planner.status(t) != "done" for t in blocked)
+            if not todo and not running:
+                summary.skipped = sorted({t.label for t in blocked})
+                summary.pending = sorted(set(pending))
+                break
+            slots = max(1, jobs) - len(running)
+            for t in todo[:slots]:
+                record = {**_task_record(t, root)}
+                state = "resuming" if planner.status(t) == "partial" else "starting"
+                log(f"[{state}] {t.label} -> {t.directory(root)}")
+                if pool is None:  # in this process, its progress on the console
+                    t0 = time.perf_counter()
+                    try:
+                        execute_task(record, str(root), threads)
+                    except (KeyboardInterrupt, RunInterrupted):
+                        raise
+                    except Exception as exc:  # recorded in error.txt; the others go on
+                        failed.add(t.key)
+                        summary.failed.append(t.label)
+                        log(f"[failed] {t.label}: {exc} (see {t.directory(root) / 'error.txt'})")
+                        continue
+                    durations.append(time.perf_counter() - t0)
+                    summary.finished.append(t.label)
+                    log(_done_line(t, durations, n_left - 1, jobs))
+                    n_left -= 1
+                    break  # re-plan: this run may unlock others
+                fut = pool.submit(execute_task, record, str(root), threads or 1, True)
+                running[fut] = (t, time.perf_counter())
+            if pool is None or not running:
+                continue
+            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                t, _t0 = running.pop(fut)
+                try:
+                    durations.append(fut.result())
+                except Exception as exc:
+                    failed.add(t.key)
+                    summary.failed.append(t.label)
+                    log(f"[failed] {t.label}: {exc} (see {t.directory(root) / 'error.txt'})")
+                    continue
+                summary.finished.append(t.label)
+                n_left -= 1
+                log(_done_line(t, durations, n_left, jobs))
+    except (KeyboardInterrupt, RunInterrupted):
+        log("interrupted: run the same command again to continue (finished runs are kept)")
+        raise
+    finally:
+        if pool is not None:
+            for fut in running:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _done_line(task: Task, durations: list[float], left: int, jobs: int) -> str:
+    mean = sum(durations) / len(durations)
+    eta = f", about {_fmt_eta(mean * left / max(1, jobs))} for the {left} known left" if left > 0 else ""
+    return f"[done] {task.label} in {_fmt_eta(durations[-1])}{eta}"

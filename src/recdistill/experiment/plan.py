@@ -1,0 +1,263 @@
+"""From a spec to tasks: one task per (run, seed) or per search trial, each with its resolved
+config and a content address.
+
+A task's key is the SHA-256 of its resolved config (minus settings that cannot change a result:
+``data.data_dir``, ``train.progress``, ``train.checkpoint_every``, ``train.eval_batch_size``) and
+of the keys of the runs it starts from. The same config is the same run, whichever table asks for
+it; a changed config is a new run. A task's folder is ``<root>/<key[:16]>``.
+
+A searched run is first run at its search seed with the parameters Optuna proposes
+(:mod:`recdistill.experiment.search`); once every trial has finished, the best on validation is
+its config for every seed. Until then its tasks (and those that start from it) are *pending*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recdistill.config import Config, make_config
+from recdistill.errors import RecdistillError
+from recdistill.experiment.spec import ExperimentSpec, RunSpec, _merge, nested
+
+__all__ = ["Planner", "Task", "VOLATILE_KEYS", "run_key"]
+
+#: settings left out of a run's key: they cannot change its results
+VOLATILE_KEYS = (
+    ("data", "data_dir"),
+    ("train", "progress"),
+    ("train", "checkpoint_every"),
+    ("train", "eval_batch_size"),
+)
+#: method parameters left out of a run's key (where a cache lives)
+VOLATILE_METHOD_PARAMS = ("cache_dir",)
+KEY_VERSION = 1
+
+
+def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[str, Any] | None = None) -> str:
+    """The content address of a run: its config without :data:`VOLATILE_KEYS`, ``deps`` (role ->
+    the key of the run it starts from, or ``path:<file>``) and the method's parameters with their
+    defaults filled in (``method_params``, so that a changed default is a new run)."""
+    cfg = json.loads(json.dumps(config))
+    for section, key in VOLATILE_KEYS:
+        cfg.get(section, {}).pop(key, None)
+    cfg.get("distill", {}).pop("teacher", None)  # a dependency: stands in ``deps``
+    if method_params is not None:
+        params = {k: v for k, v in method_params.items() if k not in VOLATILE_METHOD_PARAMS}
+        cfg["distill"]["params"] = json.loads(json.dumps(params))
+    blob = json.dumps({"v": KEY_VERSION, "config": cfg, "deps": deps}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def untie(params: dict[str, Any]) -> dict[str, Any]:
+    """Search params with tied keys (``"a.x,a.y": v``: one value for both) spelled out."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        for k in str(key).split(","):
+            out[k.strip()] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to train: spec run ``run`` at ``seed``; ``trial`` (a search trial number) with its
+    ``params`` (dotted keys); ``deps``: role ("teacher"/"student") -> Task or a path."""
+
+    run: str
+    seed: int
+    config: dict[str, Any]
+    key: str
+    method: str = ""
+    deps: dict[str, Any] = field(default_factory=dict)
+    trial: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def directory(self, root: Path) -> Path:
+        return root / self.key[:16]
+
+    @property
+    def label(self) -> str:
+        trial = f" trial {self.trial}" if self.trial is not None else ""
+        return f"{self.run} seed {self.seed}{trial}"
+
+    def dependencies(self) -> list[Task]:
+        return [d for d in self.deps.values() if isinstance(d, Task)]
+
+
+class Planner:
+    """Resolves the spec's runs into tasks against the run folders under ``root``."""
+
+    def __init__(self, spec: ExperimentSpec, root: Path, seeds: tuple[int, ...] | None = None):
+        self.spec, self.root = spec, Path(root)
+        self.seeds = tuple(seeds) if seeds else spec.seeds
+        self.search_cache: dict[str, Any] = {}
+
+    def refresh(self) -> None:
+        """Forget the searches' states (after runs have finished)."""
+        self.search_cache.clear()
+
+    # ---- seeds ----
+    def seeds_of(self, run: str) -> tuple[int, ...]:
+        """The seeds a run is trained with: its own pinned ones, else the experiment's."""
+        pinned = self.spec.runs[run].seeds
+        return pinned if pinned else self.seeds
+
+    def dep_seed(self, run: str, seed: int) -> int:
+        """The seed of ``run`` that a dependent run at ``seed`` starts from."""
+        seeds = self.seeds_of(run)
+        return seed if seed in seeds else seeds[0]
+
+    def search_seed(self, run: str) -> int:
+        search = self.spec.runs[run].search
+        assert search is not None
+        return search.seed if search.seed is not None else self.seeds_of(run)[0]
+
+    # ---- configs ----
+    def config(self, run: RunSpec, seed: int, params: dict[str, Any]) -> Config:
+        """The run's config at ``seed`` with search ``params``: the spec's config file <- base
+        <- the run's ``set`` <- params <- seed and method."""
+        over = _merge(self.spec.base, nested(run.set, f"runs.{run.name}.set"))
+        over = _merge(over, nested(untie(params), f"runs.{run.name}.search"))
+        over = _merge(over, {"train": {"seed": seed}, "distill": {"method": run.method}})
+        try:
+            return make_config(self.spec.config_file, over)
+        except RecdistillError as exc:
+            where = self.spec.path or "spec"
+            raise RecdistillError(f"{where}: runs.{run.name}: {exc}") from None
+
+    def check(self) -> None:
+        """Build every run's config once (each search's first point), so that a bad key or value
+        is reported before anything runs."""
+        for run in self.spec.runs.values():
+            params = {}
+            if run.search is not None:
+                params = {k: (v[0] if isinstance(v, list) else v["low"]) for k, v in run.search.space.items()}
+            cfg = self.config(run, self.seeds_of(run.name)[0], params)
+            if run.method:
+                from recdistill.runs import method_config
+
+                try:
+                    method_config(cfg)
+                except RecdistillError as exc:
+                    raise RecdistillError(f"{self.spec.path or 'spec'}: runs.{run.name}: {exc}") from None
+
+    # ---- tasks ----
+    def make_task(
+        self, run_name: str, seed: int, params: dict[str, Any], trial: int | None = None
+    ) -> Task | None:
+        """The task of ``run_name`` at ``seed`` with ``params``; None while a run it starts from
+        is still pending (an unfinished search)."""
+        run = self.spec.runs[run_name]
+        deps: dict[str, Any] = {}
+        dep_keys: dict[str, str] = {}
+        for role in ("teacher", "student"):
+            ref = getattr(run, role)
+            if ref is None:
+                continue
+            if ref in self.spec.runs:
+                dep = self.task(ref, self.dep_seed(ref, seed))
+                if dep is None:
+                    return None
+                deps[role], dep_keys[role] = dep, dep.key
+            else:
+                path = str(Path(ref).resolve())
+                deps[role], dep_keys[role] = path, f"path:{path}"
+        config = self.config(run, seed, params)
+        method_params = None
+        if run.method:
+            from recdistill.runs import method_config
+
+            method_params = dataclasses.asdict(method_config(config)[1])
+        cfg = config.to_dict()
+        key = run_key(cfg, dep_keys, method_params)
+        return Task(run_name, seed, cfg, key, run.method, deps, trial, dict(params))
+
+    def task(self, run_name: str, seed: int) -> Task | None:
+        """The final task of ``run_name`` at ``seed`` (a searched run: with its chosen params;
+        None until its search has finished)."""
+        run = self.spec.runs[run_name]
+        params: dict[str, Any] = {}
+        if run.search is not None:
+            from recdistill.experiment.search import search_state
+
+            state = search_state(self, run_name)
+            if state.chosen is None:
+                return None
+            params = state.chosen
+        return self.make_task(run_name, seed, params)
+
+    def wanted(self, only: tuple[str, ...] | None = None) -> list[str]:
+        """The runs to train: ``only`` (and what they start from), else all."""
+        if not only:
+            return list(self.spec.runs)
+        unknown = [n for n in only if n not in self.spec.runs]
+        if unknown:
+            raise RecdistillError(f"--only {unknown[0]!r}: no such run; runs: {', '.join(self.spec.runs)}")
+        out: list[str] = []
+
+        def add(name: str) -> None:
+            if name in out:
+                return
+            run = self.spec.runs[name]
+            for ref in (run.teacher, run.student):
+                if ref in self.spec.runs:
+                    add(ref)
+            out.append(name)
+
+        for n in only:
+            add(n)
+        return out
+
+    def tasks(self, only: tuple[str, ...] | None = None) -> tuple[list[Task], list[str]]:
+        """Every task known now (search trials included, dependencies first) and the names of
+        the runs still pending on a search."""
+        from recdistill.experiment.search import search_state
+
+        out: dict[str, Task] = {}
+        pending: list[str] = []
+
+        def add(t: Task) -> None:
+            for d in t.dependencies():
+                add(d)
+            out.setdefault(t.key, t)
+
+        for name in self.wanted(only):
+            if self.spec.runs[name].search is not None:
+                state = search_state(self, name)
+                for t in state.tasks:
+                    add(t)
+                if state.chosen is None:
+                    pending.append(name)
+                    continue
+            for seed in self.seeds_of(name):
+                t = self.task(name, seed)
+                if t is None:
+                    pending.append(name)
+                    break
+                add(t)
+        return list(out.values()), pending
+
+    # ---- results ----
+    def metrics(self, task: Task) -> dict[str, Any] | None:
+        p = task.directory(self.root) / "metrics.json"
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def status(self, task: Task) -> str:
+        """done (metrics.json) | partial (a checkpoint to resume) | failed | todo."""
+        d = task.directory(self.root)
+        if (d / "metrics.json").is_file():
+            return "done"
+        if (d / "checkpoint.pt").is_file():
+            return "partial"
+        if (d / "error.txt").is_file():
+            return "failed"
+        return "todo"

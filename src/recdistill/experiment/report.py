@@ -1,0 +1,409 @@
+"""An experiment's report from its finished runs: each table in the paper's layout (mean ± std
+over seeds, the paper's numbers alongside, each row's improvement over its ``vs`` row with a
+paired t-test over the seeds both have), the searches (every trial's validation score and the
+choice), the findings' verdicts, heat maps, and the commit, command and configs.
+
+Written as ``<out>/<name>.md``, ``.csv`` and ``.json`` (and ``<name>_<figure>.png``); nothing in
+it is typed by hand. :func:`write_index` gathers the verdicts of several reports into one page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recdistill.atomic import atomic_json, atomic_text
+from recdistill.experiment.plan import Planner
+from recdistill.experiment.search import search_state
+from recdistill.experiment.spec import TableSpec
+
+__all__ = ["VERDICTS", "build_report", "commit_id", "paired_test", "verdict", "write_index", "write_report"]
+
+VERDICTS = ("reproduced", "same direction, not significant", "not reproduced", "not run yet")
+
+
+def commit_id(cwd: Path | None = None) -> str:
+    """The checkout's commit (short), with ``+dirty`` when tracked files have changed."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+        ).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
+    """Two-sided paired t-test (scipy ``ttest_rel``) of ``a`` against ``b`` over the seeds both
+    have; returns (p-value or None with fewer than 2 pairs or no variance, number of pairs)."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None, len(seeds)
+    x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+    if np.allclose(x - y, (x - y)[0]):
+        return (0.0 if (x - y)[0] != 0 else 1.0), len(seeds)
+    return float(stats.ttest_rel(x, y).pvalue), len(seeds)
+
+
+def verdict(row: dict[int, float], than: dict[int, float], alpha: float = 0.05) -> tuple[str, float | None]:
+    """``reproduced`` (row's mean above, paired p < alpha), ``same direction, not significant``,
+    ``not reproduced`` (mean not above) or ``not run yet`` (no common seed)."""
+    seeds = set(row) & set(than)
+    if not seeds:
+        return "not run yet", None
+    diff = float(np.mean([row[s] for s in seeds]) - np.mean([than[s] for s in seeds]))
+    p, _ = paired_test(row, than)
+    if diff <= 0:
+        return "not reproduced", p
+    if p is not None and p < alpha:
+        return "reproduced", p
+    return "same direction, not significant", p
+
+
+def _model_name(metrics: dict[str, Any], model: str | None) -> str:
+    return model or metrics.get("primary", "model")
+
+
+def _row_values(planner: Planner, table: TableSpec, run: str, model: str | None) -> dict[str, Any]:
+    """Per seed: the row's metrics on the table's split and protocol, its size and time."""
+    values: dict[str, dict[int, float]] = {m: {} for m in table.metrics}
+    times: list[float] = []
+    keys: dict[int, str] = {}
+    n_params = None
+    protocol = table.protocol
+    proto = protocol
+    for seed in planner.seeds_of(run):
+        task = planner.task(run, seed)
+        metrics = planner.metrics(task) if task is not None else None
+        if task is not None:
+            keys[seed] = task.key
+        if metrics is None:
+            continue
+        m = metrics["models"][_model_name(metrics, model)]
+        proto = protocol or metrics["protocol"]
+        for name in table.metrics:
+            values[name][seed] = float(m[table.split][proto][name])
+        times.append(float(metrics.get("train_time_s", math.nan)))
+        n_params = m.get("n_parameters")
+    return {"values": values, "times": times, "keys": keys, "n_parameters": n_params, "protocol": proto}
+
+
+def _stats(v: dict[int, float]) -> dict[str, Any]:
+    xs = np.array(list(v.values()), dtype=np.float64)
+    if xs.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(xs.mean()), "std": float(xs.std(ddof=1)) if xs.size > 1 else 0.0, "n": int(xs.size)}
+
+
+def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
+    """Everything the report shows, as plain data (the JSON output)."""
+    spec = planner.spec
+    tables = []
+    row_values: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    for table in spec.tables:
+        rows = []
+        protocols = []
+        for row in table.rows:
+            rv = _row_values(planner, table, row.run, row.model)
+            protocols.append(rv["protocol"])
+            row_values[(table.name, row.label)] = rv["values"]
+            entry: dict[str, Any] = {
+                "label": row.label,
+                "run": row.run,
+                "model": row.model,
+                "n_parameters": rv["n_parameters"],
+                "seeds": {str(s): k for s, k in rv["keys"].items()},
+                "train_time_s": float(np.mean(rv["times"])) if rv["times"] else None,
+                "metrics": {
+                    m: {**_stats(v), "per_seed": {str(s): x for s, x in v.items()}}
+                    for m, v in rv["values"].items()
+                },
+                "paper": table.paper.get(row.label, {}),
+                "vs": row.vs,
+            }
+            rows.append(entry)
+        for entry in rows:
+            if entry["vs"] is None:
+                continue
+            base = row_values[(table.name, entry["vs"])]
+            mine = row_values[(table.name, entry["label"])]
+            cmp = {}
+            for m in table.metrics:
+                a, b = mine[m], base[m]
+                seeds = sorted(set(a) & set(b))
+                p, n = paired_test(a, b)
+                ma = float(np.mean([a[s] for s in seeds])) if seeds else None
+                mb = float(np.mean([b[s] for s in seeds])) if seeds else None
+                imp = (ma / mb - 1) * 100 if ma is not None and mb else None
+                cmp[m] = {"improvement_pct": imp, "p": p, "pairs": n}
+            entry["vs_stats"] = cmp
+        protocol = table.protocol or next((p for p in protocols if p), None)
+        tables.append(
+            {
+                "name": table.name,
+                "title": table.title,
+                "split": table.split,
+                "protocol": protocol,
+                "metrics": list(table.metrics),
+                "rows": rows,
+            }
+        )
+    findings = []
+    for f in spec.findings:
+        assert f.table is not None
+        v, p = verdict(
+            row_values[(f.table, f.row)][f.metric], row_values[(f.table, f.than)][f.metric], f.alpha
+        )
+        findings.append(
+            {
+                "claim": f.claim,
+                "table": f.table,
+                "row": f.row,
+                "than": f.than,
+                "metric": f.metric,
+                "verdict": v,
+                "p": p,
+                "alpha": f.alpha,
+            }
+        )
+    searches = []
+    for name, run in spec.runs.items():
+        if run.search is not None:
+            searches.append(search_state(planner, name).to_dict())
+    configs = {}
+    for name in spec.runs:
+        task = planner.task(name, planner.seeds_of(name)[0])
+        if task is not None:
+            configs[name] = {"key": task.key, "config": task.config}
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "spec": str(spec.path) if spec.path else None,
+        "seeds": list(planner.seeds),
+        "commit": commit_id(spec.path.parent if spec.path else None),
+        "command": command,
+        "tables": tables,
+        "findings": findings,
+        "searches": searches,
+        "configs": configs,
+    }
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "—"
+    return f"{n / 1e6:.2f}M" if n >= 10_000 else f"{n:,}"
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _table_md(t: dict[str, Any]) -> list[str]:
+    metrics = t["metrics"]
+    has_paper = any(r["paper"] for r in t["rows"])
+    has_vs = any(r.get("vs") for r in t["rows"])
+    head = ["model", "#params", "seeds"]
+    for m in metrics:
+        head.append(m)
+        if has_paper:
+            head.append(f"paper {m}")
+    if has_vs:
+        head.append("vs")
+        head += [f"Δ{m} (p)" for m in metrics]
+    head.append("s/run")
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * (len(head) - 3)]
+    for r in t["rows"]:
+        n = max(r["metrics"][m]["n"] for m in metrics)
+        cells = [r["label"], _size(r["n_parameters"]), str(n)]
+        for m in metrics:
+            s = r["metrics"][m]
+            cells.append(
+                "—"
+                if s["mean"] is None
+                else (f"{s['mean']:.4f} ± {s['std']:.4f}" if s["n"] > 1 else f"{s['mean']:.4f}")
+            )
+            if has_paper:
+                cells.append(_num(r["paper"].get(m)))
+        if has_vs:
+            cells.append(r.get("vs") or "")
+            for m in metrics:
+                vs = (r.get("vs_stats") or {}).get(m)
+                if not vs or vs["improvement_pct"] is None:
+                    cells.append("")
+                else:
+                    cells.append(f"{vs['improvement_pct']:+.1f}% ({_p(vs['p'])})")
+        cells.append("—" if r["train_time_s"] is None else f"{r['train_time_s']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_markdown(rep: dict[str, Any]) -> str:
+    out = [f"# {rep['title'] or rep['name']}", ""]
+    if rep["description"]:
+        out += [rep["description"].strip(), ""]
+    out += [
+        f"Generated from `{Path(rep['spec']).name if rep['spec'] else 'spec'}` by `{rep['command']}` "
+        f"at commit `{rep['commit']}`; seeds {', '.join(map(str, rep['seeds']))}. "
+        "Mean ± std over seeds (sample std); "
+        "Δ: the row's mean over its `vs` row's on the seeds both have, with the two-sided paired t-test's p "
+        "over those seeds; s/run: mean training seconds of one run.",
+        "",
+    ]
+    for t in rep["tables"]:
+        proto = {"full": "full ranking", "sampled": "sampled candidates"}.get(t["protocol"], "no results yet")
+        out += [f"## {t['title'] or t['name']}", "", f"{t['split']} split, {proto}.", ""]
+        out += _table_md(t) + [""]
+    if rep["findings"]:
+        out += ["## Findings", "", "| claim | metric | verdict | p |", "|---|---|---|---:|"]
+        for f in rep["findings"]:
+            claim = f"{f['claim']} ({f['row']} vs {f['than']})"
+            out.append(f"| {claim} | {f['metric']} | {f['verdict']} | {_p(f['p'])} |")
+        out.append("")
+    for s in rep["searches"]:
+        out += [
+            f"## Search: {s['run']}",
+            "",
+            f"Optuna {s['sampler']} sampler, budget {s['budget']} trials, chosen on {s['metric']} "
+            f"(best trial: {s['best_trial'] if s['best_trial'] is not None else 'not finished'}).",
+            "",
+            "| trial | params | valid |",
+            "|---:|---|---:|",
+        ]
+        for tr in s["trials"]:
+            params = ", ".join(
+                f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                for k, v in tr["params"].items()
+            )
+            mark = " **chosen**" if tr["trial"] == s["best_trial"] else ""
+            out.append(f"| {tr['trial']} | {params}{mark} | {_num(tr['valid'])} |")
+        out.append("")
+    out += [
+        "## Runs",
+        "",
+        "Each run's content address (its folder under the runs directory) and config is in the JSON report.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def report_csv(rep: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["table", "row", "metric", "mean", "std", "n", "paper", "vs", "improvement_pct", "p"])
+    for t in rep["tables"]:
+        for r in t["rows"]:
+            for m in t["metrics"]:
+                s = r["metrics"][m]
+                vs = (r.get("vs_stats") or {}).get(m) or {}
+                w.writerow(
+                    [
+                        t["name"],
+                        r["label"],
+                        m,
+                        s["mean"],
+                        s["std"],
+                        s["n"],
+                        r["paper"].get(m),
+                        r.get("vs") or "",
+                        vs.get("improvement_pct"),
+                        vs.get("p"),
+                    ]
+                )
+    return buf.getvalue()
+
+
+def write_report(planner: Planner, out_dir: str | Path, command: str = "") -> dict[str, Any]:
+    """Write ``<out_dir>/<name>.md``, ``.csv``, ``.json`` and the spec's figures; returns the
+    report's data."""
+    out = Path(out_dir)
+    rep = build_report(planner, command)
+    figures = []
+    for fig in planner.spec.figures:
+        path = out / (fig.file or f"{planner.spec.name}_{fig.run}_heatmap.png")
+        if _heatmap(planner, fig, path):
+            figures.append(str(path.name))
+    rep["figures"] = figures
+    md = report_markdown(rep)
+    if figures:
+        md += "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
+    atomic_text(md, out / f"{planner.spec.name}.md")
+    atomic_text(report_csv(rep), out / f"{planner.spec.name}.csv")
+    atomic_json(rep, out / f"{planner.spec.name}.json")
+    return rep
+
+
+def _heatmap(planner: Planner, fig: Any, path: Path) -> bool:
+    """A search's validation scores over two of its keys (other keys: the best score)."""
+    from recdistill.analysis.plots import plot_heatmap
+
+    state = search_state(planner, fig.run)
+    cells: dict[tuple[Any, Any], float] = {}
+    for task, score in zip(state.tasks, state.scores):
+        if score is None:
+            continue
+        k = (task.params[fig.x], task.params[fig.y])
+        cells[k] = max(cells.get(k, -math.inf), score)
+    if not cells:
+        return False
+    xs = sorted({k[0] for k in cells})
+    ys = sorted({k[1] for k in cells})
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (x, y), v in cells.items():
+        grid[ys.index(y), xs.index(x)] = v
+    title = fig.title or f"{planner.spec.name}: valid {state.metric}"
+    plot_heatmap(grid, xs, ys, fig.x.split(".")[-1], fig.y.split(".")[-1], title, path)
+    return True
+
+
+def write_index(reports: Sequence[dict[str, Any]], path: str | Path, command: str = "") -> None:
+    """One page of every finding's verdict across ``reports`` (their JSON data), grouped by
+    claim; a claim checked under both protocols (a spec's ``protocol`` tag in its name, e.g.
+    ``-paper`` / ``-tuned``) shows both verdicts."""
+    lines = [
+        "# Reproduction report",
+        "",
+        f"Generated by `{command}` from the experiment reports below; every number links back to "
+        "its report, which names its spec, commit and runs. Verdicts: reproduced (the paper's "
+        "direction with paired p < 0.05 over seeds), same direction but not significant, not "
+        "reproduced, not run yet.",
+        "",
+        "| claim | metric | report | verdict | p |",
+        "|---|---|---|---|---:|",
+    ]
+    for rep in reports:
+        for f in rep["findings"]:
+            lines.append(
+                f"| {f['claim']} ({f['row']} vs {f['than']}) | {f['metric']} | "
+                f"[{rep['name']}]({rep['name']}.md) | {f['verdict']} | {_p(f['p'])} |"
+            )
+    lines += ["", "## Reports", ""]
+    for rep in reports:
+        n_done = sum(
+            max(r["metrics"][m]["n"] for m in t["metrics"]) > 0 for t in rep["tables"] for r in t["rows"]
+        )
+        n_rows = sum(len(t["rows"]) for t in rep["tables"])
+        lines.append(
+            f"- [{rep['name']}]({rep['name']}.md): {rep['title']} ({n_done}/{n_rows} rows with "
+            f"results, commit `{rep['commit']}`)"
+        )
+    atomic_text("\n".join(lines) + "\n", Path(path))

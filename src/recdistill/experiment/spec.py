@@ -1,0 +1,424 @@
+"""An experiment spec: a YAML file that declares runs, seeds, searches, tables and findings.
+
+Every key is checked when the file is read; a mistake is one line naming the file, the key, the
+value and what was expected. The format (``experiments/README.md`` has a full example)::
+
+    name: dcd-table2                      # outputs: <out>/<name>.md, .csv, .json
+    title: DCD Table 2, BPR 200 -> 20 on citeulike-dcd
+    config: ../configs/bpr-citeulike-dcd.yaml   # base config, relative to this file (optional)
+    base: {train: {epochs: 400}}          # nested overrides of the base config (optional)
+    set: {train.progress: false}          # dotted overrides for every run (optional)
+    seeds: [0, 1, 2, 3, 4]                # train.seed of every run, unless the run pins its own
+    runs:
+      teacher: {set: {model.size: teacher}, seeds: [0]}   # one teacher for every seed
+      student: {set: {model.size: student}}
+      rrd:     {method: rrd, teacher: teacher, set: {model.size: student}}
+      dcd:
+        method: dcd
+        teacher: teacher
+        set: {model.size: student}
+        search:                            # chosen on validation at one seed, then run on all
+          sampler: grid                    # grid | tpe (Optuna's samplers)
+          space: {distill.params.lambda_ucd: [1.0e-3, 1.0e-4]}   # "a.x,a.y": one value for both
+          metric: H@5                      # validation metric (default: the config's monitor)
+    tables:
+      - name: main
+        metrics: [H@5, M@5]
+        rows:
+          - {label: Student, run: student}
+          - {label: RRD, run: rrd, vs: Student}
+          - {label: DCD, run: dcd, vs: RRD}
+        paper: {Student: {H@5: 0.4570}, DCD: {H@5: 0.4989}}
+    findings:
+      - {claim: DCD beats RRD, row: DCD, than: RRD, metric: H@5}
+    figures:
+      - {kind: heatmap, run: dcd, x: distill.params.lambda_ucd, y: distill.params.lambda_icd}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recdistill.config import parse_set
+from recdistill.errors import MissingFileError, RecdistillError
+
+__all__ = [
+    "ExperimentSpec",
+    "FigureSpec",
+    "FindingSpec",
+    "RowSpec",
+    "RunSpec",
+    "SearchSpec",
+    "TableSpec",
+    "load_spec",
+    "nested",
+]
+
+SAMPLERS = ("grid", "tpe", "random")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A search over ``space`` (dotted config key -> list of values, or ``{low, high, log}`` for
+    a continuous range with ``tpe`` / ``random``), scored by ``metric`` on the validation split
+    of the run at ``seed``; ``trials`` (grid: the grid's size)."""
+
+    sampler: str
+    space: dict[str, Any]
+    trials: int
+    metric: str | None = None
+    seed: int | None = None
+    mode: str = "max"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the experiment: a base-model run (no ``method``) or a distillation run from
+    ``teacher`` (and ``student``, for methods that train both), each the name of another run or
+    a path. ``set``: dotted overrides. ``seeds``: pins the run's seeds (else the experiment's)."""
+
+    name: str
+    method: str = ""
+    teacher: str | None = None
+    student: str | None = None
+    set: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None
+    search: SearchSpec | None = None
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    label: str
+    run: str
+    model: str | None = None  # which model of the run (default: the run's primary)
+    vs: str | None = None  # the label of the row this one is compared with
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    rows: tuple[RowSpec, ...]
+    metrics: tuple[str, ...]
+    title: str = ""
+    protocol: str | None = None  # default: the first row's resolved protocol
+    split: str = "test"
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FindingSpec:
+    """A paper's claim "``row`` beats ``than`` on ``metric``" in table ``table``."""
+
+    claim: str
+    row: str
+    than: str
+    metric: str
+    table: str | None = None
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    kind: str  # heatmap: a search's validation metric over two of its keys
+    run: str
+    x: str
+    y: str
+    file: str | None = None
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    path: Path | None
+    base: dict[str, Any]
+    config_file: Path | None
+    seeds: tuple[int, ...]
+    runs: dict[str, RunSpec]
+    tables: tuple[TableSpec, ...] = ()
+    findings: tuple[FindingSpec, ...] = ()
+    figures: tuple[FigureSpec, ...] = ()
+    title: str = ""
+    description: str = ""
+
+
+def nested(dotted: dict[str, Any], where: str = "set") -> dict[str, Any]:
+    """``{"train.lr": 1e-3}`` -> ``{"train": {"lr": 1e-3}}`` (values kept as given)."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        parts = str(key).split(".")
+        if len(parts) < 2 or not all(parts):
+            raise RecdistillError(f"{where}: bad key {key!r}; expected section.key, e.g. train.lr")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise RecdistillError(f"{where}: key {key!r} conflicts with another key")
+        node[parts[-1]] = value
+    return out
+
+
+class _Reader:
+    """Typed access to one mapping of the spec, with one-line errors naming file and key."""
+
+    def __init__(self, data: Any, where: str, known: tuple[str, ...]):
+        if not isinstance(data, dict):
+            raise RecdistillError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+        unknown = sorted(set(map(str, data)) - set(known))
+        if unknown:
+            raise RecdistillError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(known)}")
+        self.data, self.where = data, where
+
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False
+    ) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise RecdistillError(f"{self.where}: missing key {key!r}")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise RecdistillError(f"{self.where}.{key}: expected {names}, got {value!r}")
+        return value
+
+    def ints(self, key: str) -> tuple[int, ...] | None:
+        value = self.get(key, (list, int))
+        if value is None:
+            return None
+        values = [value] if isinstance(value, int) else value
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise RecdistillError(f"{self.where}.{key}: expected a list of integers, got {value!r}")
+        return tuple(values)
+
+
+def _check_dotted(mapping: dict[str, Any], where: str, tied: bool = False) -> dict[str, Any]:
+    """Check dotted keys; with ``tied``, a key may name several (``a.x,a.y``: one value for all)."""
+    for key in mapping:
+        for part in str(key).split(",") if tied else [str(key)]:
+            parse_set(f"{part.strip()}=0")  # a bad key is one line
+            if len(part.strip().split(".")) < 2:
+                raise RecdistillError(f"{where}: bad key {key!r}; expected section.key, e.g. train.lr")
+    return dict(mapping)
+
+
+def _search(data: Any, where: str) -> SearchSpec:
+    r = _Reader(data, where, ("sampler", "space", "trials", "metric", "seed", "mode"))
+    sampler = r.get("sampler", str, "grid")
+    if sampler not in SAMPLERS:
+        raise RecdistillError(f"{where}.sampler: expected {' | '.join(SAMPLERS)}, got {sampler!r}")
+    space = _check_dotted(r.get("space", dict, required=True), f"{where}.space", tied=True)
+    if not space:
+        raise RecdistillError(f"{where}.space: empty")
+    size = 1
+    for key, values in space.items():
+        if isinstance(values, list):
+            if not values:
+                raise RecdistillError(f"{where}.space.{key}: empty list")
+            size *= len(values)
+        elif isinstance(values, dict) and sampler != "grid":
+            rr = _Reader(values, f"{where}.space.{key}", ("low", "high", "log"))
+            low, high = rr.get("low", float, required=True), rr.get("high", float, required=True)
+            if not low < high or (rr.get("log", bool, False) and low <= 0):
+                raise RecdistillError(f"{where}.space.{key}: expected 0 < low < high (log) or low < high")
+        else:
+            expected = "a list of values" if sampler == "grid" else "a list of values or {low, high, log}"
+            raise RecdistillError(f"{where}.space.{key}: expected {expected}, got {values!r}")
+    trials = r.get("trials", int, size if sampler == "grid" else None)
+    if trials is None:
+        raise RecdistillError(f"{where}: missing key 'trials' (the search's budget)")
+    if sampler == "grid" and trials != size:
+        raise RecdistillError(f"{where}.trials: a grid of {size} points runs {size} trials, got {trials}")
+    if trials < 1:
+        raise RecdistillError(f"{where}.trials: expected a positive integer, got {trials}")
+    mode = r.get("mode", str, "max")
+    if mode not in ("max", "min"):
+        raise RecdistillError(f"{where}.mode: expected max | min, got {mode!r}")
+    return SearchSpec(sampler, space, trials, r.get("metric", str), r.get("seed", int), mode)
+
+
+def _run(name: str, data: Any, where: str) -> RunSpec:
+    r = _Reader(data or {}, where, ("method", "teacher", "student", "set", "seeds", "search"))
+    search = r.get("search", dict)
+    return RunSpec(
+        name=name,
+        method=r.get("method", str, ""),
+        teacher=r.get("teacher", str),
+        student=r.get("student", str),
+        set=_check_dotted(r.get("set", dict, {}), f"{where}.set"),
+        seeds=r.ints("seeds"),
+        search=_search(search, f"{where}.search") if search is not None else None,
+    )
+
+
+def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
+    r = _Reader(data, where, ("name", "title", "rows", "metrics", "protocol", "split", "paper"))
+    rows = []
+    for i, row in enumerate(r.get("rows", list, required=True)):
+        rr = _Reader(row, f"{where}.rows[{i}]", ("label", "run", "model", "vs"))
+        rs = RowSpec(rr.get("label", str, required=True), rr.get("run", str, required=True))
+        rs = RowSpec(rs.label, rs.run, rr.get("model", str), rr.get("vs", str))
+        if rs.run not in runs:
+            raise RecdistillError(f"{where}.rows[{i}].run: no run named {rs.run!r}; runs: {', '.join(runs)}")
+        rows.append(rs)
+    labels = [row.label for row in rows]
+    if len(set(labels)) != len(labels):
+        raise RecdistillError(f"{where}.rows: labels must be unique, got {labels}")
+    for i, row in enumerate(rows):
+        if row.vs is not None and row.vs not in labels:
+            raise RecdistillError(f"{where}.rows[{i}].vs: no row labelled {row.vs!r}")
+    metrics = r.get("metrics", list, required=True)
+    if not metrics or not all(isinstance(m, str) and "@" in m for m in metrics):
+        raise RecdistillError(f"{where}.metrics: expected metric names like H@5, got {metrics!r}")
+    paper = r.get("paper", dict, {})
+    for label, values in paper.items():
+        if label not in labels or not isinstance(values, dict):
+            raise RecdistillError(f"{where}.paper.{label}: expected a row label mapped to {{metric: value}}")
+    split = r.get("split", str, "test")
+    if split not in ("valid", "test"):
+        raise RecdistillError(f"{where}.split: expected valid | test, got {split!r}")
+    protocol = r.get("protocol", str)
+    if protocol not in (None, "full", "sampled"):
+        raise RecdistillError(f"{where}.protocol: expected full | sampled, got {protocol!r}")
+    return TableSpec(
+        name=r.get("name", str, required=True),
+        rows=tuple(rows),
+        metrics=tuple(metrics),
+        title=r.get("title", str, ""),
+        protocol=protocol,
+        split=split,
+        paper={k: {m: float(v) for m, v in vals.items()} for k, vals in paper.items()},
+    )
+
+
+def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
+    """Check and build an :class:`ExperimentSpec` from the YAML mapping ``data``."""
+    where = str(path) if path is not None else "spec"
+    keys = ("name", "title", "description", "config", "base", "set", "seeds", "runs", "tables")
+    r = _Reader(data, where, (*keys, "findings", "figures"))
+    runs_data = r.get("runs", dict, required=True)
+    if not runs_data:
+        raise RecdistillError(f"{where}.runs: empty")
+    runs = {str(n): _run(str(n), v, f"{where}.runs.{n}") for n, v in runs_data.items()}
+    for run in runs.values():
+        for role in ("teacher", "student"):
+            ref = getattr(run, role)
+            if ref is not None and ref not in runs and not Path(ref).exists():
+                raise RecdistillError(
+                    f"{where}.runs.{run.name}.{role}: {ref!r} is neither a run of this spec nor a path"
+                )
+        if run.method and run.method not in ("bd",) and run.teacher is None:
+            raise RecdistillError(f"{where}.runs.{run.name}: method {run.method!r} needs a teacher")
+        if not run.method and (run.teacher or run.student):
+            raise RecdistillError(f"{where}.runs.{run.name}: teacher/student need a method")
+    _check_acyclic(runs, where)
+    tables = tuple(_table(t, f"{where}.tables[{i}]", runs) for i, t in enumerate(r.get("tables", list, [])))
+    findings = []
+    for i, f in enumerate(r.get("findings", list, [])):
+        fr = _Reader(f, f"{where}.findings[{i}]", ("claim", "row", "than", "metric", "table", "alpha"))
+        fs = FindingSpec(
+            claim=fr.get("claim", str, required=True),
+            row=fr.get("row", str, required=True),
+            than=fr.get("than", str, required=True),
+            metric=fr.get("metric", str, required=True),
+            table=fr.get("table", str),
+            alpha=fr.get("alpha", float, 0.05),
+        )
+        table = next((t for t in tables if fs.table in (None, t.name)), None)
+        if table is None or not {fs.row, fs.than} <= {row.label for row in table.rows}:
+            raise RecdistillError(
+                f"{where}.findings[{i}]: rows {fs.row!r} and {fs.than!r} must be in one table"
+            )
+        if fs.metric not in table.metrics:
+            raise RecdistillError(
+                f"{where}.findings[{i}].metric: {fs.metric!r} is not a column of {table.name}"
+            )
+        findings.append(FindingSpec(fs.claim, fs.row, fs.than, fs.metric, table.name, fs.alpha))
+    figures = []
+    for i, f in enumerate(r.get("figures", list, [])):
+        fr = _Reader(f, f"{where}.figures[{i}]", ("kind", "run", "x", "y", "file", "title"))
+        fig = FigureSpec(
+            kind=fr.get("kind", str, required=True),
+            run=fr.get("run", str, required=True),
+            x=fr.get("x", str, required=True),
+            y=fr.get("y", str, required=True),
+            file=fr.get("file", str),
+            title=fr.get("title", str, ""),
+        )
+        search = runs[fig.run].search if fig.run in runs else None
+        if fig.kind != "heatmap" or search is None or not {fig.x, fig.y} <= set(search.space):
+            raise RecdistillError(
+                f"{where}.figures[{i}]: expected kind heatmap over two keys of a run's search.space"
+            )
+        figures.append(fig)
+    config = r.get("config", str)
+    config_file = None
+    if config is not None:
+        config_file = (path.parent / config if path is not None else Path(config)).resolve()
+        if not config_file.is_file():
+            raise MissingFileError(f"{where}.config: {config_file} not found")
+    base = r.get("base", dict, {})
+    base = _merge(base, nested(_check_dotted(r.get("set", dict, {}), f"{where}.set")))
+    seeds = r.ints("seeds") or (0,)
+    name = r.get("name", str, path.stem if path is not None else None)
+    if not name:
+        raise RecdistillError(f"{where}: missing key 'name'")
+    return ExperimentSpec(
+        name=name,
+        path=path,
+        base=base,
+        config_file=config_file,
+        seeds=seeds,
+        runs=runs,
+        tables=tables,
+        findings=tuple(findings),
+        figures=tuple(figures),
+        title=r.get("title", str, ""),
+        description=r.get("description", str, ""),
+    )
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _check_acyclic(runs: dict[str, RunSpec], where: str) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise RecdistillError(f"{where}.runs: circular dependency {' -> '.join([*chain, name])}")
+        state[name] = 1
+        run = runs[name]
+        for ref in (run.teacher, run.student):
+            if ref in runs:
+                visit(ref, [*chain, name])
+        state[name] = 2
+
+    for name in runs:
+        visit(name, [])
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read and check the spec file ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"experiment spec not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" line {line + 1}" if line is not None else ""
+        raise RecdistillError(f"{path}{at}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_spec(data, path.resolve())
