@@ -1,5 +1,8 @@
 """``recdistill experiment run|status|report SPEC ...`` and ``recdistill tune``.
 
+    recdistill tune --config configs/bpr-citeulike-dcd.yaml --set model.size=student \
+        --space train.lr=1e-4:1e-1:log --space train.weight_decay=0,1e-6,1e-5 --trials 20
+
     recdistill experiment run experiments/dcd-table2.yaml --jobs 2      # train what is missing
     recdistill experiment status experiments/dcd-table2.yaml            # done / partial / todo
     recdistill experiment report experiments/*.yaml --out results --index results/README.md
@@ -68,6 +71,113 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--out", default="results", help="output folder (results)")
             p.add_argument("--index", default=None, help="also write the verdicts of all SPECs to this file")
         p.set_defaults(func=cmd_experiment)
+
+    t = sub.add_parser(
+        "tune",
+        help="choose settings on the validation split with Optuna (one searched run)",
+        description="Search SPACE on the validation split (Optuna), then write the report: every "
+        "trial's validation score, the chosen values and their test scores. A one-run experiment: "
+        "trials are content-addressed runs under --runs-dir, so an interrupted search continues.",
+    )
+    t.add_argument("--config", required=True, help="base config file (YAML)")
+    t.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.size=student"
+    )
+    t.add_argument(
+        "--space",
+        action="append",
+        required=True,
+        metavar="KEY=SPEC",
+        help="a searched key: LOW:HIGH[:log] (a range) or V1,V2,... (choices); repeatable",
+    )
+    t.add_argument("--method", default="", help="distil with this method (default: train the base model)")
+    t.add_argument("--teacher", default=None, help="the method's teacher (a run directory or file)")
+    t.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
+    t.add_argument("--trials", type=int, default=None, help="the budget (grid: its size)")
+    t.add_argument("--metric", default=None, help="validation metric (default: the config's monitor)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--name", default="tune", help="report name (<out>/<name>.md)")
+    t.add_argument("--runs-dir", default="runs/exp")
+    t.add_argument("--out", default="results", help="report folder")
+    t.add_argument("--jobs", type=int, default=1, help="parallel trials (grid, random)")
+    t.set_defaults(func=cmd_tune)
+
+
+def parse_space(items: list[str]) -> dict[str, Any]:
+    """``["train.lr=1e-4:1e-1:log", "train.n_neg=1,5"]`` -> an experiment spec's search space."""
+    import yaml
+
+    space: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise RecdistillError(f"--space {item!r}: expected KEY=LOW:HIGH[:log] or KEY=V1,V2,...")
+        parts = text.split(":")
+        if len(parts) in (2, 3) and "," not in text:
+            try:
+                low, high = float(parts[0]), float(parts[1])
+            except ValueError:
+                raise RecdistillError(f"--space {item!r}: LOW and HIGH must be numbers") from None
+            if len(parts) == 3 and parts[2] != "log":
+                raise RecdistillError(f"--space {item!r}: the third field may only be 'log'")
+            space[key.strip()] = {"low": low, "high": high, "log": len(parts) == 3}
+        else:
+            space[key.strip()] = [yaml.safe_load(v) for v in text.split(",")]
+    return space
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from recdistill.experiment import Experiment, parse_spec
+
+    space = parse_space(args.space)
+    search: dict[str, Any] = {"sampler": args.sampler, "space": space}
+    if args.trials is not None:
+        search["trials"] = args.trials
+    if args.metric:
+        search["metric"] = args.metric
+    sets = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RecdistillError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-3")
+        import yaml
+
+        sets[key.strip()] = yaml.safe_load(value)
+    run: dict[str, Any] = {"set": sets, "search": search}
+    if args.method:
+        run["method"] = args.method
+    if args.teacher:
+        run["teacher"] = str(Path(args.teacher).resolve())
+    spec = {
+        "name": args.name,
+        "title": f"Tuning on validation: {args.method or 'base model'} ({Path(args.config).name})",
+        "config": str(Path(args.config).resolve()),
+        "seeds": [args.seed],
+        "runs": {"tuned": run},
+    }
+    metrics = _chosen_metrics(Experiment(parse_spec(spec), args.runs_dir))
+    spec["tables"] = [{"name": "chosen", "metrics": metrics, "rows": [{"label": "chosen", "run": "tuned"}]}]
+    exp = Experiment(parse_spec(spec), args.runs_dir)
+    summary = exp.run(jobs=args.jobs)
+    command = "recdistill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    rep = exp.report(args.out, command)
+    chosen = rep["searches"][0]["chosen"]
+    print(f"{len(summary.finished)} trials run; chosen on validation: {chosen}")
+    print(f"wrote {Path(args.out) / args.name}.md (.csv, .json)")
+    return 0 if summary.ok else 1
+
+
+def _chosen_metrics(exp: Any) -> list[str]:
+    """The table's columns: the config's monitor and its cut-off's other metrics."""
+    from recdistill.experiment.plan import untie
+
+    run = exp.spec.runs["tuned"]
+    assert run.search is not None
+    first = {k: (v[0] if isinstance(v, list) else v["low"]) for k, v in run.search.space.items()}
+    cfg = exp.planner.config(run, exp.planner.seeds[0], untie(first))
+    monitor = run.search.metric or cfg.resolved_monitor()
+    k = monitor.split("@")[1]
+    return [f"H@{k}", f"N@{k}", f"M@{k}"]
 
 
 def _experiments(args: argparse.Namespace) -> list[Any]:

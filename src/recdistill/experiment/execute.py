@@ -134,7 +134,7 @@ def run_tasks(
                     blocked.append(t)
                 elif all(planner.status(d) == "done" for d in deps):
                     todo.append(t)
-            n_left = len(todo) + len(busy) + sum(planner.status(t) != "done" for t in blocked)
+            n_left = sum(t.key not in failed and planner.status(t) != "done" for t in tasks)
             if not todo and not running:
                 summary.skipped = sorted({t.label for t in blocked})
                 summary.pending = sorted(set(pending))

@@ -1,0 +1,372 @@
+"""The experiment runner: spec checks, content addresses, searches, scheduling, resume, reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from recdistill.cli import main
+from recdistill.errors import RecdistillError
+from recdistill.experiment import Experiment, load_spec, parse_spec, run_key
+from recdistill.experiment.plan import Planner
+from recdistill.experiment.report import paired_test, verdict
+from recdistill.experiment.search import search_state
+
+
+def _log(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    lines = ["user,item"]
+    for u in range(60):
+        for i in rng.choice(50, size=int(rng.integers(6, 12)), replace=False):
+            lines.append(f"u{u},i{i}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _spec(tmp_path: Path, **extra) -> dict:
+    log = _log(tmp_path / "log.csv")
+    spec = {
+        "name": "toy",
+        "title": "Toy",
+        "base": {
+            "data": {"name": str(log), "n_candidates": 20},
+            "model": {"name": "bpr", "size": None},
+            "train": {
+                "epochs": 3,
+                "patience": 2,
+                "lr": 0.01,
+                "ks": [5, 10],
+                "monitor": "H@10",
+                "eval_protocol": "full",
+                "progress": False,
+            },
+        },
+        "seeds": [0, 1, 2],
+        "runs": {
+            "teacher": {"set": {"model.dim": 16}, "seeds": [0]},
+            "student": {
+                "set": {"model.dim": 4},
+                "search": {"sampler": "grid", "space": {"train.lr": [0.03, 0.01, 0.001]}},
+            },
+            "rd": {"method": "rd", "teacher": "teacher", "set": {"model.dim": 4}},
+        },
+        "tables": [
+            {
+                "name": "main",
+                "metrics": ["H@10", "N@10"],
+                "rows": [
+                    {"label": "Teacher", "run": "teacher"},
+                    {"label": "Student", "run": "student"},
+                    {"label": "RD", "run": "rd", "vs": "Student"},
+                ],
+                "paper": {"RD": {"H@10": 0.5}},
+            }
+        ],
+        "findings": [{"claim": "RD beats the student", "row": "RD", "than": "Student", "metric": "H@10"}],
+    }
+    spec.update(extra)
+    return spec
+
+
+def _write(tmp_path: Path, spec: dict, name: str = "toy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# ---- spec checks: one line naming the file and the key ----
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda s: s.update(colour="red"), r"toy\.yaml: unknown key 'colour'"),
+        (lambda s: s["runs"]["rd"].update(teacher="nope"), r"runs\.rd\.teacher: 'nope' is neither a run"),
+        (lambda s: s["runs"]["rd"].pop("teacher"), r"runs\.rd: method 'rd' needs a teacher"),
+        (lambda s: s["runs"]["teacher"].update(method="rd", teacher="rd"), r"circular dependency"),
+        (lambda s: s["runs"]["student"]["search"].update(sampler="bayes"), r"search\.sampler: expected grid"),
+        (lambda s: s["runs"]["student"]["search"].update(trials=5), r"a grid of 3 points runs 3 trials"),
+        (lambda s: s["runs"]["student"].update(seeds="x"), r"runs\.student\.seeds: expected list or int"),
+        (lambda s: s["tables"][0]["rows"][2].update(vs="Nobody"), r"rows\[2\]\.vs: no row labelled 'Nobody'"),
+        (lambda s: s["findings"][0].update(metric="H@50"), r"'H@50' is not a column of main"),
+        (lambda s: s["runs"]["rd"].update(set={"lr": 1}), r"runs\.rd\.set: bad key 'lr'"),
+    ],
+)
+def test_spec_errors_are_one_line(tmp_path, change, match):
+    spec = _spec(tmp_path)
+    change(spec)
+    with pytest.raises(RecdistillError, match=match) as exc:
+        load_spec(_write(tmp_path, spec))
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_config_value_and_method_param_fail_before_anything_runs(tmp_path):
+    spec = _spec(tmp_path)
+    spec["runs"]["rd"]["set"] = {"model.dim": 4, "distill.params.alphaa": 0.2}
+    with pytest.raises(RecdistillError, match=r"runs\.rd: .*alphaa"):
+        Experiment(parse_spec(spec), tmp_path / "runs")
+    spec = _spec(tmp_path)
+    spec["runs"]["teacher"]["set"] = {"train.lr": -1}
+    with pytest.raises(RecdistillError, match=r"runs\.teacher: train\.lr"):
+        Experiment(parse_spec(spec), tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_spec_exits_2_with_one_line(tmp_path, capsys):
+    spec = _spec(tmp_path)
+    spec["runs"]["rd"]["teacher"] = "nope"
+    assert main(["experiment", "status", str(_write(tmp_path, spec))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "runs.rd.teacher" in err
+
+
+# ---- content addresses ----
+
+
+def test_run_key_is_the_resolved_config():
+    cfg = {"data": {"name": "x", "data_dir": "/a"}, "train": {"lr": 0.1, "progress": True}, "distill": {}}
+    same = {"data": {"name": "x", "data_dir": "/b"}, "train": {"lr": 0.1, "progress": False}, "distill": {}}
+    other = {"data": {"name": "x", "data_dir": "/a"}, "train": {"lr": 0.2, "progress": True}, "distill": {}}
+    assert run_key(cfg, {}) == run_key(same, {})  # data_dir and progress cannot change results
+    assert run_key(cfg, {}) != run_key(other, {})
+    assert run_key(cfg, {"teacher": "k1"}) != run_key(cfg, {"teacher": "k2"})
+    # the method's parameters with defaults filled in: explicit default == left out
+    d1 = {**cfg, "distill": {"method": "rd", "params": {}}}
+    d2 = {**cfg, "distill": {"method": "rd", "params": {"alpha": 0.5}}}
+    full = {"alpha": 0.5, "k": 10, "cache_dir": "/somewhere"}
+    assert run_key(d1, {}, full) == run_key(d2, {}, {**full, "cache_dir": None})
+    assert run_key(d1, {}, full) != run_key(d1, {}, {**full, "alpha": 0.2})
+
+
+def test_tasks_share_runs_and_dependencies(tmp_path):
+    spec = parse_spec(_spec(tmp_path))
+    planner = Planner(spec, tmp_path / "runs")
+    tasks, pending = planner.tasks()
+    assert pending == ["student"]  # its search has not run
+    names = [(t.run, t.seed, t.trial) for t in tasks]
+    assert names[0] == ("teacher", 0, None)  # dependencies first
+    rd = [t for t in tasks if t.run == "rd"]
+    assert [t.seed for t in rd] == [0, 1, 2]
+    teacher = tasks[0]
+    assert all(t.deps["teacher"].key == teacher.key for t in rd)  # one pinned teacher for all seeds
+    assert len({t.key for t in tasks}) == len(tasks)
+    # the same spec under another name: the same runs
+    other = Planner(parse_spec({**_spec(tmp_path), "name": "other"}), tmp_path / "runs")
+    assert {t.key for t in other.tasks()[0]} == {t.key for t in tasks}
+
+
+# ---- running, searching, resuming, reporting ----
+
+
+def test_experiment_end_to_end(tmp_path, capsys):
+    spec_path = _write(tmp_path, _spec(tmp_path))
+    runs = tmp_path / "runs"
+    exp = Experiment.load(spec_path, runs)
+    summary = exp.run(log=lambda s: None)
+    assert summary.ok and not summary.pending
+    # 1 teacher + 3 student trials + 2 more student seeds + 3 rd seeds
+    assert len(summary.finished) == 9
+    assert all(r["state"] == "done" for r in exp.status())
+
+    # the search chose the best validation score, ties to the earlier trial
+    planner = exp.planner
+    state = search_state(planner, "student")
+    scores = [float(s) for s in state.scores if s is not None]
+    assert len(scores) == 3
+    best = int(np.argmax(scores))
+    assert state.best_trial == best and state.chosen == state.tasks[best].params
+    for t, s in zip(state.tasks, scores):
+        m = json.loads((t.directory(runs) / "metrics.json").read_text())
+        assert s == m["models"]["model"]["valid"]["full"]["H@10"]
+    # the chosen trial is the seed-0 run (the same config is the same run)
+    assert planner.task("student", 0).key == state.tasks[best].key
+
+    # nothing runs twice
+    again = Experiment.load(spec_path, runs).run(log=lambda s: None)
+    assert again.finished == [] and again.ok
+
+    rep = exp.report(tmp_path / "out")
+    table = rep["tables"][0]
+    rows = {r["label"]: r for r in table["rows"]}
+    # brute-force reference: read every seed's metrics.json
+    ref = {}
+    for label, run in (("Student", "student"), ("RD", "rd")):
+        vals = []
+        for seed in (0, 1, 2):
+            d = planner.task(run, seed).directory(runs)
+            m = json.loads((d / "metrics.json").read_text())
+            vals.append(m["models"][m["primary"]]["test"]["full"]["H@10"])
+        ref[label] = vals
+        got = rows[label]["metrics"]["H@10"]
+        assert got["n"] == 3
+        assert got["mean"] == pytest.approx(sum(vals) / 3, abs=1e-12)
+        assert got["std"] == pytest.approx(float(np.std(vals, ddof=1)), abs=1e-12)
+    assert rows["Teacher"]["metrics"]["H@10"]["n"] == 1
+    vs = rows["RD"]["vs_stats"]["H@10"]
+    d = np.array(ref["RD"]) - np.array(ref["Student"])
+    if np.ptp(d) > 0:
+        t = d.mean() / (d.std(ddof=1) / math.sqrt(3))
+        assert vs["p"] == pytest.approx(2 * stats.t.sf(abs(t), 2), rel=1e-9)
+    assert vs["improvement_pct"] == pytest.approx((np.mean(ref["RD"]) / np.mean(ref["Student"]) - 1) * 100)
+    assert (
+        rep["findings"][0]["verdict"]
+        == verdict(dict(enumerate(ref["RD"])), dict(enumerate(ref["Student"])))[0]
+    )
+    md = (tmp_path / "out" / "toy.md").read_text()
+    assert "| RD |" in md and "0.5000" in md  # the paper's number alongside
+    assert (tmp_path / "out" / "toy.csv").read_text().startswith("table,row,metric")
+    assert json.loads((tmp_path / "out" / "toy.json").read_text())["searches"][0]["chosen"] == state.chosen
+
+    # an interrupted run resumes from its checkpoint to the same result
+    d = planner.task("rd", 1).directory(runs)
+    before = json.loads((d / "metrics.json").read_text())
+    (d / "metrics.json").unlink()
+    assert [r["state"] for r in exp.status() if r["dir"] == str(d)] == ["partial"]
+    resumed = exp.run(log=lambda s: None)
+    assert resumed.finished == ["rd seed 1"]
+    after = json.loads((d / "metrics.json").read_text())
+    assert after["models"] == before["models"]
+
+
+def test_parallel_jobs_give_the_same_runs(tmp_path):
+    spec = _spec(tmp_path)
+    spec["seeds"] = [0, 1]
+    spec["runs"]["student"].pop("search")
+    path = _write(tmp_path, spec)
+    one = Experiment.load(path, tmp_path / "one")
+    assert one.run(log=lambda s: None, threads=1).ok
+    two = Experiment.load(path, tmp_path / "two")
+    assert two.run(jobs=2, log=lambda s: None).ok
+    for t in one.tasks()[0]:
+        a = json.loads((t.directory(tmp_path / "one") / "metrics.json").read_text())
+        b = json.loads((t.directory(tmp_path / "two") / "metrics.json").read_text())
+        assert a["models"] == b["models"], t.label
+        assert (t.directory(tmp_path / "two") / "output.log").is_file()  # workers write their output there
+
+
+def test_a_failed_run_skips_its_dependents_and_not_the_others(tmp_path, capsys):
+    spec = _spec(tmp_path)
+    spec["runs"]["student"].pop("search")
+    spec["runs"]["teacher"]["set"] = {"model.dim": 16, "train.device": "cuda:7"}
+    path = _write(tmp_path, spec)
+    exp = Experiment.load(path, tmp_path / "runs")
+    summary = exp.run(log=lambda s: None)
+    assert summary.failed == ["teacher seed 0"]
+    assert summary.skipped == ["rd seed 0", "rd seed 1", "rd seed 2"]
+    assert sorted(summary.finished) == ["student seed 0", "student seed 1", "student seed 2"]
+    t = exp.planner.task("teacher", 0)
+    assert (t.directory(tmp_path / "runs") / "error.txt").is_file()
+    assert main(["experiment", "run", str(path), "--runs-dir", str(tmp_path / "runs")]) == 1
+
+
+def test_tpe_search_replays_the_same_trials(tmp_path):
+    spec = _spec(tmp_path)
+    spec["runs"] = {
+        "student": {
+            "set": {"model.dim": 4},
+            "search": {
+                "sampler": "tpe",
+                "trials": 3,
+                "space": {
+                    "train.lr": {"low": 1e-3, "high": 1e-1, "log": True},
+                    "train.batch_size": [64, 128],
+                },
+            },
+        }
+    }
+    spec["tables"][0]["rows"] = [{"label": "Student", "run": "student"}]
+    spec["tables"][0]["paper"] = {}
+    spec["findings"] = []
+    spec["seeds"] = [0]
+    path = _write(tmp_path, spec)
+    exp = Experiment.load(path, tmp_path / "runs")
+    first, pending = exp.tasks()
+    assert [t.trial for t in first] == [0] and pending == ["student"]  # one trial at a time
+    assert exp.run(log=lambda s: None).ok
+    state = search_state(Planner(load_spec(path), tmp_path / "runs"), "student")
+    again = search_state(Planner(load_spec(path), tmp_path / "runs"), "student")
+    assert [t.key for t in state.tasks] == [t.key for t in again.tasks]
+    assert len(state.tasks) == 3 and state.chosen is not None
+    assert all(1e-3 <= t.params["train.lr"] <= 1e-1 for t in state.tasks)
+    assert state.scores[state.best_trial] == max(s for s in state.scores if s is not None)
+
+
+def test_tied_keys_and_heatmap(tmp_path):
+    spec = _spec(tmp_path)
+    spec["runs"]["rd"]["search"] = {
+        "sampler": "grid",
+        "space": {"distill.params.alpha,distill.params.mu": [0.2, 0.5], "train.lr": [0.01, 0.001]},
+    }
+    spec["runs"]["student"].pop("search")
+    spec["seeds"] = [0]
+    spec["figures"] = [
+        {"kind": "heatmap", "run": "rd", "x": "train.lr", "y": "distill.params.alpha,distill.params.mu"}
+    ]
+    path = _write(tmp_path, spec)
+    exp = Experiment.load(path, tmp_path / "runs")
+    assert exp.run(log=lambda s: None).ok
+    state = search_state(exp.planner, "rd")
+    for t in state.tasks:
+        v = t.params["distill.params.alpha,distill.params.mu"]
+        assert t.config["distill"]["params"] == {"alpha": v, "mu": v}
+    rep = exp.report(tmp_path / "out")
+    assert rep["figures"] and (tmp_path / "out" / rep["figures"][0]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_test_and_verdicts():
+    a = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53}
+    b = {0: 0.48, 1: 0.49, 2: 0.50, 3: 0.50, 9: 0.1}  # seed 9 has no pair
+    p, n = paired_test(a, b)
+    assert n == 4
+    assert p == pytest.approx(stats.ttest_rel([0.50, 0.52, 0.51, 0.53], [0.48, 0.49, 0.50, 0.50]).pvalue)
+    assert verdict(a, b)[0] == "reproduced"
+    assert verdict(b, a)[0] == "not reproduced"
+    assert verdict({0: 0.5, 1: 0.4}, {0: 0.45, 1: 0.44})[0] == "same direction, not significant"
+    assert verdict(a, {})[0] == "not run yet"
+    assert paired_test({0: 1.0}, {0: 0.5}) == (None, 1)
+
+
+def test_committed_specs_are_valid():
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    specs = sorted(root.glob("*.yaml"))
+    assert specs, "no experiment specs in experiments/"
+    for path in specs:
+        Experiment.load(path, Path("/nonexistent/runs"))  # checks every run's config and method
+    shutil.rmtree(Path("/nonexistent"), ignore_errors=True)
+
+
+def test_parse_space():
+    from recdistill.commands.experiment import parse_space
+
+    assert parse_space(["train.lr=1e-4:1e-1:log", "train.n_neg=1,5", "a.b=0.1:0.2"]) == {
+        "train.lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        "train.n_neg": [1, 5],
+        "a.b": {"low": 0.1, "high": 0.2, "log": False},
+    }
+    with pytest.raises(RecdistillError, match="expected KEY="):
+        parse_space(["train.lr"])
+    with pytest.raises(RecdistillError, match="only be 'log'"):
+        parse_space(["train.lr=1:2:ln"])
+
+
+def test_tune_command(tmp_path, capsys):
+    spec = _spec(tmp_path)
+    cfg = tmp_path / "base.yaml"
+    cfg.write_text(yaml.safe_dump({**spec["base"], "model": {"name": "bpr", "size": None, "dim": 4}}))
+    args = ["tune", "--config", str(cfg), "--space", "train.lr=0.03,0.003", "--sampler", "grid"]
+    args += ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--name", "t"]
+    assert main(args) == 0
+    rep = json.loads((tmp_path / "out" / "t.json").read_text())
+    trials = rep["searches"][0]["trials"]
+    assert sorted(t["params"]["train.lr"] for t in trials) == [0.003, 0.03]
+    best = max(trials, key=lambda t: t["valid"])
+    assert rep["searches"][0]["chosen"] == best["params"]
+    assert rep["tables"][0]["rows"][0]["metrics"]["H@10"]["n"] == 1
+    assert "chosen on validation" in capsys.readouterr().out
