@@ -370,3 +370,22 @@ def test_tune_command(tmp_path, capsys):
     assert rep["searches"][0]["chosen"] == best["params"]
     assert rep["tables"][0]["rows"][0]["metrics"]["H@10"]["n"] == 1
     assert "chosen on validation" in capsys.readouterr().out
+
+
+def test_inherit_starts_from_the_chosen_settings(tmp_path):
+    spec = _spec(tmp_path)
+    spec["seeds"] = [0, 1]
+    spec["runs"]["rd"]["inherit"] = "student"
+    spec["runs"]["rd"]["search"] = {"sampler": "grid", "space": {"distill.params.alpha": [0.2, 0.8]}}
+    path = _write(tmp_path, spec)
+    exp = Experiment.load(path, tmp_path / "runs")
+    tasks, pending = exp.tasks()
+    assert "rd" in pending and not [t for t in tasks if t.run == "rd"]  # waits for the student's choice
+    assert exp.run(log=lambda s: None).ok
+    lr = search_state(exp.planner, "student").chosen["train.lr"]
+    rd = [t for t in exp.tasks()[0] if t.run == "rd"]
+    assert len(rd) == 2 + 1  # two trials at seed 0 (one of them is the seed-0 run), seed 1
+    assert all(t.config["train"]["lr"] == lr for t in rd)
+    spec["runs"]["rd"]["inherit"] = "teacher"
+    with pytest.raises(RecdistillError, match=r"runs\.rd\.inherit: 'teacher' is not a searched run"):
+        load_spec(_write(tmp_path, spec))

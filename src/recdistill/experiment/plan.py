@@ -124,7 +124,7 @@ class Planner:
         over = _merge(over, nested(untie(params), f"runs.{run.name}.search"))
         over = _merge(over, {"train": {"seed": seed}, "distill": {"method": run.method}})
         try:
-            return make_config(self.spec.config_file, over)
+            return make_config(run.config_file or self.spec.config_file, over)
         except RecdistillError as exc:
             where = self.spec.path or "spec"
             raise RecdistillError(f"{where}: runs.{run.name}: {exc}") from None
@@ -134,8 +134,14 @@ class Planner:
         is reported before anything runs."""
         for run in self.spec.runs.values():
             params = {}
-            if run.search is not None:
-                params = {k: (v[0] if isinstance(v, list) else v["low"]) for k, v in run.search.space.items()}
+            for source in (self.spec.runs.get(run.inherit or ""), run):
+                if source is not None and source.search is not None:
+                    params.update(
+                        {
+                            k: (v[0] if isinstance(v, list) else v["low"])
+                            for k, v in source.search.space.items()
+                        }
+                    )
             cfg = self.config(run, self.seeds_of(run.name)[0], params)
             if run.method:
                 from recdistill.runs import method_config
@@ -152,6 +158,13 @@ class Planner:
         """The task of ``run_name`` at ``seed`` with ``params``; None while a run it starts from
         is still pending (an unfinished search)."""
         run = self.spec.runs[run_name]
+        if run.inherit is not None:
+            from recdistill.experiment.search import search_state
+
+            inherited = search_state(self, run.inherit).chosen
+            if inherited is None:
+                return None
+            params = {**inherited, **params}
         deps: dict[str, Any] = {}
         dep_keys: dict[str, str] = {}
         for role in ("teacher", "student"):
@@ -203,7 +216,7 @@ class Planner:
             if name in out:
                 return
             run = self.spec.runs[name]
-            for ref in (run.teacher, run.student):
+            for ref in (run.teacher, run.student, run.inherit):
                 if ref in self.spec.runs:
                     add(ref)
             out.append(name)
@@ -226,6 +239,10 @@ class Planner:
             out.setdefault(t.key, t)
 
         for name in self.wanted(only):
+            inherit = self.spec.runs[name].inherit
+            if inherit is not None and search_state(self, inherit).chosen is None:
+                pending.append(name)
+                continue
             if self.spec.runs[name].search is not None:
                 state = search_state(self, name)
                 for t in state.tasks:

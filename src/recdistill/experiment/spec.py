@@ -12,10 +12,12 @@ value and what was expected. The format (``experiments/README.md`` has a full ex
     runs:
       teacher: {set: {model.size: teacher}, seeds: [0]}   # one teacher for every seed
       student: {set: {model.size: student}}
+      cdae:    {config: ../configs/cdae-citeulike-bd.yaml}   # this run's own base config
       rrd:     {method: rrd, teacher: teacher, set: {model.size: student}}
       dcd:
         method: dcd
         teacher: teacher
+        inherit: student                   # starts from the student's chosen settings
         set: {model.size: student}
         search:                            # chosen on validation at one seed, then run on all
           sampler: grid                    # grid | tpe (Optuna's samplers)
@@ -88,6 +90,8 @@ class RunSpec:
     set: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None
     search: SearchSpec | None = None
+    config_file: Path | None = None  # instead of the spec's base config file
+    inherit: str | None = None  # a searched run whose chosen settings this run starts from
 
 
 @dataclass(frozen=True)
@@ -243,8 +247,18 @@ def _search(data: Any, where: str) -> SearchSpec:
     return SearchSpec(sampler, space, trials, r.get("metric", str), r.get("seed", int), mode)
 
 
-def _run(name: str, data: Any, where: str) -> RunSpec:
-    r = _Reader(data or {}, where, ("method", "teacher", "student", "set", "seeds", "search"))
+def _config_file(value: str | None, path: Path | None, where: str) -> Path | None:
+    if value is None:
+        return None
+    config_file = (path.parent / value if path is not None else Path(value)).resolve()
+    if not config_file.is_file():
+        raise MissingFileError(f"{where}: {config_file} not found")
+    return config_file
+
+
+def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
+    keys = ("method", "teacher", "student", "set", "seeds", "search", "config", "inherit")
+    r = _Reader(data or {}, where, keys)
     search = r.get("search", dict)
     return RunSpec(
         name=name,
@@ -254,6 +268,8 @@ def _run(name: str, data: Any, where: str) -> RunSpec:
         set=_check_dotted(r.get("set", dict, {}), f"{where}.set"),
         seeds=r.ints("seeds"),
         search=_search(search, f"{where}.search") if search is not None else None,
+        config_file=_config_file(r.get("config", str), path, f"{where}.config"),
+        inherit=r.get("inherit", str),
     )
 
 
@@ -305,7 +321,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     runs_data = r.get("runs", dict, required=True)
     if not runs_data:
         raise RecdistillError(f"{where}.runs: empty")
-    runs = {str(n): _run(str(n), v, f"{where}.runs.{n}") for n, v in runs_data.items()}
+    runs = {str(n): _run(str(n), v, f"{where}.runs.{n}", path) for n, v in runs_data.items()}
     for run in runs.values():
         for role in ("teacher", "student"):
             ref = getattr(run, role)
@@ -317,6 +333,9 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             raise RecdistillError(f"{where}.runs.{run.name}: method {run.method!r} needs a teacher")
         if not run.method and (run.teacher or run.student):
             raise RecdistillError(f"{where}.runs.{run.name}: teacher/student need a method")
+    for run in runs.values():
+        if run.inherit is not None and (run.inherit not in runs or runs[run.inherit].search is None):
+            raise RecdistillError(f"{where}.runs.{run.name}.inherit: {run.inherit!r} is not a searched run")
     _check_acyclic(runs, where)
     tables = tuple(_table(t, f"{where}.tables[{i}]", runs) for i, t in enumerate(r.get("tables", list, [])))
     findings = []
@@ -357,12 +376,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
                 f"{where}.figures[{i}]: expected kind heatmap over two keys of a run's search.space"
             )
         figures.append(fig)
-    config = r.get("config", str)
-    config_file = None
-    if config is not None:
-        config_file = (path.parent / config if path is not None else Path(config)).resolve()
-        if not config_file.is_file():
-            raise MissingFileError(f"{where}.config: {config_file} not found")
+    config_file = _config_file(r.get("config", str), path, f"{where}.config")
     base = r.get("base", dict, {})
     base = _merge(base, nested(_check_dotted(r.get("set", dict, {}), f"{where}.set")))
     seeds = r.ints("seeds") or (0,)
@@ -401,7 +415,7 @@ def _check_acyclic(runs: dict[str, RunSpec], where: str) -> None:
             raise RecdistillError(f"{where}.runs: circular dependency {' -> '.join([*chain, name])}")
         state[name] = 1
         run = runs[name]
-        for ref in (run.teacher, run.student):
+        for ref in (run.teacher, run.student, run.inherit):
             if ref in runs:
                 visit(ref, [*chain, name])
         state[name] = 2
