@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -235,30 +234,3 @@ def test_end_to_end_runs_and_is_deterministic(ds, tmp_path, method: str) -> None
         torch.testing.assert_close(out[0][n], out[1][n], rtol=0, atol=0)
     log = (tmp_path / "r0" / "log.jsonl").read_text()
     assert method.split("+")[0].upper().replace("IR-RRD", "IR") in log or '"IR"' in log
-
-
-def test_demo_row_distils_from_the_teacher_row(tmp_path, monkeypatch) -> None:
-    import recdistill.runs.demo as demo
-    from recdistill.runs.demo import demo_runner
-
-    toy = make_toy_dataset(n_users=20, n_items=60, density=0.1, n_candidates=5, seed=1)
-    monkeypatch.setattr(demo, "load_dataset_for", lambda config: toy)
-    small = {"train": {"epochs": 2, "ks": [5, 10], "monitor": "H@10", "eval_every": 1}}
-    cd = {"n_samples": 3, "n_top": 40, "rank_temperature": 2.0}
-    runs = [
-        demo.DemoRun("T", "t", {**small, "model": {"dim": 6, "size": None}}),
-        demo.DemoRun(
-            "CD",
-            "cd",
-            {**small, "model": {"dim": 2, "size": None}, "distill": {"params": cd}},
-            runner=demo_runner("cd", "t"),
-            model="student",
-        ),
-    ]
-    rows = demo.run_demo(tmp_path, runs=runs, print_fn=lambda s: None)
-    assert [r[0] for r in rows] == ["T", "CD"] and rows[1][1]["n_parameters"] < rows[0][1]["n_parameters"]
-    info = json.loads((tmp_path / "cd" / "distill.json").read_text())
-    assert info["method"] == "cd" and info["teacher"] == str(tmp_path / "t")
-    lines: list[str] = []  # unchanged settings: both rows reused (the runner's teacher path is no change)
-    assert demo.run_demo(tmp_path, runs=runs, print_fn=lines.append) == rows
-    assert sum("reusing" in x for x in lines) == 2

@@ -389,3 +389,62 @@ def test_inherit_starts_from_the_chosen_settings(tmp_path):
     spec["runs"]["rd"]["inherit"] = "teacher"
     with pytest.raises(RecdistillError, match=r"runs\.rd\.inherit: 'teacher' is not a searched run"):
         load_spec(_write(tmp_path, spec))
+
+
+def test_a_run_locked_by_another_command_is_waited_for(tmp_path):
+    import threading
+
+    from recdistill.experiment.execute import run_tasks
+    from recdistill.experiment.plan import RunBusy, run_lock
+
+    spec = _spec(tmp_path)
+    spec["runs"] = {"teacher": spec["runs"]["teacher"]}
+    spec["tables"] = []
+    spec["findings"] = []
+    exp = Experiment(parse_spec(spec), tmp_path / "runs")
+    task = exp.tasks()[0][0]
+    d = task.directory(tmp_path / "runs")
+    lines: list[str] = []
+    with run_lock(d):
+        assert exp.planner.status(task) == "running"
+        with pytest.raises(RunBusy):
+            with run_lock(d):
+                pass
+        worker = threading.Thread(
+            target=lambda: lines.append(run_tasks(exp.planner, poll_s=0.05, log=lines.append))
+        )
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and not (d / "metrics.json").exists()  # waiting, not training
+    worker.join(60)
+    assert (d / "metrics.json").is_file()
+    assert any("another command" in str(x) for x in lines)
+
+
+def test_demo_spec_runs_reuses_and_retrains(tmp_path):
+    from recdistill.experiment.demo import DEMO_SPEC, run_demo
+
+    load_spec(DEMO_SPEC)  # the packaged spec is valid
+    spec = _spec(tmp_path)
+    spec["runs"]["student"].pop("search")
+    spec["seeds"] = [0]
+    spec["findings"] = []
+    path = _write(tmp_path, spec)
+    lines: list[str] = []
+    rep = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "| Teacher |" in text and "| RD |" in text and "fewer parameters than the teacher" in text
+    rd = {r["label"]: r for r in rep["tables"][0]["rows"]}
+    better = rd["RD"]["metrics"]["H@10"]["mean"] > rd["Student"]["metrics"]["H@10"]["mean"]
+    assert ("NOT above the plain student" in text) != better  # says so when distillation lost
+    lines.clear()
+    again = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append)
+    assert not any(x.startswith("[starting]") for x in lines)  # finished runs reused
+    assert again["tables"] == rep["tables"]
+    lines.clear()
+    run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, fresh=True)
+    assert sum(x.startswith("[starting]") for x in lines) == 3  # every run trained again, once
+    lines.clear()
+    short = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, epochs=1)
+    assert sum(x.startswith("[starting]") for x in lines) == 3  # other settings: other runs
+    assert short["configs"]["rd"]["config"]["train"]["epochs"] == 1

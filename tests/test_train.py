@@ -234,28 +234,3 @@ def test_resume_with_sparse_checkpoints(toy_dataset, tmp_path):
     assert resumed["models"] == full["models"]
     log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5]
-
-
-def test_demo_rows_table_and_reuse(toy_dataset, tmp_path, monkeypatch):
-    import recdistill.runs.demo as demo
-
-    monkeypatch.setattr(demo, "load_dataset_for", lambda config: toy_dataset)
-    small = {"train": {"epochs": 2, "ks": [5, 10], "monitor": "H@10", "eval_every": 1}}
-    runs = [
-        demo.DemoRun("T", "t", {**small, "model": {"dim": 6, "size": None}}),
-        demo.DemoRun("S", "s", {**small, "model": {"dim": 2, "size": None}}),
-    ]
-    lines: list[str] = []
-    rows = demo.run_demo(tmp_path, runs=runs, print_fn=lines.append)
-    assert [r[0] for r in rows] == ["T", "S"]
-    table = lines[-1]
-    assert "| T |" in table and "| S |" in table and "H@10" in table
-    again = demo.run_demo(tmp_path, runs=runs, print_fn=lines.append)  # reuses finished runs
-    assert again == rows and any("reusing" in x for x in lines)
-    # a row whose settings changed is trained again, and so is every row after it
-    changed = [demo.DemoRun("T", "t", {**small, "model": {"dim": 4, "size": None}}), runs[1]]
-    lines.clear()
-    third = demo.run_demo(tmp_path, runs=changed, print_fn=lines.append)
-    assert any("other settings (model.dim)" in x for x in lines)
-    assert not any("reusing" in x for x in lines)
-    assert third[0][1]["n_parameters"] != rows[0][1]["n_parameters"]

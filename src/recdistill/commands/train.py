@@ -33,11 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("demo", help="train a teacher and a student on a real dataset, compare them")
+    p = sub.add_parser(
+        "demo",
+        help="distil a teacher into a 10x smaller student on a real dataset, against the plain student",
+    )
     p.add_argument("--data-dir", default=None, help="raw data folder (default: $RECDISTILL_DATA)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs (default runs/demo)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--epochs", type=int, default=None, help="cap the epochs of every run")
+    p.add_argument("--epochs", type=int, default=None, help="every run's epochs (a quick look)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     p.set_defaults(func=cmd_demo)
@@ -103,14 +106,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from recdistill.runs.demo import run_demo
+    from recdistill.experiment.demo import run_demo
 
     run_demo(
         Path(args.out),
         data_dir=args.data_dir,
         device=args.device,
         seed=args.seed,
-        max_epochs=args.epochs,
+        epochs=args.epochs,
         fresh=args.fresh,
     )
     return 0

@@ -46,9 +46,11 @@ class Experiment:
         spec: ExperimentSpec,
         runs_dir: str | Path = DEFAULT_RUNS_DIR,
         seeds: tuple[int, ...] | None = None,
+        overrides: dict[str, Any] | None = None,
     ):
+        """``overrides``: nested settings over every run's (e.g. ``{"train": {"device": "cuda"}}``)."""
         self.spec = spec
-        self.planner = Planner(spec, Path(runs_dir), seeds)
+        self.planner = Planner(spec, Path(runs_dir), seeds, overrides)
         self.planner.check()
 
     @classmethod
@@ -102,9 +104,11 @@ class Experiment:
         only: tuple[str, ...] | None = None,
         threads: int | None = None,
         log: Callable[[str], Any] = print,
+        fresh: bool = False,
     ) -> RunSummary:
-        """Train every missing run (see :mod:`recdistill.experiment.execute`)."""
-        return run_tasks(self.planner, only, jobs, threads, log)
+        """Train every missing run (``fresh``: every run, again; see
+        :mod:`recdistill.experiment.execute`)."""
+        return run_tasks(self.planner, only, jobs, threads, log, fresh=fresh)
 
     def report(self, out_dir: str | Path = "results", command: str = "") -> dict[str, Any]:
         """Write the report (:func:`recdistill.experiment.report.write_report`); returns its data."""

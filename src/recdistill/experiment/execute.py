@@ -22,7 +22,7 @@ from typing import Any
 
 from recdistill.atomic import atomic_json, atomic_text
 from recdistill.errors import RunInterrupted
-from recdistill.experiment.plan import Planner, Task
+from recdistill.experiment.plan import Planner, RunBusy, Task, run_lock
 
 __all__ = ["RunSummary", "execute_task", "run_tasks"]
 
@@ -53,18 +53,27 @@ def _task_record(task: Task, root: Path) -> dict[str, Any]:
     }
 
 
-def execute_task(record: dict[str, Any], root: str, threads: int | None = None, quiet: bool = False) -> float:
+def execute_task(
+    record: dict[str, Any], root: str, threads: int | None = None, quiet: bool = False, fresh: bool = False
+) -> float:
     """Train one task (a record of :func:`_task_record`) into its folder; returns seconds.
-    ``quiet``: the run's output goes to ``output.log`` in its folder (worker processes)."""
+    ``quiet``: the run's output goes to ``output.log`` in its folder (worker processes).
+    ``fresh``: train a finished run again (staged: the old one stays until the new one is done)."""
     import torch
-
-    from recdistill.config import make_config
-    from recdistill.runs import distill_run, train_run
 
     if threads:
         torch.set_num_threads(threads)
     out = Path(root) / record["key"][:16]
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _execute_locked(record, out, quiet, fresh)
+
+
+def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool) -> float:
+    from recdistill.config import make_config
+    from recdistill.runs import distill_run, train_run
+
+    if (out / "metrics.json").is_file() and not fresh:  # finished by another command meanwhile
+        return 0.0
     (out / "error.txt").unlink(missing_ok=True)
     atomic_json(record, out / "task.json")
     cfg_dict = dict(record["config"])
@@ -75,7 +84,7 @@ def execute_task(record: dict[str, Any], root: str, threads: int | None = None, 
     if quiet:
         cfg_dict["train"] = {**cfg_dict["train"], "progress": False}
     cfg = make_config(overrides=cfg_dict)
-    resume = (out / "checkpoint.pt").is_file()
+    resume = (out / "checkpoint.pt").is_file() and not fresh
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if quiet:
@@ -83,10 +92,11 @@ def execute_task(record: dict[str, Any], root: str, threads: int | None = None, 
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
         try:
+            fresh = fresh and (out / "metrics.json").is_file()
             if cfg.distill.method:
-                distill_run(cfg, out, teacher=teacher, student=student, resume=resume)
+                distill_run(cfg, out, teacher=teacher, student=student, resume=resume, fresh=fresh)
             else:
-                train_run(cfg, out, resume=resume, log=print)
+                train_run(cfg, out, resume=resume, log=print, fresh=fresh)
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, RunInterrupted)):
                 atomic_text(traceback.format_exc(), out / "error.txt")
@@ -108,15 +118,21 @@ def run_tasks(
     jobs: int = 1,
     threads: int | None = None,
     log: Callable[[str], Any] = print,
+    poll_s: float = 30.0,
+    fresh: bool = False,
 ) -> RunSummary:
     """Run every task of ``planner`` (restricted to ``only`` and what it needs) until all are
-    finished, failed or skipped; see the module doc."""
+            finished, failed or skipped; see the module doc. A run that another command is training
+        (its lock is held) is waited for, checking every ``poll_s`` seconds. ``fresh``: train every
+    run again once, finished ones included (each replaced only when its new run has finished)."""
     root = planner.root
     summary = RunSummary()
     failed: set[str] = set()
     running: dict[cf.Future, tuple[Task, float]] = {}
     durations: list[float] = []
     t_start = time.perf_counter()
+    waiting = False
+    redone: set[str] = set()  # with fresh: the runs trained again by this command
     pool: cf.ProcessPoolExecutor | None = None
     if jobs > 1:
         pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
@@ -126,15 +142,30 @@ def run_tasks(
             tasks, pending = planner.tasks(only)
             busy = {t.key for t, _ in running.values()}
             todo, blocked = [], []
+            elsewhere = 0
+
+            def done(t: Task) -> bool:
+                return planner.status(t) == "done" and (not fresh or t.key in redone)
+
             for t in tasks:
-                if t.key in busy or t.key in failed or planner.status(t) == "done":
+                if t.key in busy or t.key in failed or done(t):
+                    continue
+                if planner.status(t) == "running":  # another command trains it
+                    elsewhere += 1
                     continue
                 deps = t.dependencies()
                 if any(d.key in failed for d in deps):
                     blocked.append(t)
-                elif all(planner.status(d) == "done" for d in deps):
+                elif all(done(d) for d in deps):
                     todo.append(t)
-            n_left = sum(t.key not in failed and planner.status(t) != "done" for t in tasks)
+            n_left = sum(t.key not in failed and not done(t) for t in tasks)
+            if not todo and not running and elsewhere:
+                if not waiting:
+                    log(f"waiting for {elsewhere} run(s) that another command is training ...")
+                waiting = True
+                time.sleep(poll_s)
+                continue
+            waiting = False
             if not todo and not running:
                 summary.skipped = sorted({t.label for t in blocked})
                 summary.pending = sorted(set(pending))
@@ -147,33 +178,39 @@ def run_tasks(
                 if pool is None:  # in this process, its progress on the console
                     t0 = time.perf_counter()
                     try:
-                        execute_task(record, str(root), threads)
+                        execute_task(record, str(root), threads, fresh=fresh)
                     except (KeyboardInterrupt, RunInterrupted):
                         raise
+                    except RunBusy:  # another command took it first
+                        continue
                     except Exception as exc:  # recorded in error.txt; the others go on
                         failed.add(t.key)
                         summary.failed.append(t.label)
                         log(f"[failed] {t.label}: {exc} (see {t.directory(root) / 'error.txt'})")
                         continue
                     durations.append(time.perf_counter() - t0)
+                    redone.add(t.key)
                     summary.finished.append(t.label)
                     log(_done_line(t, durations, n_left - 1, jobs))
                     n_left -= 1
                     break  # re-plan: this run may unlock others
-                fut = pool.submit(execute_task, record, str(root), threads or 1, True)
+                fut = pool.submit(execute_task, record, str(root), threads or 1, True, fresh)
                 running[fut] = (t, time.perf_counter())
             if pool is None or not running:
                 continue
-            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-            for fut in done:
+            finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
                 t, _t0 = running.pop(fut)
                 try:
                     durations.append(fut.result())
+                except RunBusy:
+                    continue
                 except Exception as exc:
                     failed.add(t.key)
                     summary.failed.append(t.label)
                     log(f"[failed] {t.label}: {exc} (see {t.directory(root) / 'error.txt'})")
                     continue
+                redone.add(t.key)
                 summary.finished.append(t.label)
                 n_left -= 1
                 log(_done_line(t, durations, n_left, jobs))

@@ -13,9 +13,12 @@ its config for every seed. Until then its tasks (and those that start from it) a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from recdistill.config import Config, make_config
 from recdistill.errors import RecdistillError
 from recdistill.experiment.spec import ExperimentSpec, RunSpec, _merge, nested
 
-__all__ = ["Planner", "Task", "VOLATILE_KEYS", "run_key"]
+__all__ = ["Planner", "RunBusy", "Task", "VOLATILE_KEYS", "is_locked", "run_key", "run_lock"]
 
 #: settings left out of a run's key: they cannot change its results
 VOLATILE_KEYS = (
@@ -51,6 +54,40 @@ def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[st
         cfg["distill"]["params"] = json.loads(json.dumps(params))
     blob = json.dumps({"v": KEY_VERSION, "config": cfg, "deps": deps}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RunBusy(RecdistillError):
+    """The run is being trained by another process (its lock is held)."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (an exclusive ``flock``) while a run trains, so that two
+    commands never train the same run; the lock goes with the process that held it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir} is being trained by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock (:func:`run_lock`)."""
+    path = run_dir / ".lock"
+    if not path.is_file():
+        return False
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 def untie(params: dict[str, Any]) -> dict[str, Any]:
@@ -91,9 +128,16 @@ class Task:
 class Planner:
     """Resolves the spec's runs into tasks against the run folders under ``root``."""
 
-    def __init__(self, spec: ExperimentSpec, root: Path, seeds: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        root: Path,
+        seeds: tuple[int, ...] | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         self.spec, self.root = spec, Path(root)
         self.seeds = tuple(seeds) if seeds else spec.seeds
+        self.overrides = overrides or {}  # nested, over every run's settings (e.g. the device)
         self.search_cache: dict[str, Any] = {}
 
     def refresh(self) -> None:
@@ -118,10 +162,11 @@ class Planner:
 
     # ---- configs ----
     def config(self, run: RunSpec, seed: int, params: dict[str, Any]) -> Config:
-        """The run's config at ``seed`` with search ``params``: the spec's config file <- base
-        <- the run's ``set`` <- params <- seed and method."""
+        """The run's config at ``seed`` with search ``params``: the run's (or the spec's) config
+        file <- base <- the run's ``set`` <- params <- the planner's overrides <- seed, method."""
         over = _merge(self.spec.base, nested(run.set, f"runs.{run.name}.set"))
         over = _merge(over, nested(untie(params), f"runs.{run.name}.search"))
+        over = _merge(over, self.overrides)
         over = _merge(over, {"train": {"seed": seed}, "distill": {"method": run.method}})
         try:
             return make_config(run.config_file or self.spec.config_file, over)
@@ -269,10 +314,13 @@ class Planner:
             return None
 
     def status(self, task: Task) -> str:
-        """done (metrics.json) | partial (a checkpoint to resume) | failed | todo."""
+        """done (metrics.json) | running (another process holds its lock) | partial (a
+        checkpoint to resume) | failed | todo."""
         d = task.directory(self.root)
         if (d / "metrics.json").is_file():
             return "done"
+        if is_locked(d):
+            return "running"
         if (d / "checkpoint.pt").is_file():
             return "partial"
         if (d / "error.txt").is_file():

@@ -24,7 +24,16 @@ from recdistill.experiment.plan import Planner
 from recdistill.experiment.search import search_state
 from recdistill.experiment.spec import TableSpec
 
-__all__ = ["VERDICTS", "build_report", "commit_id", "paired_test", "verdict", "write_index", "write_report"]
+__all__ = [
+    "VERDICTS",
+    "build_report",
+    "table_markdown",
+    "commit_id",
+    "paired_test",
+    "verdict",
+    "write_index",
+    "write_report",
+]
 
 VERDICTS = ("reproduced", "same direction, not significant", "not reproduced", "not run yet")
 
@@ -218,7 +227,8 @@ def _p(p: float | None) -> str:
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
-def _table_md(t: dict[str, Any]) -> list[str]:
+def table_markdown(t: dict[str, Any]) -> list[str]:
+    """One table of :func:`build_report`'s data as markdown lines."""
     metrics = t["metrics"]
     has_paper = any(r["paper"] for r in t["rows"])
     has_vs = any(r.get("vs") for r in t["rows"])
@@ -272,7 +282,7 @@ def report_markdown(rep: dict[str, Any]) -> str:
     for t in rep["tables"]:
         proto = {"full": "full ranking", "sampled": "sampled candidates"}.get(t["protocol"], "no results yet")
         out += [f"## {t['title'] or t['name']}", "", f"{t['split']} split, {proto}.", ""]
-        out += _table_md(t) + [""]
+        out += table_markdown(t) + [""]
     if rep["findings"]:
         out += ["## Findings", "", "| claim | metric | verdict | p |", "|---|---|---|---:|"]
         for f in rep["findings"]:

@@ -1,5 +1,5 @@
 """The run layer: run directories (config, models, checkpoint, log, metrics) and the commands'
-Python API — train a base model, distil with any registered method, the demo."""
+Python API — train a base model, distil with any registered method."""
 
 from recdistill.runs.distill import distill_run, method_config
 from recdistill.runs.store import (
