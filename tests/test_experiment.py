@@ -67,6 +67,10 @@ def _spec(tmp_path: Path, **extra) -> dict:
                     {"label": "RD", "run": "rd", "vs": "Student"},
                 ],
                 "paper": {"RD": {"H@10": 0.5}},
+                "improvements": [
+                    {"label": "Improv.S", "row": "RD", "over": "Student"},
+                    {"label": "Improv.B", "row": "Teacher", "over": ["Student", "RD"]},
+                ],
             }
         ],
         "findings": [{"claim": "RD beats the student", "row": "RD", "than": "Student", "metric": "H@10"}],
@@ -215,6 +219,10 @@ def test_experiment_end_to_end(tmp_path, capsys):
         t = d.mean() / (d.std(ddof=1) / math.sqrt(3))
         assert vs["p"] == pytest.approx(2 * stats.t.sf(abs(t), 2), rel=1e-9)
     assert vs["improvement_pct"] == pytest.approx((np.mean(ref["RD"]) / np.mean(ref["Student"]) - 1) * 100)
+    imp = {i["label"]: i for i in table["improvements"]}
+    assert imp["Improv.S"]["metrics"]["H@10"]["improvement_pct"] == pytest.approx(vs["improvement_pct"])
+    best = "RD" if np.mean(ref["RD"]) > np.mean(ref["Student"]) else "Student"
+    assert imp["Improv.B"]["metrics"]["H@10"]["over"] == best  # the best competitor, per metric
     assert (
         rep["findings"][0]["verdict"]
         == verdict(dict(enumerate(ref["RD"])), dict(enumerate(ref["Student"])))[0]
@@ -283,6 +291,7 @@ def test_tpe_search_replays_the_same_trials(tmp_path):
     }
     spec["tables"][0]["rows"] = [{"label": "Student", "run": "student"}]
     spec["tables"][0]["paper"] = {}
+    spec["tables"][0]["improvements"] = []
     spec["findings"] = []
     spec["seeds"] = [0]
     path = _write(tmp_path, spec)
@@ -329,6 +338,7 @@ def test_paired_test_and_verdicts():
     assert verdict(a, b)[0] == "reproduced"
     assert verdict(b, a)[0] == "not reproduced"
     assert verdict({0: 0.5, 1: 0.4}, {0: 0.45, 1: 0.44})[0] == "same direction, not significant"
+    assert verdict({0: 0.5}, {0: 0.4})[0] == "incomplete (1 seed)"
     assert verdict(a, {})[0] == "not run yet"
     assert paired_test({0: 1.0}, {0: 0.5}) == (None, 1)
 

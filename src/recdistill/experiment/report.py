@@ -35,7 +35,13 @@ __all__ = [
     "write_report",
 ]
 
-VERDICTS = ("reproduced", "same direction, not significant", "not reproduced", "not run yet")
+VERDICTS = (
+    "reproduced",
+    "same direction, not significant",
+    "not reproduced",
+    "incomplete (1 seed)",
+    "not run yet",
+)
 
 
 def commit_id(cwd: Path | None = None) -> str:
@@ -68,10 +74,13 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
 
 def verdict(row: dict[int, float], than: dict[int, float], alpha: float = 0.05) -> tuple[str, float | None]:
     """``reproduced`` (row's mean above, paired p < alpha), ``same direction, not significant``,
-    ``not reproduced`` (mean not above) or ``not run yet`` (no common seed)."""
+    ``not reproduced`` (mean not above), ``incomplete (1 seed)`` or ``not run yet`` (no common
+    seed)."""
     seeds = set(row) & set(than)
     if not seeds:
         return "not run yet", None
+    if len(seeds) < 2:
+        return "incomplete (1 seed)", None
     diff = float(np.mean([row[s] for s in seeds]) - np.mean([than[s] for s in seeds]))
     p, _ = paired_test(row, than)
     if diff <= 0:
@@ -158,6 +167,26 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
                 imp = (ma / mb - 1) * 100 if ma is not None and mb else None
                 cmp[m] = {"improvement_pct": imp, "p": p, "pairs": n}
             entry["vs_stats"] = cmp
+        improvements = []
+        for ispec in table.improvements:
+            per_metric: dict[str, dict[str, Any]] = {}
+            for m in table.metrics:
+                a = row_values[(table.name, ispec.row)][m]
+                cands = [(row_values[(table.name, o)][m], o) for o in ispec.over]
+                cands = [(v, o) for v, o in cands if v]
+                if not a or not cands:
+                    per_metric[m] = {"over": None, "improvement_pct": None, "p": None, "pairs": 0}
+                    continue
+                b, over = max(cands, key=lambda c: float(np.mean(list(c[0].values()))))
+                seeds = sorted(set(a) & set(b))
+                p, n = paired_test(a, b)
+                ma = float(np.mean([a[s] for s in seeds])) if seeds else None
+                mb = float(np.mean([b[s] for s in seeds])) if seeds else None
+                pct = (ma / mb - 1) * 100 if ma is not None and mb else None
+                per_metric[m] = {"over": over, "improvement_pct": pct, "p": p, "pairs": n}
+            improvements.append(
+                {"label": ispec.label, "row": ispec.row, "over": list(ispec.over), "metrics": per_metric}
+            )
         protocol = table.protocol or next((p for p in protocols if p), None)
         tables.append(
             {
@@ -167,6 +196,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
                 "protocol": protocol,
                 "metrics": list(table.metrics),
                 "rows": rows,
+                "improvements": improvements,
             }
         )
     findings = []
@@ -263,6 +293,19 @@ def table_markdown(t: dict[str, Any]) -> list[str]:
                 else:
                     cells.append(f"{vs['improvement_pct']:+.1f}% ({_p(vs['p'])})")
         cells.append("—" if r["train_time_s"] is None else f"{r['train_time_s']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    for imp in t.get("improvements", []):
+        over = " / ".join(imp["over"])
+        cells = [f"*{imp['label']}* ({imp['row']} over {over})", "", ""]
+        for m in metrics:
+            v = imp["metrics"][m]
+            best = f" vs {v['over']}" if len(imp["over"]) > 1 and v["over"] else ""
+            cells.append(
+                "" if v["improvement_pct"] is None else f"{v['improvement_pct']:+.2f}% ({_p(v['p'])}){best}"
+            )
+            if has_paper:
+                cells.append("")
+        cells += [""] * (len(head) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

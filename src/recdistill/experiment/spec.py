@@ -31,6 +31,8 @@ value and what was expected. The format (``experiments/README.md`` has a full ex
           - {label: RRD, run: rrd, vs: Student}
           - {label: DCD, run: dcd, vs: RRD}
         paper: {Student: {H@5: 0.4570}, DCD: {H@5: 0.4989}}
+        improvements:                     # the paper's improvement rows (improve.r, Improv.B ...)
+          - {label: improve.r, row: DCD, over: RRD}        # over: [RD, CD]: the best of them
     findings:
       - {claim: DCD beats RRD, row: DCD, than: RRD, metric: H@5}
     figures:
@@ -52,6 +54,7 @@ __all__ = [
     "ExperimentSpec",
     "FigureSpec",
     "FindingSpec",
+    "ImprovementSpec",
     "RowSpec",
     "RunSpec",
     "SearchSpec",
@@ -111,6 +114,17 @@ class TableSpec:
     protocol: str | None = None  # default: the first row's resolved protocol
     split: str = "test"
     paper: dict[str, dict[str, float]] = field(default_factory=dict)
+    improvements: tuple[ImprovementSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImprovementSpec:
+    """A paper's improvement row (Improv.T, improve.r, ...): ``row`` over ``over`` per metric;
+    several ``over`` rows: the best of them by mean, per metric (BD's "best competitor")."""
+
+    label: str
+    row: str
+    over: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -274,7 +288,8 @@ def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
 
 
 def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
-    r = _Reader(data, where, ("name", "title", "rows", "metrics", "protocol", "split", "paper"))
+    keys = ("name", "title", "rows", "metrics", "protocol", "split", "paper", "improvements")
+    r = _Reader(data, where, keys)
     rows = []
     for i, row in enumerate(r.get("rows", list, required=True)):
         rr = _Reader(row, f"{where}.rows[{i}]", ("label", "run", "model", "vs"))
@@ -302,7 +317,18 @@ def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
     protocol = r.get("protocol", str)
     if protocol not in (None, "full", "sampled"):
         raise RecdistillError(f"{where}.protocol: expected full | sampled, got {protocol!r}")
+    improvements = []
+    for i, imp in enumerate(r.get("improvements", list, [])):
+        ir = _Reader(imp, f"{where}.improvements[{i}]", ("label", "row", "over"))
+        over = ir.get("over", (str, list), required=True)
+        over = (over,) if isinstance(over, str) else tuple(over)
+        ispec = ImprovementSpec(ir.get("label", str, required=True), ir.get("row", str, required=True), over)
+        for name in (ispec.row, *ispec.over):
+            if name not in labels:
+                raise RecdistillError(f"{where}.improvements[{i}]: no row labelled {name!r}")
+        improvements.append(ispec)
     return TableSpec(
+        improvements=tuple(improvements),
         name=r.get("name", str, required=True),
         rows=tuple(rows),
         metrics=tuple(metrics),
