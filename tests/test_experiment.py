@@ -458,3 +458,52 @@ def test_demo_spec_runs_reuses_and_retrains(tmp_path):
     short = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, epochs=1)
     assert sum(x.startswith("[starting]") for x in lines) == 3  # other settings: other runs
     assert short["configs"]["rd"]["config"]["train"]["epochs"] == 1
+
+
+def test_report_last_and_neutral_new_settings(tmp_path):
+    from recdistill.experiment.plan import NEUTRAL_DEFAULTS
+
+    cfg = {"train": {"lr": 0.1}, "distill": {}}
+    for (section, key), neutral in NEUTRAL_DEFAULTS.items():
+        with_default = {**cfg, section: {**cfg.get(section, {}), key: neutral}}
+        assert run_key(with_default, {}) == run_key(cfg, {})  # a new setting at its default: same run
+    assert run_key({**cfg, "train": {"lr": 0.1, "report_last": True}}, {}) != run_key(cfg, {})
+
+    spec = _spec(tmp_path)
+    spec["runs"] = {"student": {"set": {"model.dim": 4, "train.report_last": True}}}
+    spec["seeds"] = [0]
+    spec["findings"] = []
+    spec["tables"] = [
+        {
+            "name": "t",
+            "metrics": ["H@10"],
+            "rows": [{"label": "best", "run": "student"}, {"label": "last", "run": "student", "at": "last"}],
+        }
+    ]
+    exp = Experiment(parse_spec(spec), tmp_path / "runs")
+    assert exp.run(log=lambda s: None).ok
+    task = exp.tasks()[0][0]
+    m = json.loads((task.directory(tmp_path / "runs") / "metrics.json").read_text())["models"]["model"]
+    assert m["last"]["epoch"] == 3  # the schedule's last epoch, evaluated before the best state is loaded
+    rows = {r["label"]: r for r in exp.report_data()["tables"][0]["rows"]}
+    assert rows["last"]["metrics"]["H@10"]["mean"] == m["last"]["test"]["full"]["H@10"]
+    assert rows["best"]["metrics"]["H@10"]["mean"] == m["test"]["full"]["H@10"]
+    # the last state's test score is the saved model's when the best epoch is the last one
+    if m["best_epoch"] == 3:
+        assert m["last"]["test"] == m["test"]
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes(toy_dataset, tmp_path):
+    import torch
+
+    from recdistill.config import make_config
+    from recdistill.runs import train_run
+
+    c = make_config(overrides={"model": {"size": None, "dim": 4}, "train": {"epochs": 4, "progress": False}})
+    _, full = train_run(c, tmp_path / "a", dataset=toy_dataset)
+    train_run(c, tmp_path / "b", dataset=toy_dataset, stop_after=2)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    del ck["config"]["train"]["report_last"]  # written before the setting existed
+    torch.save(ck, tmp_path / "b" / "checkpoint.pt")
+    _, resumed = train_run(c, tmp_path / "b", dataset=toy_dataset, resume=True)
+    assert resumed["models"] == full["models"]

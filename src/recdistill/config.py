@@ -113,6 +113,9 @@ class TrainConfig:
     protocol, sampled with H@5 or full with H@50).
     ks: cut-offs reported. seed: fixes initialisation, sampling and batch order.
     checkpoint_every: write ``checkpoint.pt`` every N epochs (and at the end).
+    report_last: also evaluate every model's last-epoch state (``metrics.json``: ``models.<name>.
+    last``), the BD notebook's protocol (a fixed schedule, the last epoch's test score), next to
+    the default best-on-validation state.
     Values are checked here, so a config from any path (YAML, ``--set``, Python) is validated.
     """
 
@@ -132,6 +135,7 @@ class TrainConfig:
     progress: bool = True
     eval_batch_size: int = 512
     checkpoint_every: int = 1
+    report_last: bool = False
 
     def __post_init__(self) -> None:
         if self.eval_protocol not in ("auto", "full", "sampled"):

@@ -36,6 +36,11 @@ VOLATILE_KEYS = (
     ("train", "checkpoint_every"),
     ("train", "eval_batch_size"),
 )
+#: settings added after runs were first stored, left out of a key at their default value (which
+#: is what earlier runs did), so that adding a setting does not make every stored run a new one
+NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("train", "report_last"): False,
+}
 #: method parameters left out of a run's key (where a cache lives)
 VOLATILE_METHOD_PARAMS = ("cache_dir",)
 KEY_VERSION = 1
@@ -48,6 +53,9 @@ def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[st
     cfg = json.loads(json.dumps(config))
     for section, key in VOLATILE_KEYS:
         cfg.get(section, {}).pop(key, None)
+    for (section, key), neutral in NEUTRAL_DEFAULTS.items():
+        if cfg.get(section, {}).get(key, neutral) == neutral:
+            cfg.get(section, {}).pop(key, None)
     cfg.get("distill", {}).pop("teacher", None)  # a dependency: stands in ``deps``
     if method_params is not None:
         params = {k: v for k, v in method_params.items() if k not in VOLATILE_METHOD_PARAMS}

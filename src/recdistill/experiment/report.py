@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from recdistill.atomic import atomic_json, atomic_text
+from recdistill.errors import RecdistillError
 from recdistill.experiment.plan import Planner
 from recdistill.experiment.search import search_state
 from recdistill.experiment.spec import TableSpec
@@ -94,7 +95,9 @@ def _model_name(metrics: dict[str, Any], model: str | None) -> str:
     return model or metrics.get("primary", "model")
 
 
-def _row_values(planner: Planner, table: TableSpec, run: str, model: str | None) -> dict[str, Any]:
+def _row_values(
+    planner: Planner, table: TableSpec, run: str, model: str | None, at: str = "best"
+) -> dict[str, Any]:
     """Per seed: the row's metrics on the table's split and protocol, its size and time."""
     values: dict[str, dict[int, float]] = {m: {} for m in table.metrics}
     times: list[float] = []
@@ -104,12 +107,20 @@ def _row_values(planner: Planner, table: TableSpec, run: str, model: str | None)
     proto = protocol
     for seed in planner.seeds_of(run):
         task = planner.task(run, seed)
-        metrics = planner.metrics(task) if task is not None else None
-        if task is not None:
-            keys[seed] = task.key
+        if task is None:
+            continue
+        keys[seed] = task.key
+        metrics = planner.metrics(task)
         if metrics is None:
             continue
         m = metrics["models"][_model_name(metrics, model)]
+        if at == "last":
+            if "last" not in m:
+                raise RecdistillError(
+                    f"{task.directory(planner.root)}: no last-epoch metrics (the row has at: last; "
+                    "give its run train.report_last: true)"
+                )
+            m = {**m, **m["last"]}
         proto = protocol or metrics["protocol"]
         for name in table.metrics:
             values[name][seed] = float(m[table.split][proto][name])
@@ -134,13 +145,14 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
         rows = []
         protocols = []
         for row in table.rows:
-            rv = _row_values(planner, table, row.run, row.model)
+            rv = _row_values(planner, table, row.run, row.model, row.at)
             protocols.append(rv["protocol"])
             row_values[(table.name, row.label)] = rv["values"]
             entry: dict[str, Any] = {
                 "label": row.label,
                 "run": row.run,
                 "model": row.model,
+                "at": row.at,
                 "n_parameters": rv["n_parameters"],
                 "seeds": {str(s): k for s, k in rv["keys"].items()},
                 "train_time_s": float(np.mean(rv["times"])) if rv["times"] else None,

@@ -103,6 +103,7 @@ class RowSpec:
     run: str
     model: str | None = None  # which model of the run (default: the run's primary)
     vs: str | None = None  # the label of the row this one is compared with
+    at: str = "best"  # best: the best-on-validation state; last: the last epoch's (train.report_last)
 
 
 @dataclass(frozen=True)
@@ -292,9 +293,12 @@ def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
     r = _Reader(data, where, keys)
     rows = []
     for i, row in enumerate(r.get("rows", list, required=True)):
-        rr = _Reader(row, f"{where}.rows[{i}]", ("label", "run", "model", "vs"))
-        rs = RowSpec(rr.get("label", str, required=True), rr.get("run", str, required=True))
-        rs = RowSpec(rs.label, rs.run, rr.get("model", str), rr.get("vs", str))
+        rr = _Reader(row, f"{where}.rows[{i}]", ("label", "run", "model", "vs", "at"))
+        at = rr.get("at", str, "best")
+        if at not in ("best", "last"):
+            raise RecdistillError(f"{where}.rows[{i}].at: expected best | last, got {at!r}")
+        label, run = rr.get("label", str, required=True), rr.get("run", str, required=True)
+        rs = RowSpec(label, run, rr.get("model", str), rr.get("vs", str), at)
         if rs.run not in runs:
             raise RecdistillError(f"{where}.rows[{i}].run: no run named {rs.run!r}; runs: {', '.join(runs)}")
         rows.append(rs)

@@ -346,14 +346,16 @@ class Trainer:
         """A checkpoint continues only the run it was written by (same config but the keys of
         :attr:`RESUMABLE_CHANGES`)."""
         now = self.config.to_dict()
+        defaults = type(self.config)().to_dict()  # a setting newer than the checkpoint: its default
         for sec in sorted(set(saved) | set(now)):
             a, b = saved.get(sec) or {}, now.get(sec) or {}
             for key in sorted(set(a) | set(b)):
                 name = f"{sec}.{key}"
-                if name not in self.RESUMABLE_CHANGES and a.get(key) != b.get(key):
+                was = a.get(key, (defaults.get(sec) or {}).get(key))
+                if name not in self.RESUMABLE_CHANGES and was != b.get(key):
                     where = self.checkpoint_path or "the checkpoint"
                     raise RecdistillError(
-                        f"{where} was written by a run with {name}={a.get(key)!r}, this run has "
+                        f"{where} was written by a run with {name}={was!r}, this run has "
                         f"{name}={b.get(key)!r}: resume with the same settings, or train without --resume"
                     )
 
@@ -482,10 +484,18 @@ class Trainer:
         """Load every model's best state, write ``<name>.pt`` and ``metrics.json``."""
         if self.best[self.primary]["epoch"] < 0:  # never validated (e.g. epochs=0)
             self.validate()
+        last: dict[str, Any] = {}
+        if self.tc.report_last:  # the last epoch's state, before the best ones are loaded
+            for n, m in self.models.items():
+                last[n] = {"epoch": self.epoch}
+                for split in ("valid", "test"):
+                    last[n][split] = {p: self.evaluate(m, split, p) for p in PROTOCOLS}
         for n, m in self.models.items():
             if n in self.best_states:
                 m.load_state_dict(self.best_states[n])
         metrics = self.final_metrics()
+        for n, res in last.items():
+            metrics["models"][n]["last"] = res
         if self.out_dir is not None:
             for n, m in self.models.items():
                 save_model(
