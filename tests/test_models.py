@@ -12,6 +12,7 @@ import torch
 
 from recdistill.config import make_config
 from recdistill.data.dataset import Dataset
+from recdistill.errors import RecdistillError
 from recdistill.models import BPR, CDAE, MODELS, Batch, NeuMF, build_model, resolve_dim
 from recdistill.ranking.negatives import NegativeSampler
 from recdistill.train import BaseObjective, Trainer
@@ -256,3 +257,18 @@ def test_build_model_rejects_unknown_kwargs(toy_dataset):
     assert isinstance(build_model("cdae", toy_dataset, dim=4, dropout=0.2), CDAE)
     assert isinstance(build_model("neumf", toy_dataset, dim=4), NeuMF)
     assert isinstance(build_model("bpr", toy_dataset, dim=4), BPR)
+
+
+def test_cdae_one_layer_is_the_original_cdae(toy_dataset):
+    """n_layers=1: z_u = W4 sigma(W1 y_u + V_u + b1) + b4, by hand in float64 (eval mode)."""
+    model = _double(make("cdae", toy_dataset, dim=6, n_layers=1)).eval()
+    assert not hasattr(model, "enc2") and not hasattr(model, "dec1")
+    users = torch.tensor([1, 7])
+    y = torch.from_numpy(toy_dataset.train.toarray()).double()[users]
+    h = torch.sigmoid(y @ model.enc1.weight.T + model.enc1.bias + model.user_emb.weight[users])
+    torch.testing.assert_close(model.score_all(users), h @ model.dec2.weight.T + model.dec2.bias)
+    d, n = 6, toy_dataset.n_items
+    assert model.n_parameters == toy_dataset.n_users * d + n * d + d + d * n + n
+    assert "n_layers" not in make("cdae", toy_dataset, dim=6).init_kwargs  # old saved models: 2
+    with pytest.raises(RecdistillError, match="n_layers"):
+        make("cdae", toy_dataset, dim=6, n_layers=3)

@@ -3,7 +3,8 @@
 Input: the user's binary training row ``y_u`` (n_items,), corrupted by dropout (0.5, train mode
 only). Encoder ``h1 = sigma(W1 y~_u + V_u + b1)`` (the user embedding ``V_u`` enters the first
 hidden layer as in CDAE), ``h2 = sigma(W2 h1 + b2)``; decoder ``h3 = sigma(W3 h2 + b3)``,
-logits ``z_u = W4 h3 + b4`` (n_items,). Loss (BD Sec. 5.1.5): binary cross-entropy on the
+logits ``z_u = W4 h3 + b4`` (n_items,). ``n_layers=1``: the original CDAE as the BD notebook
+builds it, one linear encoder and one linear decoder, ``z_u = W4 sigma(W1 y~_u + V_u + b1) + b4``. Loss (BD Sec. 5.1.5): binary cross-entropy on the
 observed items (label 1) and on ``5 x |I_u^+|`` sampled unobserved items (label 0), summed per
 user and averaged over the batch's users.
 """
@@ -26,6 +27,7 @@ class CDAE(Recommender):
     """``train``: the (n_users x n_items) CSR training matrix whose rows are the inputs.
     ``dim``: hidden size of all layers (BD CiteULike: 50 teacher, 2.81M parameters / 5
     student, 0.30M). ``dropout``: input corruption. ``activation``: sigmoid (CDAE), tanh or relu.
+    ``n_layers``: hidden layers on each side, 2 (default) or 1 (the original CDAE).
     """
 
     batch_unit = "user"
@@ -42,13 +44,19 @@ class CDAE(Recommender):
         dim: int = 20,
         dropout: float = 0.5,
         activation: str = "sigmoid",
+        n_layers: int = 2,
     ) -> None:
         super().__init__(n_users, n_items)
         if train.shape != (n_users, n_items):
             raise RecdistillError(f"train matrix shape {train.shape} != ({n_users}, {n_items})")
         if activation not in _ACTIVATIONS:
             raise RecdistillError(f"unknown activation {activation!r}; known: {sorted(_ACTIVATIONS)}")
+        if n_layers not in (1, 2):
+            raise RecdistillError(f"CDAE n_layers: expected 1 or 2, got {n_layers!r}")
         self.init_kwargs.update(dim=dim, dropout=dropout, activation=activation)
+        if n_layers != 2:  # saved models from before the setting have 2
+            self.init_kwargs.update(n_layers=n_layers)
+        self.n_layers = n_layers
         self.dim, self.dropout, self.activation = dim, dropout, activation
         self._act = _ACTIVATIONS[activation]
         train = sp.csr_matrix(train)
@@ -58,8 +66,9 @@ class CDAE(Recommender):
         self.user_emb = nn.Embedding(n_users, dim)
         nn.init.normal_(self.user_emb.weight, std=0.01)
         self.enc1 = nn.Linear(n_items, dim)
-        self.enc2 = nn.Linear(dim, dim)
-        self.dec1 = nn.Linear(dim, dim)
+        if n_layers == 2:
+            self.enc2 = nn.Linear(dim, dim)
+            self.dec1 = nn.Linear(dim, dim)
         self.dec2 = nn.Linear(dim, n_items)
 
     def rows(self, users: torch.Tensor) -> torch.Tensor:
@@ -79,8 +88,9 @@ class CDAE(Recommender):
         """Logits from the given input rows: users (B,), y (B, n_items) -> (B, n_items)."""
         y = F.dropout(y, self.dropout, self.training)  # (B, n_items), rescaled by 1/(1-p)
         h = self._act(self.enc1(y) + self.user_emb(users))  # (B, d)
-        h = self._act(self.enc2(h))  # (B, d)
-        h = self._act(self.dec1(h))  # (B, d)
+        if self.n_layers == 2:
+            h = self._act(self.enc2(h))  # (B, d)
+            h = self._act(self.dec1(h))  # (B, d)
         return self.dec2(h)  # (B, n_items)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
