@@ -4,9 +4,10 @@ Input: the user's binary training row ``y_u`` (n_items,), corrupted by dropout (
 only). Encoder ``h1 = sigma(W1 y~_u + V_u + b1)`` (the user embedding ``V_u`` enters the first
 hidden layer as in CDAE), ``h2 = sigma(W2 h1 + b2)``; decoder ``h3 = sigma(W3 h2 + b3)``,
 logits ``z_u = W4 h3 + b4`` (n_items,). ``n_layers=1``: the original CDAE as the BD notebook
-builds it, one linear encoder and one linear decoder, ``z_u = W4 sigma(W1 y~_u + V_u + b1) + b4``. Loss (BD Sec. 5.1.5): binary cross-entropy on the
-observed items (label 1) and on ``5 x |I_u^+|`` sampled unobserved items (label 0), summed per
-user and averaged over the batch's users.
+builds it, one linear encoder and one linear decoder, ``z_u = W4 sigma(W1 y~_u + V_u + b1) + b4``.
+Loss (BD Sec. 5.1.5): binary cross-entropy on the observed items (label 1) and on
+``5 x |I_u^+|`` sampled unobserved items (label 0), summed per user and averaged over the
+batch's users.
 """
 
 from __future__ import annotations
