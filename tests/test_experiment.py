@@ -507,3 +507,38 @@ def test_a_checkpoint_from_before_a_new_setting_resumes(toy_dataset, tmp_path):
     torch.save(ck, tmp_path / "b" / "checkpoint.pt")
     _, resumed = train_run(c, tmp_path / "b", dataset=toy_dataset, resume=True)
     assert resumed["models"] == full["models"]
+
+
+def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = _spec(tmp_path)
+    spec["runs"] = {
+        "a": {"set": {"model.dim": 4, "train.epochs": 4000, "train.eval_every": 1000, "train.patience": 10}},
+        "b": {"set": {"model.dim": 5, "train.epochs": 4000, "train.eval_every": 1000, "train.patience": 10}},
+    }
+    spec["seeds"] = [0]
+    spec["tables"], spec["findings"] = [], []
+    path = _write(tmp_path, spec)
+    cmd = [sys.executable, "-m", "recdistill", "experiment", "run", str(path), "--runs-dir", str(tmp_path / "r")]
+    proc = subprocess.Popen([*cmd, "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    exp = Experiment.load(path, tmp_path / "r")
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(
+        (t.directory(tmp_path / "r") / "checkpoint.pt").is_file() for t in exp.tasks()[0]
+    ):
+        time.sleep(0.2)
+    t0 = time.time()
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert time.time() - t0 < 20  # the workers were stopped, not waited for
+    assert "run the same command again" in out
+    assert {r["state"] for r in exp.status()} <= {"partial", "todo"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {r["state"] for r in exp.status()} == {"done"}

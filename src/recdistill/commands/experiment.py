@@ -180,6 +180,17 @@ def _chosen_metrics(exp: Any) -> list[str]:
     return [f"H@{k}", f"N@{k}", f"M@{k}"]
 
 
+def _stop_on_sigterm() -> None:
+    """``kill PID`` (SIGTERM) stops a run like Ctrl-C: the running runs checkpoint and the command
+    can be run again to continue (a command started in the background ignores Ctrl-C's SIGINT)."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _experiments(args: argparse.Namespace) -> list[Any]:
     from recdistill.experiment import Experiment
 
@@ -206,6 +217,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     if args.jobs < 1:
         raise RecdistillError(f"--jobs: expected a positive integer, got {args.jobs}")
+    _stop_on_sigterm()
     ok = True
     for e in exps:
         summary = e.run(jobs=args.jobs, only=only, threads=args.threads)

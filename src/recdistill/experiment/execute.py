@@ -216,6 +216,9 @@ def run_tasks(
                 log(_done_line(t, durations, n_left, jobs))
     except (KeyboardInterrupt, RunInterrupted):
         log("interrupted: run the same command again to continue (finished runs are kept)")
+        if pool is not None:  # stop the workers now: their runs continue from their checkpoints
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
         raise
     finally:
         if pool is not None:
