@@ -329,6 +329,31 @@ def test_tied_keys_and_heatmap(tmp_path):
     assert rep["figures"] and (tmp_path / "out" / rep["figures"][0]).read_bytes()[:4] == b"\x89PNG"
 
 
+def _t_two_sided_p(t: float, df: int, steps: int = 200_000) -> float:
+    """2 * P(T > |t|) for Student's t with ``df`` degrees of freedom, by the trapezoid rule on its
+    density over [|t|, |t| + 2000] (the tail beyond is < 1e-6 for df >= 2)."""
+    c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    x = np.linspace(abs(t), abs(t) + 2000.0, steps)
+    f = c * (1 + x**2 / df) ** (-(df + 1) / 2)
+    return float(2 * np.sum((f[1:] + f[:-1]) / 2 * np.diff(x)))
+
+
+def test_paired_test_against_the_t_test_by_hand():
+    x = [0.0700, 0.0776, 0.0705, 0.0661, 0.0730]
+    y = [0.0692, 0.0665, 0.0720, 0.0650, 0.0700]
+    d = [a - b for a, b in zip(x, y)]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1))
+    t = mean / (sd / math.sqrt(n))
+    p, pairs = paired_test(dict(enumerate(x)), dict(enumerate(y)))
+    assert pairs == 5 and p == pytest.approx(_t_two_sided_p(t, n - 1), abs=2e-5)
+    assert _t_two_sided_p(2.7764451051977987, n - 1) == pytest.approx(0.05, abs=1e-5)  # t_{0.975,4}
+    assert paired_test(dict(enumerate(y)), dict(enumerate(x)))[0] == pytest.approx(p)  # symmetric
+    # equal differences: no variance, no p
+    assert paired_test({0: 0.2, 1: 0.3, 2: 0.4}, {0: 0.1, 1: 0.2, 2: 0.3}) == (None, 3)
+
+
 def test_paired_test_and_verdicts():
     a = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53}
     b = {0: 0.48, 1: 0.49, 2: 0.50, 3: 0.50, 9: 0.1}  # seed 9 has no pair
@@ -524,8 +549,19 @@ def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
     spec["seeds"] = [0]
     spec["tables"], spec["findings"] = [], []
     path = _write(tmp_path, spec)
-    cmd = [sys.executable, "-m", "recdistill", "experiment", "run", str(path), "--runs-dir", str(tmp_path / "r")]
-    proc = subprocess.Popen([*cmd, "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "recdistill",
+        "experiment",
+        "run",
+        str(path),
+        "--runs-dir",
+        str(tmp_path / "r"),
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     exp = Experiment.load(path, tmp_path / "r")
     deadline = time.time() + 60
     while time.time() < deadline and not all(
@@ -542,3 +578,33 @@ def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert {r["state"] for r in exp.status()} == {"done"}
+
+
+def test_combined_verdicts_across_protocols():
+    from recdistill.experiment.report import combined_verdicts
+
+    def rep(protocol, verdicts):
+        return {
+            "protocol": protocol,
+            "findings": [{"claim": c, "metric": "H@50", "verdict": v} for c, v in verdicts],
+        }
+
+    out = combined_verdicts(
+        [
+            rep(
+                "paper",
+                [("A", "reproduced"), ("B", "reproduced"), ("C", "not reproduced"), ("D", "reproduced")],
+            ),
+            rep(
+                "tuned",
+                [("A", "reproduced"), ("B", "not reproduced"), ("C", "reproduced"), ("D", "not run yet")],
+            ),
+            rep(None, [("E", "reproduced")]),
+        ]
+    )
+    assert {c["claim"]: c["verdict"] for c in out} == {
+        "A": "reproduced",
+        "B": "reproduced only under the paper protocol",
+        "C": "reproduced only under the tuned protocol",
+        "D": "not run yet",
+    }

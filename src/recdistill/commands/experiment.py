@@ -212,7 +212,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if args.index:
             from recdistill.experiment import write_index
 
-            write_index(reps, args.index, command)
+            write_index(reps, args.index, command, archive=Path(args.index).parent / "archive")
             print(f"wrote {args.index}")
         return 0
     if args.jobs < 1:

@@ -68,8 +68,8 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
     if len(seeds) < 2:
         return None, len(seeds)
     x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
-    if np.allclose(x - y, (x - y)[0]):
-        return (0.0 if (x - y)[0] != 0 else 1.0), len(seeds)
+    if np.allclose(x - y, (x - y)[0], rtol=0, atol=1e-15):  # no variance: t undefined
+        return None, len(seeds)
     return float(stats.ttest_rel(x, y).pvalue), len(seeds)
 
 
@@ -243,6 +243,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
         "title": spec.title,
         "description": spec.description,
         "spec": str(spec.path) if spec.path else None,
+        "protocol": spec.protocol,
         "seeds": list(planner.seeds),
         "commit": commit_id(spec.path.parent if spec.path else None),
         "command": command,
@@ -440,7 +441,38 @@ def _heatmap(planner: Planner, fig: Any, path: Path) -> bool:
     return True
 
 
-def write_index(reports: Sequence[dict[str, Any]], path: str | Path, command: str = "") -> None:
+def combined_verdicts(reports: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """Claims (same text and metric) found in a ``paper``-protocol report and a ``tuned`` one:
+    reproduced under both, only under the paper protocol, only under the tuned one, or neither."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for rep in reports:
+        if rep.get("protocol") not in ("paper", "tuned"):
+            continue
+        for f in rep["findings"]:
+            found.setdefault((f["claim"], f["metric"]), {})[rep["protocol"]] = f["verdict"]
+    out = []
+    for (claim, metric), v in found.items():
+        if set(v) != {"paper", "tuned"}:
+            continue
+        if "not run yet" in v.values() or any(x.startswith("incomplete") for x in v.values()):
+            verdict = "not run yet"
+        else:
+            p, t = v["paper"] == "reproduced", v["tuned"] == "reproduced"
+            verdict = {
+                (True, True): "reproduced",
+                (True, False): "reproduced only under the paper protocol",
+                (False, True): "reproduced only under the tuned protocol",
+                (False, False): "not reproduced",
+            }[(p, t)]
+        out.append(
+            {"claim": claim, "metric": metric, "paper": v["paper"], "tuned": v["tuned"], "verdict": verdict}
+        )
+    return out
+
+
+def write_index(
+    reports: Sequence[dict[str, Any]], path: str | Path, command: str = "", archive: str | Path | None = None
+) -> None:
     """One page of every finding's verdict across ``reports`` (their JSON data), grouped by
     claim; a claim checked under both protocols (a spec's ``protocol`` tag in its name, e.g.
     ``-paper`` / ``-tuned``) shows both verdicts."""
@@ -461,6 +493,20 @@ def write_index(reports: Sequence[dict[str, Any]], path: str | Path, command: st
                 f"| {f['claim']} ({f['row']} vs {f['than']}) | {f['metric']} | "
                 f"[{rep['name']}]({rep['name']}.md) | {f['verdict']} | {_p(f['p'])} |"
             )
+    both = combined_verdicts(reports)
+    if both:
+        lines += [
+            "",
+            "## Under both protocols",
+            "",
+            "A claim checked under the paper protocol (the baselines as the paper trained them) and the "
+            "tuned protocol (every row tuned on validation with the same budget).",
+            "",
+            "| claim | metric | paper protocol | tuned protocol | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        for c in both:
+            lines.append(f"| {c['claim']} | {c['metric']} | {c['paper']} | {c['tuned']} | {c['verdict']} |")
     lines += ["", "## Reports", ""]
     for rep in reports:
         n_done = sum(
@@ -471,4 +517,19 @@ def write_index(reports: Sequence[dict[str, Any]], path: str | Path, command: st
             f"- [{rep['name']}]({rep['name']}.md): {rep['title']} ({n_done}/{n_rows} rows with "
             f"results, commit `{rep['commit']}`)"
         )
+    if archive is not None and Path(archive).is_dir():
+        lines += [
+            "",
+            "## Archive",
+            "",
+            "Tables made before the experiment runner, by scripts since removed (their code is in the "
+            "git history of `scripts/`); each names its command and commit. The specs above supersede "
+            "them; they stay as the evidence of the earlier findings until their specs have run.",
+            "",
+        ]
+        for md in sorted(Path(archive).glob("*.md")):
+            first = md.read_text().splitlines()[:1]
+            title = first[0].lstrip("# ").strip() if first else md.stem
+            rel = md.relative_to(Path(path).parent) if md.is_relative_to(Path(path).parent) else md
+            lines.append(f"- [{md.name}]({rel.as_posix()}): {title}")
     atomic_text("\n".join(lines) + "\n", Path(path))

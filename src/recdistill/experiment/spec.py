@@ -5,6 +5,7 @@ value and what was expected. The format (``experiments/README.md`` has a full ex
 
     name: dcd-table2                      # outputs: <out>/<name>.md, .csv, .json
     title: DCD Table 2, BPR 200 -> 20 on citeulike-dcd
+    protocol: tuned                       # paper | tuned: how the baselines were trained
     config: ../configs/bpr-citeulike-dcd.yaml   # base config, relative to this file (optional)
     base: {train: {epochs: 400}}          # nested overrides of the base config (optional)
     set: {train.progress: false}          # dotted overrides for every run (optional)
@@ -163,6 +164,7 @@ class ExperimentSpec:
     figures: tuple[FigureSpec, ...] = ()
     title: str = ""
     description: str = ""
+    protocol: str | None = None  # paper (the baselines as the paper trained them) | tuned
 
 
 def nested(dotted: dict[str, Any], where: str = "set") -> dict[str, Any]:
@@ -346,7 +348,7 @@ def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
 def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     """Check and build an :class:`ExperimentSpec` from the YAML mapping ``data``."""
     where = str(path) if path is not None else "spec"
-    keys = ("name", "title", "description", "config", "base", "set", "seeds", "runs", "tables")
+    keys = ("name", "title", "description", "protocol", "config", "base", "set", "seeds", "runs", "tables")
     r = _Reader(data, where, (*keys, "findings", "figures"))
     runs_data = r.get("runs", dict, required=True)
     if not runs_data:
@@ -413,7 +415,11 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     name = r.get("name", str, path.stem if path is not None else None)
     if not name:
         raise RecdistillError(f"{where}: missing key 'name'")
+    protocol = r.get("protocol", str)
+    if protocol not in (None, "paper", "tuned"):
+        raise RecdistillError(f"{where}.protocol: expected paper | tuned, got {protocol!r}")
     return ExperimentSpec(
+        protocol=protocol,
         name=name,
         path=path,
         base=base,
