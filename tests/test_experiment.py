@@ -608,3 +608,30 @@ def test_combined_verdicts_across_protocols():
         "C": "reproduced only under the tuned protocol",
         "D": "not run yet",
     }
+
+
+def test_discrepancy_figure_matches_the_analysis(tmp_path):
+    from recdistill.analysis.discrepancy import top_discrepancy
+    from recdistill.runs import load_run
+
+    spec = _spec(tmp_path)
+    spec["runs"]["student"].pop("search")
+    spec["seeds"] = [0, 1]
+    spec["figures"] = [{"kind": "discrepancy", "run": "teacher", "table": "main", "n": 5}]
+    exp = Experiment(parse_spec(spec), tmp_path / "runs")
+    assert exp.run(log=lambda s: None).ok
+    rep = exp.report(tmp_path / "out")
+    d = rep["discrepancy"]["main"]
+    assert set(d["mean"]) == {"Student", "RD"}  # the teacher's own row is left out
+    teacher = load_run(exp.planner.task("teacher", 0).directory(tmp_path / "runs"))
+    for label, run in (("Student", "student"), ("RD", "rd")):
+        ref = []
+        for seed in (0, 1):
+            st = load_run(exp.planner.task(run, seed).directory(tmp_path / "runs"), dataset=teacher.dataset)
+            model = st.models.get("student", st.models.get("model"))
+            ref.append(top_discrepancy(teacher.models["model"], model, teacher.dataset, 5, "user"))
+        assert d["mean"][label]["user"] == pytest.approx(float(np.mean(ref)))
+    assert (tmp_path / "out" / "toy_teacher_discrepancy.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Rank discrepancy (DCD Fig. 1a)" in (tmp_path / "out" / "toy.md").read_text()
+    with pytest.raises(RecdistillError, match="no table named 'nope'"):
+        parse_spec({**spec, "figures": [{"kind": "discrepancy", "run": "teacher", "table": "nope"}]})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import subprocess
 from collections.abc import Sequence
@@ -405,17 +406,82 @@ def write_report(planner: Planner, out_dir: str | Path, command: str = "") -> di
     rep = build_report(planner, command)
     figures = []
     for fig in planner.spec.figures:
-        path = out / (fig.file or f"{planner.spec.name}_{fig.run}_heatmap.png")
-        if _heatmap(planner, fig, path):
+        path = out / (fig.file or f"{planner.spec.name}_{fig.run}_{fig.kind}.png")
+        made = (
+            _heatmap(planner, fig, path) if fig.kind == "heatmap" else _discrepancy(planner, fig, path, rep)
+        )
+        if made:
             figures.append(str(path.name))
     rep["figures"] = figures
     md = report_markdown(rep)
+    for name, d in rep.get("discrepancy", {}).items():
+        md += (
+            f"\n## Rank discrepancy (DCD Fig. 1a), table {name}\n\nMean |rank_S - rank_T| over the "
+            f"teacher's top-{d['n']} (ranks among unobserved entries), mean over the finished seeds.\n\n"
+            "| model | seeds | user side | item side |\n|---|---:|---:|---:|\n"
+        )
+        for label, v in d["mean"].items():
+            md += f"| {label} | {len(d['per_seed'][label]['user'])} | {v['user']:.1f} | {v['item']:.1f} |\n"
     if figures:
         md += "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
     atomic_text(md, out / f"{planner.spec.name}.md")
     atomic_text(report_csv(rep), out / f"{planner.spec.name}.csv")
     atomic_json(rep, out / f"{planner.spec.name}.json")
     return rep
+
+
+def discrepancy_of(
+    planner: Planner, teacher_task: Any, student_task: Any, model: str | None, n: int
+) -> dict[str, float]:
+    """DCD Fig. 1a's values for one student run against its teacher run, cached in the student's
+    folder (``discrepancy_<teacher key>_<model>_n<n>.json``) since they need every rank."""
+    from recdistill.analysis.discrepancy import top_discrepancy
+    from recdistill.runs import load_run
+
+    d = student_task.directory(planner.root)
+    cache = d / f"discrepancy_{teacher_task.key[:16]}_{model or 'primary'}_n{n}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    student_run = load_run(d)
+    teacher_run = load_run(teacher_task.directory(planner.root), dataset=student_run.dataset)
+    metrics = planner.metrics(student_task) or {}
+    s_model = student_run.models[model or metrics.get("primary", "model")]
+    t_model = teacher_run.models.get("model", next(iter(teacher_run.models.values())))
+    values = {
+        side: top_discrepancy(t_model, s_model, student_run.dataset, n, side) for side in ("user", "item")
+    }
+    atomic_json(values, cache)
+    return values
+
+
+def _discrepancy(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) -> bool:
+    """DCD Fig. 1a for a table's rows (every finished seed; the mean over seeds), into the
+    report's data (``rep["discrepancy"]``) and a PNG."""
+    from recdistill.analysis.plots import plot_discrepancy
+
+    table = next(t for t in planner.spec.tables if t.name == fig.table)
+    values: dict[str, dict[str, float]] = {}
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    for row in table.rows:
+        if row.run == fig.run:
+            continue
+        sides: dict[str, list[float]] = {"user": [], "item": []}
+        for seed in planner.seeds_of(row.run):
+            st = planner.task(row.run, seed)
+            tt = planner.task(fig.run, planner.dep_seed(fig.run, seed))
+            if st is None or tt is None or planner.status(st) != "done" or planner.status(tt) != "done":
+                continue
+            v = discrepancy_of(planner, tt, st, row.model, fig.n)
+            for side in sides:
+                sides[side].append(v[side])
+        if sides["user"]:
+            values[row.label] = {side: float(np.mean(v)) for side, v in sides.items()}
+            per_seed[row.label] = sides
+    rep.setdefault("discrepancy", {})[fig.table] = {"n": fig.n, "mean": values, "per_seed": per_seed}
+    if not values:
+        return False
+    plot_discrepancy(values, path, fig.n)
+    return True
 
 
 def _heatmap(planner: Planner, fig: Any, path: Path) -> bool:

@@ -38,6 +38,7 @@ value and what was expected. The format (``experiments/README.md`` has a full ex
       - {claim: DCD beats RRD, row: DCD, than: RRD, metric: H@5}
     figures:
       - {kind: heatmap, run: dcd, x: distill.params.lambda_ucd, y: distill.params.lambda_icd}
+      - {kind: discrepancy, run: teacher, table: main}   # DCD Fig. 1a for the table's rows
 """
 
 from __future__ import annotations
@@ -143,12 +144,18 @@ class FindingSpec:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    kind: str  # heatmap: a search's validation metric over two of its keys
-    run: str
-    x: str
-    y: str
+    """heatmap: a search's validation metric over two of its keys (``run``, ``x``, ``y``).
+    discrepancy (DCD Fig. 1a): the mean ``|rank_S - rank_T|`` over the teacher's top-``n``, user
+    and item side, for the rows of ``table`` (all but ``teacher``'s), averaged over seeds."""
+
+    kind: str
+    run: str = ""
+    x: str = ""
+    y: str = ""
     file: str | None = None
     title: str = ""
+    table: str = ""
+    n: int = 50
 
 
 @dataclass(frozen=True)
@@ -393,20 +400,30 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
         findings.append(FindingSpec(fs.claim, fs.row, fs.than, fs.metric, table.name, fs.alpha))
     figures = []
     for i, f in enumerate(r.get("figures", list, [])):
-        fr = _Reader(f, f"{where}.figures[{i}]", ("kind", "run", "x", "y", "file", "title"))
+        at = f"{where}.figures[{i}]"
+        fr = _Reader(f, at, ("kind", "run", "x", "y", "file", "title", "table", "n"))
+        kind = fr.get("kind", str, required=True)
         fig = FigureSpec(
-            kind=fr.get("kind", str, required=True),
+            kind=kind,
             run=fr.get("run", str, required=True),
-            x=fr.get("x", str, required=True),
-            y=fr.get("y", str, required=True),
+            x=fr.get("x", str, required=kind == "heatmap") or "",
+            y=fr.get("y", str, required=kind == "heatmap") or "",
             file=fr.get("file", str),
             title=fr.get("title", str, ""),
+            table=fr.get("table", str, required=kind == "discrepancy") or "",
+            n=fr.get("n", int, 50),
         )
-        search = runs[fig.run].search if fig.run in runs else None
-        if fig.kind != "heatmap" or search is None or not {fig.x, fig.y} <= set(search.space):
-            raise RecdistillError(
-                f"{where}.figures[{i}]: expected kind heatmap over two keys of a run's search.space"
-            )
+        if kind == "heatmap":
+            search = runs[fig.run].search if fig.run in runs else None
+            if search is None or not {fig.x, fig.y} <= set(search.space):
+                raise RecdistillError(f"{at}: a heatmap is over two keys of a run's search.space")
+        elif kind == "discrepancy":
+            if fig.run not in runs:
+                raise RecdistillError(f"{at}.run: the teacher run; no run named {fig.run!r}")
+            if fig.table not in {t.name for t in tables}:
+                raise RecdistillError(f"{at}.table: no table named {fig.table!r}")
+        else:
+            raise RecdistillError(f"{at}.kind: expected heatmap | discrepancy, got {kind!r}")
         figures.append(fig)
     config_file = _config_file(r.get("config", str), path, f"{where}.config")
     base = r.get("base", dict, {})
