@@ -215,11 +215,14 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
     findings = []
     for f in spec.findings:
         assert f.table is not None
-        v, p = verdict(
-            row_values[(f.table, f.row)][f.metric], row_values[(f.table, f.than)][f.metric], f.alpha
-        )
+        a, b = row_values[(f.table, f.row)][f.metric], row_values[(f.table, f.than)][f.metric]
+        v, p = verdict(a, b, f.alpha)
+        common = sorted(set(a) & set(b))
         findings.append(
             {
+                "row_mean": float(np.mean([a[s] for s in common])) if common else None,
+                "than_mean": float(np.mean([b[s] for s in common])) if common else None,
+                "seeds": len(common),
                 "claim": f.claim,
                 "table": f.table,
                 "row": f.row,
@@ -550,14 +553,19 @@ def write_index(
         "direction with paired p < 0.05 over seeds), same direction but not significant, not "
         "reproduced, not run yet.",
         "",
-        "| claim | metric | report | verdict | p |",
-        "|---|---|---|---|---:|",
+        "| claim | metric | report | row vs other (seeds) | verdict | p |",
+        "|---|---|---|---|---|---:|",
     ]
     for rep in reports:
         for f in rep["findings"]:
+            nums = (
+                f"{f['row_mean']:.4f} vs {f['than_mean']:.4f} ({f['seeds']})"
+                if f.get("row_mean") is not None
+                else "—"
+            )
             lines.append(
                 f"| {f['claim']} ({f['row']} vs {f['than']}) | {f['metric']} | "
-                f"[{rep['name']}]({rep['name']}.md) | {f['verdict']} | {_p(f['p'])} |"
+                f"[{rep['name']}]({rep['name']}.md) | {nums} | {f['verdict']} | {_p(f['p'])} |"
             )
     both = combined_verdicts(reports)
     if both:
