@@ -272,3 +272,24 @@ def test_cdae_one_layer_is_the_original_cdae(toy_dataset):
     assert "n_layers" not in make("cdae", toy_dataset, dim=6).init_kwargs  # old saved models: 2
     with pytest.raises(RecdistillError, match="n_layers"):
         make("cdae", toy_dataset, dim=6, n_layers=3)
+
+
+def test_lookup_equals_embedding_values_and_gradients():
+    from torch import nn
+
+    from recdistill.models.base import lookup
+
+    torch.manual_seed(0)
+    emb = nn.Embedding(30, 4).double()
+    idx = torch.randint(0, 30, (7, 5))  # repeated rows: their gradients add up
+    w = torch.randn(7, 5, 4, dtype=torch.float64)
+    a = lookup(emb, idx)
+    torch.testing.assert_close(a, emb(idx), rtol=0, atol=0)
+    (a * w).sum().backward()
+    g_lookup, emb.weight.grad = emb.weight.grad.clone(), None
+    (emb(idx) * w).sum().backward()
+    torch.testing.assert_close(g_lookup, emb.weight.grad, rtol=0, atol=1e-15)
+    emb.sparse = True  # sparse gradients keep nn.Embedding's path
+    emb.weight.grad = None
+    lookup(emb, idx).sum().backward()
+    assert emb.weight.grad.is_sparse

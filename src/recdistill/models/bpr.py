@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender
+from recdistill.models.base import Batch, Recommender, lookup
 
 
 class BPR(Recommender):
@@ -36,29 +36,29 @@ class BPR(Recommender):
         nn.init.normal_(self.item_emb.weight, std=init_std)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user_emb(users) @ self.item_emb.weight.T  # (B, n_items)
+        return lookup(self.user_emb, users) @ self.item_emb.weight.T  # (B, n_items)
 
     def score_items(self, items: torch.Tensor) -> torch.Tensor:
         """Every user's logits for ``items`` (C,) -> (C, n_users): the item side of the rank
         engine (DCD's item-side ranks) without scoring all items."""
-        return self.item_emb(items) @ self.user_emb.weight.T  # (C, n_users)
+        return lookup(self.item_emb, items) @ self.user_emb.weight.T  # (C, n_users)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        p = self.user_emb(users)  # (B, d)
-        q = self.item_emb(items)  # (B, k, d)
+        p = lookup(self.user_emb, users)  # (B, d)
+        q = lookup(self.item_emb, items)  # (B, k, d)
         return (q @ p.unsqueeze(-1)).squeeze(-1)  # (B, k)
 
     def score_users(self, items: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        q = self.item_emb(items)  # (I, d)
-        p = self.user_emb(users)  # (I, k, d)
+        q = lookup(self.item_emb, items)  # (I, d)
+        p = lookup(self.user_emb, users)  # (I, k, d)
         return (p @ q.unsqueeze(-1)).squeeze(-1)  # (I, k)
 
     def base_loss(self, batch: Batch) -> torch.Tensor:
         if batch.pos is None or batch.neg is None:
             raise RecdistillError("BPR needs batches with pos (B,) and neg (B, n_neg)")
         items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1 + n_neg)
-        p = self.user_emb(batch.users)  # (B, d)
-        q = self.item_emb(items)  # (B, 1 + n_neg, d)
+        p = lookup(self.user_emb, batch.users)  # (B, d)
+        q = lookup(self.item_emb, items)  # (B, 1 + n_neg, d)
         z = (q @ p.unsqueeze(-1)).squeeze(-1)  # (B, 1 + n_neg)
         loss = -F.logsigmoid(z[:, :1] - z[:, 1:]).mean()
         if self.reg:

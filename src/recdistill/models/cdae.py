@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender
+from recdistill.models.base import Batch, Recommender, lookup
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
 
@@ -88,7 +88,7 @@ class CDAE(Recommender):
     def forward_rows(self, users: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Logits from the given input rows: users (B,), y (B, n_items) -> (B, n_items)."""
         y = F.dropout(y, self.dropout, self.training)  # (B, n_items), rescaled by 1/(1-p)
-        h = self._act(self.enc1(y) + self.user_emb(users))  # (B, d)
+        h = self._act(self.enc1(y) + lookup(self.user_emb, users))  # (B, d)
         if self.n_layers == 2:
             h = self._act(self.enc2(h))  # (B, d)
             h = self._act(self.dec1(h))  # (B, d)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender
+from recdistill.models.base import Batch, Recommender, lookup
 
 
 class NeuMF(Recommender):
@@ -43,10 +43,10 @@ class NeuMF(Recommender):
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         k = items.shape[1]
-        pg = self.user_gmf(users)[:, None, :]  # (B, 1, d)
-        pm = self.user_mlp(users)[:, None, :].expand(-1, k, -1)  # (B, k, d)
-        gmf = pg * self.item_gmf(items)  # (B, k, d)
-        return self._fuse(gmf, torch.cat([pm, self.item_mlp(items)], dim=-1))  # (B, k)
+        pg = lookup(self.user_gmf, users)[:, None, :]  # (B, 1, d)
+        pm = lookup(self.user_mlp, users)[:, None, :].expand(-1, k, -1)  # (B, k, d)
+        gmf = pg * lookup(self.item_gmf, items)  # (B, k, d)
+        return self._fuse(gmf, torch.cat([pm, lookup(self.item_mlp, items)], dim=-1))  # (B, k)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         # The MLP needs a (B, n_items, d) activation; bound it by chunking the users.
@@ -62,12 +62,12 @@ class NeuMF(Recommender):
         lin1, lin2 = self.mlp[0], self.mlp[2]
         assert isinstance(lin1, nn.Linear) and isinstance(lin2, nn.Linear)
         w_u, w_i = lin1.weight[:, :d], lin1.weight[:, d:]  # (d, d) each
-        hu = self.user_mlp(users) @ w_u.T + lin1.bias  # (B, d)
+        hu = lookup(self.user_mlp, users) @ w_u.T + lin1.bias  # (B, d)
         hi = self.item_mlp.weight @ w_i.T  # (n_items, d)
         h1 = torch.relu(hu[:, None, :] + hi[None, :, :])  # (B, n_items, d)
         h2 = torch.relu(lin2(h1))  # (B, n_items, d)
         h_g, h_m = self.predict.weight[0, :d], self.predict.weight[0, d:]  # (d,), (d,)
-        gmf = (self.user_gmf(users) * h_g) @ self.item_gmf.weight.T  # (B, n_items)
+        gmf = (lookup(self.user_gmf, users) * h_g) @ self.item_gmf.weight.T  # (B, n_items)
         return gmf + h2 @ h_m + self.predict.bias  # (B, n_items)
 
     def base_loss(self, batch: Batch) -> torch.Tensor:
