@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import json
 import multiprocessing
 import time
 import traceback
@@ -75,6 +76,16 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
     if (out / "metrics.json").is_file() and not fresh:  # finished by another command meanwhile
         return 0.0
     (out / "error.txt").unlink(missing_ok=True)
+    from recdistill.experiment.report import commit_id
+
+    # the code that trains it (a resumed run may list several)
+    previous = (
+        json.loads((out / "task.json").read_text()).get("commits", [])
+        if (out / "task.json").is_file()
+        else []
+    )
+    commit = commit_id(Path(__file__).resolve().parent)
+    record = {**record, "commits": previous + ([commit] if commit not in previous else [])}
     atomic_json(record, out / "task.json")
     cfg_dict = dict(record["config"])
     teacher = record["deps"].get("teacher")
