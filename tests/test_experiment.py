@@ -192,6 +192,9 @@ def test_experiment_end_to_end(tmp_path, capsys):
     # the chosen trial is the seed-0 run (the same config is the same run)
     assert planner.task("student", 0).key == state.tasks[best].key
 
+    record = json.loads((planner.task("rd", 0).directory(runs) / "task.json").read_text())
+    assert record["commits"] and record["deps"]["teacher"] == str(planner.task("teacher", 0).directory(runs))
+
     # nothing runs twice
     again = Experiment.load(spec_path, runs).run(log=lambda s: None)
     assert again.finished == [] and again.ok
@@ -635,3 +638,13 @@ def test_discrepancy_figure_matches_the_analysis(tmp_path):
     assert "Rank discrepancy (DCD Fig. 1a)" in (tmp_path / "out" / "toy.md").read_text()
     with pytest.raises(RecdistillError, match="no table named 'nope'"):
         parse_spec({**spec, "figures": [{"kind": "discrepancy", "run": "teacher", "table": "nope"}]})
+
+
+def test_bad_yaml_names_the_file_and_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nruns:\n  a: {set: {train.lr: 1}\n  b: [\n")
+    assert main(["experiment", "status", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.yaml line" in err and err.count("\n") == 0
+    assert main(["experiment", "status", str(tmp_path / "missing.yaml")]) == 2
+    assert "experiment spec not found" in capsys.readouterr().err

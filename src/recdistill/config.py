@@ -267,11 +267,12 @@ def parse_dataclass(cls: type[T], mapping: dict[str, Any], where: str = "") -> T
     return cls(**kwargs)
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base`` section by section (a ``params`` mapping: one level)."""
     out = dict(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "params":
-            out[k] = _deep_merge(out[k], v)
+            out[k] = deep_merge(out[k], v)
         elif isinstance(v, dict) and isinstance(out.get(k), dict):  # params: merge one level
             out[k] = {**out[k], **v}
         else:
@@ -299,14 +300,18 @@ def parse_set(item: str) -> dict[str, Any]:
     return out
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file's mapping ({} if empty); a missing file, bad YAML (with its line) or a
+    top level that is not a mapping is one line."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"config file not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise RecdistillError(f"{path}: invalid YAML: {exc}") from None
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" line {line + 1}" if line is not None else ""
+        raise RecdistillError(f"{path}{at}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -322,11 +327,11 @@ def make_config(
     """defaults <- YAML ``file`` <- ``overrides`` (nested dict) <- ``sets`` ("a.b=value")."""
     merged: dict[str, Any] = {}
     if file is not None:
-        merged = _deep_merge(merged, load_yaml(file))
+        merged = deep_merge(merged, load_yaml(file))
     if overrides:
-        merged = _deep_merge(merged, overrides)
+        merged = deep_merge(merged, overrides)
     for item in sets:
-        merged = _deep_merge(merged, parse_set(item))
+        merged = deep_merge(merged, parse_set(item))
     return parse_dataclass(Config, merged)
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recdistill.config import Config, make_config
+from recdistill.config import Config, deep_merge, make_config
 from recdistill.errors import RecdistillError
-from recdistill.experiment.spec import ExperimentSpec, RunSpec, _merge, nested
+from recdistill.experiment.spec import ExperimentSpec, RunSpec, nested
 
 __all__ = ["Planner", "RunBusy", "Task", "VOLATILE_KEYS", "is_locked", "run_key", "run_lock"]
 
@@ -172,10 +172,10 @@ class Planner:
     def config(self, run: RunSpec, seed: int, params: dict[str, Any]) -> Config:
         """The run's config at ``seed`` with search ``params``: the run's (or the spec's) config
         file <- base <- the run's ``set`` <- params <- the planner's overrides <- seed, method."""
-        over = _merge(self.spec.base, nested(run.set, f"runs.{run.name}.set"))
-        over = _merge(over, nested(untie(params), f"runs.{run.name}.search"))
-        over = _merge(over, self.overrides)
-        over = _merge(over, {"train": {"seed": seed}, "distill": {"method": run.method}})
+        over = deep_merge(self.spec.base, nested(run.set, f"runs.{run.name}.set"))
+        over = deep_merge(over, nested(untie(params), f"runs.{run.name}.search"))
+        over = deep_merge(over, self.overrides)
+        over = deep_merge(over, {"train": {"seed": seed}, "distill": {"method": run.method}})
         try:
             return make_config(run.config_file or self.spec.config_file, over)
         except RecdistillError as exc:

@@ -47,9 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from recdistill.config import parse_set
+from recdistill.config import deep_merge, load_yaml, parse_set
 from recdistill.errors import MissingFileError, RecdistillError
 
 __all__ = [
@@ -427,7 +425,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
         figures.append(fig)
     config_file = _config_file(r.get("config", str), path, f"{where}.config")
     base = r.get("base", dict, {})
-    base = _merge(base, nested(_check_dotted(r.get("set", dict, {}), f"{where}.set")))
+    base = deep_merge(base, nested(_check_dotted(r.get("set", dict, {}), f"{where}.set")))
     seeds = r.ints("seeds") or (0,)
     name = r.get("name", str, path.stem if path is not None else None)
     if not name:
@@ -451,13 +449,6 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     )
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _check_acyclic(runs: dict[str, RunSpec], where: str) -> None:
     state: dict[str, int] = {}
 
@@ -479,13 +470,4 @@ def _check_acyclic(runs: dict[str, RunSpec], where: str) -> None:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and check the spec file ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"experiment spec not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" line {line + 1}" if line is not None else ""
-        raise RecdistillError(f"{path}{at}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_spec(data, path.resolve())
+    return parse_spec(load_yaml(path, "experiment spec"), Path(path).resolve())
