@@ -648,3 +648,17 @@ def test_bad_yaml_names_the_file_and_line(tmp_path, capsys):
     assert "bad.yaml line" in err and err.count("\n") == 0
     assert main(["experiment", "status", str(tmp_path / "missing.yaml")]) == 2
     assert "experiment spec not found" in capsys.readouterr().err
+
+
+def test_seed_offset_makes_a_second_model_of_one_config(tmp_path):
+    spec = _spec(tmp_path)
+    spec["runs"] = {
+        "a": {"set": {"model.dim": 4}},
+        "b": {"set": {"model.dim": 4}, "seed_offset": 1000},
+        "c": {"set": {"model.dim": 4}},
+    }
+    spec["tables"], spec["findings"] = [], []
+    planner = Planner(parse_spec(spec), tmp_path / "runs")
+    a, b, c = (planner.task(n, 1) for n in "abc")
+    assert a.key == c.key and a.key != b.key  # the same config is one run; the offset another
+    assert b.config["train"]["seed"] == 1001 and a.config["train"]["seed"] == 1

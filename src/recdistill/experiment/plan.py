@@ -175,7 +175,9 @@ class Planner:
         over = deep_merge(self.spec.base, nested(run.set, f"runs.{run.name}.set"))
         over = deep_merge(over, nested(untie(params), f"runs.{run.name}.search"))
         over = deep_merge(over, self.overrides)
-        over = deep_merge(over, {"train": {"seed": seed}, "distill": {"method": run.method}})
+        over = deep_merge(
+            over, {"train": {"seed": seed + run.seed_offset}, "distill": {"method": run.method}}
+        )
         try:
             return make_config(run.config_file or self.spec.config_file, over)
         except RecdistillError as exc:

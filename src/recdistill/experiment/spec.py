@@ -95,6 +95,9 @@ class RunSpec:
     search: SearchSpec | None = None
     config_file: Path | None = None  # instead of the spec's base config file
     inherit: str | None = None  # a searched run whose chosen settings this run starts from
+    seed_offset: int = (
+        0  # train.seed = the seed + this (a second model of one config, e.g. a same-size partner)
+    )
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,7 @@ def _config_file(value: str | None, path: Path | None, where: str) -> Path | Non
 
 
 def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
-    keys = ("method", "teacher", "student", "set", "seeds", "search", "config", "inherit")
+    keys = ("method", "teacher", "student", "set", "seeds", "search", "config", "inherit", "seed_offset")
     r = _Reader(data or {}, where, keys)
     search = r.get("search", dict)
     return RunSpec(
@@ -292,6 +295,7 @@ def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
         search=_search(search, f"{where}.search") if search is not None else None,
         config_file=_config_file(r.get("config", str), path, f"{where}.config"),
         inherit=r.get("inherit", str),
+        seed_offset=r.get("seed_offset", int, 0),
     )
 
 
