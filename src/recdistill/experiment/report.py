@@ -47,13 +47,26 @@ VERDICTS = (
 
 
 def commit_id(cwd: Path | None = None) -> str:
-    """The checkout's commit (short), with ``+dirty`` when tracked files have changed."""
+    """The checkout's commit (short), with ``+dirty`` when the code, configs or specs (tracked
+    files under ``src``, ``configs``, ``experiments``) differ from it; results may."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":/src",
+                ":/configs",
+                ":/experiments",
+            ],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
