@@ -578,6 +578,9 @@ def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
     assert time.time() - t0 < 20  # the workers were stopped, not waited for
     assert "run the same command again" in out
     assert {r["state"] for r in exp.status()} <= {"partial", "todo"}
+    partial = [r for r in exp.status() if r["state"] == "partial"]
+    assert partial and all(1 <= r["epoch"] <= 4000 for r in partial)  # where each one stopped
+    assert "of at most 4000" in exp.status_text()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert {r["state"] for r in exp.status()} == {"done"}

@@ -67,17 +67,22 @@ class Experiment:
     def status(self, only: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One entry per known task: run, seed, trial, key, folder, state."""
         tasks, pending = self.tasks(only)
-        out = [
-            {
+        out = []
+        for t in tasks:
+            state = self.planner.status(t)
+            entry = {
                 "run": t.run,
                 "seed": t.seed,
                 "trial": t.trial,
                 "key": t.key,
                 "dir": str(t.directory(self.planner.root)),
-                "state": self.planner.status(t),
+                "state": state,
+                "epoch": None,
+                "epochs": t.config["train"]["epochs"],
             }
-            for t in tasks
-        ]
+            if state in ("running", "partial"):
+                entry["epoch"] = _last_epoch(t.directory(self.planner.root) / "log.jsonl")
+            out.append(entry)
         out += [
             {"run": n, "seed": None, "trial": None, "key": None, "dir": None, "state": "pending search"}
             for n in pending
@@ -94,7 +99,8 @@ class Experiment:
                 lines.append(f"  {r['run']:<24} (its search has not finished)  {r['state']}")
                 continue
             what = f"{r['run']} seed {r['seed']}" + (f" trial {r['trial']}" if r["trial"] is not None else "")
-            lines.append(f"  {what:<32} {r['dir']}  {r['state']}")
+            at = f" (epoch {r['epoch']} of at most {r['epochs']})" if r.get("epoch") else ""
+            lines.append(f"  {what:<32} {r['dir']}  {r['state']}{at}")
         head = f"{self.spec.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         return "\n".join([head, *lines])
 
@@ -120,3 +126,19 @@ class Experiment:
     def report_data(self) -> dict[str, Any]:
         self.planner.refresh()
         return build_report(self.planner)
+
+
+def _last_epoch(log: Path) -> int | None:
+    """The last epoch a run's ``log.jsonl`` records (None without one)."""
+    import json
+
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["epoch"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
