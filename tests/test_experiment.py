@@ -546,8 +546,15 @@ def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
 
     spec = _spec(tmp_path)
     spec["runs"] = {
-        "a": {"set": {"model.dim": 4, "train.epochs": 4000, "train.eval_every": 1000, "train.patience": 10}},
-        "b": {"set": {"model.dim": 5, "train.epochs": 4000, "train.eval_every": 1000, "train.patience": 10}},
+        name: {
+            "set": {
+                "model.dim": dim,
+                "train.epochs": 1000,
+                "train.eval_every": 500,
+                "train.checkpoint_every": 25,
+            }
+        }
+        for name, dim in (("a", 4), ("b", 5))
     }
     spec["seeds"] = [0]
     spec["tables"], spec["findings"] = [], []
@@ -579,8 +586,8 @@ def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
     assert "run the same command again" in out
     assert {r["state"] for r in exp.status()} <= {"partial", "todo"}
     partial = [r for r in exp.status() if r["state"] == "partial"]
-    assert partial and all(1 <= r["epoch"] <= 4000 for r in partial)  # where each one stopped
-    assert "of at most 4000" in exp.status_text()
+    assert partial and all(1 <= r["epoch"] <= 1000 for r in partial)  # where each one stopped
+    assert "of at most 1000" in exp.status_text()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert {r["state"] for r in exp.status()} == {"done"}
