@@ -15,8 +15,9 @@ from torch import nn
 def lookup(emb: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
     """``emb(index)`` computed as ``index_select`` on the weight: the same values, and a backward
     that is ``index_add_`` (forward + backward in about half of ``nn.Embedding``'s time on the CPU
-    for the ~10^5 rows a distillation batch gathers: ``benchmarks/bench_lookup.py``). A table switched to sparse gradients
-    (``train.optimizer=sparse_adam``) keeps ``nn.Embedding``. index (...,) -> (..., dim)."""
+    for the ~10^5 rows a distillation batch gathers: ``benchmarks/bench_lookup.py``). A table
+    switched to sparse gradients (``train.optimizer=sparse_adam``) keeps ``nn.Embedding``.
+    index (...,) -> (..., dim)."""
     if emb.sparse:  # row-sparse gradients (train.optimizer=sparse_adam) come from the module
         return emb(index)
     return emb.weight.index_select(0, index.reshape(-1)).view(*index.shape, emb.embedding_dim)
