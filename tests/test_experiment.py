@@ -330,6 +330,11 @@ def test_tied_keys_and_heatmap(tmp_path):
         assert t.config["distill"]["params"] == {"alpha": v, "mu": v}
     rep = exp.report(tmp_path / "out")
     assert rep["figures"] and (tmp_path / "out" / rep["figures"][0]).read_bytes()[:4] == b"\x89PNG"
+    hm = rep["heatmaps"][rep["figures"][0]]
+    assert hm["xs"] == [0.001, 0.01] and hm["ys"] == [0.2, 0.5]
+    for t, score in zip(state.tasks, state.scores):  # every cell is its trial's validation score
+        x, y = t.params["train.lr"], t.params["distill.params.alpha,distill.params.mu"]
+        assert hm["grid"][hm["ys"].index(y)][hm["xs"].index(x)] == score
 
 
 def _t_two_sided_p(t: float, df: int, steps: int = 200_000) -> float:

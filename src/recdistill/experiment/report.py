@@ -424,7 +424,9 @@ def write_report(planner: Planner, out_dir: str | Path, command: str = "") -> di
     for fig in planner.spec.figures:
         path = out / (fig.file or f"{planner.spec.name}_{fig.run}_{fig.kind}.png")
         made = (
-            _heatmap(planner, fig, path) if fig.kind == "heatmap" else _discrepancy(planner, fig, path, rep)
+            _heatmap(planner, fig, path, rep)
+            if fig.kind == "heatmap"
+            else _discrepancy(planner, fig, path, rep)
         )
         if made:
             figures.append(str(path.name))
@@ -500,8 +502,10 @@ def _discrepancy(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) ->
     return True
 
 
-def _heatmap(planner: Planner, fig: Any, path: Path) -> bool:
-    """A search's validation scores over two of its keys (other keys: the best score)."""
+def _heatmap(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) -> bool:
+    """A search's validation scores over two of its keys (other keys: the best score), into the
+    report's data (``rep["heatmaps"][<file>]``: x and y values, grid[y][x], None where not run)
+    and a PNG."""
     from recdistill.analysis.plots import plot_heatmap
 
     state = search_state(planner, fig.run)
@@ -519,6 +523,14 @@ def _heatmap(planner: Planner, fig: Any, path: Path) -> bool:
     for (x, y), v in cells.items():
         grid[ys.index(y), xs.index(x)] = v
     title = fig.title or f"{planner.spec.name}: valid {state.metric}"
+    rep.setdefault("heatmaps", {})[path.name] = {
+        "run": fig.run,
+        "x": fig.x,
+        "y": fig.y,
+        "xs": xs,
+        "ys": ys,
+        "grid": [[None if np.isnan(v) else float(v) for v in row] for row in grid],
+    }
     plot_heatmap(grid, xs, ys, fig.x.split(".")[-1], fig.y.split(".")[-1], title, path)
     return True
 
