@@ -181,6 +181,26 @@ def test_relaxed_permutation_gradcheck_and_stability() -> None:
     assert torch.isfinite(out)
 
 
+def test_relaxed_permutation_fast_and_exact_paths_match_the_reference() -> None:
+    # Spreads below the shift floor take the cumsum path, wider ones logcumsumexp; both must
+    # equal the float64 loop, and float32 inputs must stay close to it.
+    g = torch.Generator().manual_seed(3)
+    for scale in (0.1, 5.0, 40.0, 150.0):
+        z = torch.randn(6, 7, generator=g, dtype=torch.float64) * scale
+        r = torch.randn(6, 3, generator=g, dtype=torch.float64) * scale
+        ref = torch.tensor(ref_rpl(z, r), dtype=torch.float64)
+        torch.testing.assert_close(L.relaxed_permutation_loss(z, r, reduction="none"), ref)
+        got32 = L.relaxed_permutation_loss(z.float(), r.float(), reduction="none").double()
+        torch.testing.assert_close(got32, ref, rtol=1e-4, atol=1e-3 * max(scale, 1.0))
+    # Padding after the last valid entry, with a rest far below: finite loss and gradients.
+    z = torch.tensor([[0.0, 3.0, 2.0]], requires_grad=True)
+    r = torch.tensor([[-1000.0]], requires_grad=True)
+    zm = torch.tensor([[True, False, False]])
+    out = L.relaxed_permutation_loss(z, r, zm, reduction="sum")
+    out.backward()
+    assert abs(float(out.detach())) < 1e-6 and torch.isfinite(z.grad).all() and torch.isfinite(r.grad).all()
+
+
 def test_relaxed_permutation_shape_errors() -> None:
     with pytest.raises(ValueError, match="2-D"):
         L.relaxed_permutation_loss(torch.zeros(3), torch.zeros(3, 2))

@@ -132,6 +132,37 @@ def cd_loss(
 
 
 # ------------------------------------------------------------------------------ RRD / UCD / ICD
+# A shifted entry below this (exp of it is ~1e-26 of the row's largest) might underflow in the
+# cumulative sum; such rows go through ``torch.logcumsumexp`` instead.
+_SHIFT_FLOOR = -60.0
+
+
+def _suffix_logsumexp(
+    z: torch.Tensor, rest: torch.Tensor | None, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``log(Σ_{l>=k} exp z_l + exp rest)`` per row, (B, K), from one row-wise shift and a
+    reversed ``cumsum`` of ``exp`` (ten times faster than ``torch.logcumsumexp`` on CPU); rows
+    whose valid entries span more than ``-_SHIFT_FLOOR`` below the row's maximum (where ``exp``
+    could underflow) fall back to the exact ``logcumsumexp``. ``rest``: (B, 1) log-sum-exp of
+    the unordered set, or None. The shift is detached: the value does not depend on it."""
+    m = z.amax(dim=-1, keepdim=True)  # (B, 1)
+    if rest is not None:
+        m = torch.maximum(m, rest)
+    m = m.detach()
+    low = z - m < _SHIFT_FLOOR  # (B, K)
+    if mask is not None:
+        low &= mask
+    if bool(low.any()):
+        tail = torch.logcumsumexp(z.flip(-1), dim=-1).flip(-1)  # (B, K): log Σ_{l>=k} exp z_l
+        return tail if rest is None else torch.logaddexp(tail, rest)
+    s = torch.exp(z - m).flip(-1).cumsum(dim=-1).flip(-1)  # (B, K) Σ_{l>=k} exp(z_l - m)
+    if rest is not None:
+        s = s + torch.exp(rest - m)
+    # Padding alone (a fully masked suffix) can sum to 0; its terms are masked out, and the
+    # clamp keeps log's gradient there finite (0 / tiny, not 0 / 0).
+    return torch.log(s.clamp_min(torch.finfo(s.dtype).tiny)) + m
+
+
 def relaxed_permutation_loss(
     ordered_logits: torch.Tensor,
     rest_logits: torch.Tensor,
@@ -170,13 +201,8 @@ def relaxed_permutation_loss(
     if rest_mask is not None:
         _check_same_shape(r, rest_mask, "rest_logits/rest_mask")
         r = r.masked_fill(~rest_mask, neg)
-    tail = torch.logcumsumexp(z.flip(-1), dim=-1).flip(-1)  # (B, K): log Σ_{l>=k} exp z_l
-    if r.shape[-1] > 0:
-        rest = torch.logsumexp(r, dim=-1, keepdim=True)  # (B, 1)
-        denom = torch.logaddexp(tail, rest)  # (B, K)
-    else:
-        denom = tail
-    terms = denom - z  # (B, K)
+    rest = torch.logsumexp(r, dim=-1, keepdim=True) if r.shape[-1] > 0 else None  # (B, 1)
+    terms = _suffix_logsumexp(z, rest, ordered_mask) - z  # (B, K)
     if ordered_mask is not None:
         terms = terms.masked_fill(~ordered_mask, 0.0)
     return _reduce(terms.sum(dim=-1), reduction, row_weight)
