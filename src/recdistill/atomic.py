@@ -5,6 +5,9 @@ Writes: the content goes to a temporary file in the target's folder, flushed and
 moved over the target with ``os.replace`` (atomic on POSIX and Windows); on any error the
 temporary file is removed and the target is left as it was.
 
+Under a process group (``torchrun``) only rank 0 writes: the other processes' writes are no-ops
+(:mod:`recdistill.parallel`), so checkpoints and metrics are written once.
+
 Reads: ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, so a
 file crafted with a pickle payload is refused before any of its code runs.
 """
@@ -21,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from recdistill.errors import MissingFileError, UnsafeFileError
+from recdistill.parallel import is_main
 
 __all__ = [
     "atomic_bytes",
@@ -35,7 +39,9 @@ __all__ = [
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], mode: str = "wb") -> None:
     """Call ``write(f)`` on a temporary file next to ``path`` (opened with ``mode``), then
-    ``os.replace`` it onto ``path``. Parent folders are created."""
+    ``os.replace`` it onto ``path``. Parent folders are created. A no-op outside rank 0."""
+    if not is_main():
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

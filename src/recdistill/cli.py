@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Each module defines ``register(subparsers)``, which adds its subcommands and sets ``func``.
@@ -30,10 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     and returns 2; Ctrl-C prints where the run stopped and returns 130; anything else is a bug
     and keeps its traceback."""
     from recdistill.errors import RecdistillError, RunInterrupted
+    from recdistill.parallel import init_from_env, is_main
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    started = False
     try:
+        started = init_from_env()  # under torchrun: the process group; only rank 0 prints
+        if not is_main():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         return int(args.func(args) or 0)
     except RunInterrupted as exc:  # Ctrl-C in training: where it stopped, how to resume
         print(f"recdistill: {exc}", file=sys.stderr)
@@ -44,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recdistill: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -137,9 +137,7 @@ def cd_loss(
 _SHIFT_FLOOR = -60.0
 
 
-def _suffix_logsumexp(
-    z: torch.Tensor, rest: torch.Tensor | None, mask: torch.Tensor | None
-) -> torch.Tensor:
+def _suffix_logsumexp(z: torch.Tensor, rest: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
     """``log(Σ_{l>=k} exp z_l + exp rest)`` per row, (B, K), from one row-wise shift and a
     reversed ``cumsum`` of ``exp`` (ten times faster than ``torch.logcumsumexp`` on CPU); rows
     whose valid entries span more than ``-_SHIFT_FLOOR`` below the row's maximum (where ``exp``

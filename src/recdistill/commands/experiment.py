@@ -129,6 +129,7 @@ def parse_space(items: list[str]) -> dict[str, Any]:
 def cmd_tune(args: argparse.Namespace) -> int:
     from recdistill.experiment import Experiment, parse_spec
 
+    _single_process("recdistill tune")
     space = parse_space(args.space)
     search: dict[str, Any] = {"sampler": args.sampler, "space": space}
     if args.trials is not None:
@@ -197,7 +198,18 @@ def _experiments(args: argparse.Namespace) -> list[Any]:
     return [Experiment.load(s, args.runs_dir, args.seeds) for s in args.specs]
 
 
+def _single_process(what: str) -> None:
+    from recdistill.parallel import world
+
+    if world()[1] > 1:
+        raise RecdistillError(
+            f"{what} runs many runs in parallel itself (--jobs N); start it without torchrun "
+            "(torchrun is for one train / distill / evaluate command)"
+        )
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
+    _single_process("recdistill experiment")
     exps = _experiments(args)  # every spec checked before anything runs
     only = tuple(args.only) or None
     command = "recdistill " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""

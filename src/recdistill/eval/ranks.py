@@ -36,6 +36,7 @@ import torch
 from recdistill.data.dataset import N_CANDIDATES, Dataset
 from recdistill.data.pairs import PairSet
 from recdistill.errors import RecdistillError
+from recdistill.parallel import all_sum_numpy, block, is_main, world
 
 PROTOCOLS = ("full", "sampled")
 SPLITS = ("valid", "test")
@@ -199,15 +200,18 @@ def heldout_ranks(
         return out
 
     user_device = torch.device(device) if device is not None else torch.device("cpu")
-    chunks = range(0, users.size, int(batch_size))
-    if progress:
+    # Under a process group each process ranks a contiguous block of whole chunks (the same
+    # chunks as one process, so the same scores) and the zero-filled outputs are summed: exact.
+    lo, hi = block(users.size, align=int(batch_size))
+    chunks = range(lo, hi, int(batch_size))
+    if progress and is_main():
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc=f"eval {protocol}/{split}", unit="chunk")
     full = _FullRanker(dataset, users, target, other, ties) if protocol == "full" else None
     sampled = _SampledRanker(dataset, seen, target, other, ties) if protocol != "full" else None
     for c0 in chunks:
-        c1 = min(c0 + int(batch_size), users.size)
+        c1 = min(c0 + int(batch_size), hi)
         u_np = users[c0:c1]  # (B,)
         u = torch.from_numpy(u_np).to(user_device)  # (B,)
         if full is not None:
@@ -219,6 +223,8 @@ def heldout_ranks(
         # copied out at once: small tensors kept alive across chunks would pin holes in the
         # heap left by the freed (B, n_items) score matrices, and the RSS would grow per chunk
         out[u_np] = ranks.to("cpu", dtype).numpy()
+    if world()[1] > 1:
+        all_sum_numpy(out)
     return out
 
 

@@ -42,6 +42,27 @@ class Batch:
     idx: torch.Tensor | None = None
     neg_row: torch.Tensor | None = None
 
+    @property
+    def n_rows(self) -> int:
+        return int(self.users.numel())
+
+    def rows(self, start: int, end: int) -> Batch:
+        """Rows ``[start, end)`` of the batch (one process's share under ``torchrun``); a user
+        batch keeps the negatives of those rows, renumbered."""
+        neg, neg_row = self.neg, self.neg_row
+        if neg_row is not None and neg is not None:
+            keep = (neg_row >= start) & (neg_row < end)  # (N,)
+            neg, neg_row = neg[keep], neg_row[keep] - start
+        elif neg is not None:
+            neg = neg[start:end]
+        return Batch(
+            self.users[start:end],
+            None if self.pos is None else self.pos[start:end],
+            neg,
+            None if self.idx is None else self.idx[start:end],
+            neg_row,
+        )
+
     def to(self, device: torch.device | str) -> Batch:
         def mv(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)

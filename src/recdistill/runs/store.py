@@ -30,6 +30,7 @@ from recdistill.distill.teacher import load_teacher as load_teacher_file
 from recdistill.errors import MissingFileError, RecdistillError
 from recdistill.models.base import Recommender
 from recdistill.models.store import load_model
+from recdistill.parallel import is_main
 
 __all__ = [
     "Run",
@@ -111,13 +112,17 @@ def run_directory(
         yield out
         return
     stage = out.parent / f".{out.name}.staging"
-    if stage.exists():
+    main = is_main()  # under torchrun only rank 0 touches the folders
+    if stage.exists() and main:
         shutil.rmtree(stage)
     try:
         yield stage
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        if main:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
+    if not main:
+        return
     old = out.parent / f".{out.name}.replaced"
     if old.exists():
         shutil.rmtree(old)

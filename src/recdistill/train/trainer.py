@@ -34,6 +34,12 @@ Contract (what a distiller codes against)
 - Randomness: ``torch.manual_seed(seed)`` at construction (dropout) and one CPU
   ``torch.Generator`` (``trainer.generator``) for batch order and sampling; both are
   checkpointed, so ``fit(resume=True)`` continues bitwise-identically on CPU.
+- Several processes (``torchrun``; :mod:`recdistill.parallel`): every process builds the same
+  batches, trains on its contiguous block of each batch's rows with its loss scaled by its share
+  of the rows, and the gradients are summed over processes before each step, so every process
+  holds the same model; dropout streams are per process and per epoch. Validation and the final
+  metrics are computed split by users and gathered (identical to one process). Only rank 0 writes
+  files and prints. A checkpoint records the number of processes and resumes only with it.
 - Files in ``out_dir``: ``checkpoint.pt`` (every ``checkpoint_every`` epochs, atomic),
   ``log.jsonl`` (one line per epoch: losses, validation metrics, times), and at the end
   ``<name>.pt`` (best state, with the registry name and constructor kwargs, see
@@ -63,6 +69,15 @@ from recdistill.data.pairs import csr_pairs
 from recdistill.errors import RecdistillError, RunInterrupted
 from recdistill.models.base import Batch, Recommender
 from recdistill.models.store import save_model
+from recdistill.parallel import (
+    all_sum_,
+    average_gradients,
+    block,
+    broadcast_parameters,
+    is_main,
+    rank_seed,
+    world,
+)
 from recdistill.ranking.negatives import NegativeSampler
 from recdistill.train.optim import make_optimizer
 
@@ -160,8 +175,10 @@ class Trainer:
         self.monitor = config.resolved_monitor()
         torch.manual_seed(self.tc.seed)
         self.generator = torch.Generator().manual_seed(self.tc.seed)
+        self.world_size = world()[1]
         for m in models.values():
             m.to(self.device)
+            broadcast_parameters(m)  # the same start in every process
         self.optimizers = {n: self.make_optimizer(m) for n, m in models.items()}
         self.sampler = NegativeSampler(dataset.train)
         users, items = csr_pairs(dataset.train)
@@ -236,28 +253,43 @@ class Trainer:
     # ---------------------------------------------------------------- one epoch
     def train_epoch(self, epoch: int) -> dict[str, dict[str, float]]:
         """One pass over the batches; returns ``{model: {part: mean over batches}}``."""
+        parallel = self.world_size > 1
+        if parallel:  # each process its own dropout stream, reproducible per epoch
+            torch.manual_seed(rank_seed(self.tc.seed, epoch))
         self.objective.on_epoch_start(epoch)
         for m in self.models.values():
             m.train()
         sums: dict[str, dict[str, Any]] = {n: {} for n in self.models}
         n_batches = 0
-        show = self.tc.progress and sys.stderr.isatty()
+        show = self.tc.progress and sys.stderr.isatty() and is_main()
         bar = tqdm(
             self._batches(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False, unit="batch"
         )
         for batch in bar:
+            share = 1.0
+            if parallel:  # this process's block of the batch's rows
+                lo, hi = block(batch.n_rows)
+                share = (hi - lo) / max(batch.n_rows, 1)
+                batch = batch.rows(lo, hi)
             batch = batch.to(self.device)
-            for name in self.models:
-                loss, parts = self.objective.loss(name, batch, epoch)
+            for name, model in self.models.items():
                 opt = self.optimizers[name]
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if batch.n_rows:
+                    loss, parts = self.objective.loss(name, batch, epoch)
+                    (loss * share if parallel else loss).backward()
+                    acc = sums[name]
+                    acc["loss"] = acc.get("loss", 0.0) + loss.detach() * share
+                    for k, v in parts.items():
+                        acc[k] = acc.get(k, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v) * share
+                average_gradients(model.parameters())  # no-op in one process
                 opt.step()
-                acc = sums[name]
-                acc["loss"] = acc.get("loss", 0.0) + loss.detach()
-                for k, v in parts.items():
-                    acc[k] = acc.get(k, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v)
             n_batches += 1
+        if parallel:  # the global batches' averages
+            for acc in sums.values():
+                keys = sorted(acc)
+                vals = all_sum_(torch.tensor([float(acc[k]) for k in keys], dtype=torch.float64))
+                acc.update({k: float(v) for k, v in zip(keys, vals.tolist())})
         out = {n: {k: float(v) / max(n_batches, 1) for k, v in acc.items()} for n, acc in sums.items()}
         for n, parts in out.items():
             if not math.isfinite(parts.get("loss", 0.0)):
@@ -298,6 +330,7 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "stopped": self.stopped,
             "train_time": self.train_time,
+            "world_size": self.world_size,
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -308,6 +341,12 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "config" in state:
             self._check_same_run(state["config"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size:
+            raise RecdistillError(
+                f"{self.checkpoint_path or 'the checkpoint'} was written by {saved_world} process(es), "
+                f"this run has {self.world_size}: resume with the same number of processes"
+            )
         if sorted(state["models"]) != sorted(self.models):
             raise RecdistillError(
                 f"checkpoint has models {sorted(state['models'])}, run has {sorted(self.models)}"
@@ -364,7 +403,7 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / "checkpoint.pt"
 
     def _log(self, record: dict[str, Any]) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not is_main():
             return
         with open(self.out_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -409,7 +448,7 @@ class Trainer:
             if resume and ckpt.exists():
                 self.load_state_dict(safe_torch_load(ckpt, "checkpoint"))
                 self._trim_log()
-            elif (self.out_dir / "log.jsonl").exists():
+            elif (self.out_dir / "log.jsonl").exists() and is_main():
                 (self.out_dir / "log.jsonl").unlink()
         bar = self._epoch_bar()
         try:
@@ -426,7 +465,7 @@ class Trainer:
 
     def _epoch_bar(self) -> Any:
         """A bar over epochs (total, ETA, last validation) on a terminal; else None."""
-        if not (self.tc.progress and sys.stderr.isatty()):
+        if not (self.tc.progress and sys.stderr.isatty() and is_main()):
             return None
         return tqdm(total=self.tc.epochs, initial=self.epoch, desc="epochs", unit="epoch", leave=False)
 
@@ -443,7 +482,7 @@ class Trainer:
             if text:
                 bar.set_postfix_str(text)
             return
-        if text and self.tc.progress:
+        if text and self.tc.progress and is_main():
             eta = (self.tc.epochs - self.epoch) * t_epoch
             print(
                 f"epoch {self.epoch}/{self.tc.epochs}: {text}, {t_epoch:.1f} s/epoch, at most "
