@@ -21,14 +21,23 @@ from scipy import stats
 
 from conftest import make_toy_dataset
 from recdistill.config import make_config
+from recdistill.distill.teacher import ScoreTeacher
 from recdistill.errors import RecdistillError
 from recdistill.eval.ranks import heldout_ranks
 from recdistill.models import build_model
 from recdistill.parallel import block, rank_seed, world
 from recdistill.ranking import DrawSpec, RankEngine, make_weight
 from recdistill.ranking.weights import RankChunk
-from recdistill.runs import train_run
+from recdistill.runs import distill_run, train_run
 
+RRD_PARAMS = {
+    "n_top": 10,
+    "n_interesting": 4,
+    "n_uninteresting": 4,
+    "item_n_top": 5,
+    "item_n_interesting": 2,
+    "item_n_uninteresting": 3,
+}
 WORLD = 2
 ROUNDS = 300  # draws per interaction slot for the chi-square test
 
@@ -96,6 +105,20 @@ def _work(ds, tmp: Path) -> dict[str, object]:
     _, met = train_run(_cfg("cdae", 4), tmp / f"cdae-{tag}", dataset=ds)
     out["cdae_metrics"] = met["models"]["model"]
     train_run(_cfg("bpr", 4), tmp / f"cut-{tag}", dataset=ds, stop_after=2)
+    for model in ("bpr", "cdae"):  # RRD + IR-RRD: each distinct row of a batch distilled once
+        g = torch.Generator().manual_seed(0)
+        t = ScoreTeacher(torch.randn(ds.n_users, ds.n_items, generator=g))
+        cfg = make_config(
+            overrides={
+                "data": {"name": "toy"},
+                "model": {"name": model, "size": None, "dim": 4},
+                "train": {"epochs": 3, "batch_size": 64, "progress": False, "ks": [5], "monitor": "H@5"},
+                "distill": {"method": "rrd+ir-rrd", "params": RRD_PARAMS},
+            }
+        )
+        distill_run(cfg, tmp / f"rrd-{model}-{tag}", dataset=ds, teacher=t, log=lambda s: None)
+        log = tmp / f"rrd-{model}-{tag}" / "log.jsonl"
+        out[f"rrd_{model}_log"] = log.read_text() if world()[0] == 0 else ""
     return out
 
 
@@ -187,6 +210,20 @@ def test_training_equals_one_process_up_to_rounding(results) -> None:
     c1 = one["cdae_metrics"]["test"]["full"]["H@10"]
     assert abs(many[0]["cdae_metrics"]["test"]["full"]["H@10"] - c1) < 0.2
     assert many[0]["cdae_metrics"] == many[1]["cdae_metrics"]
+
+
+@pytest.mark.parametrize("model", ["bpr", "cdae"])
+def test_rrd_distillation_equals_one_process_up_to_rounding(results, model) -> None:
+    # The distinct users and items of a batch are split over the processes, not the
+    # interactions: the RRD and IR-RRD terms keep their one-process scale.
+    _, _, one, many = results
+    log1 = [json.loads(x) for x in one[f"rrd_{model}_log"].splitlines()]
+    log2 = [json.loads(x) for x in many[0][f"rrd_{model}_log"].splitlines()]
+    assert len(log1) == len(log2) == 3
+    tol = 1e-4 if model == "bpr" else 0.05  # CDAE: its dropout streams differ per process
+    for a, b in zip(log1, log2):
+        for part in ("RRD", "IR", "base"):
+            assert b["loss"]["student"][part] == pytest.approx(a["loss"]["student"][part], rel=tol), part
 
 
 def test_resume_needs_the_same_number_of_processes(results) -> None:

@@ -39,6 +39,7 @@ from recdistill.distill.base import DISTILLERS, FrozenTeacherDistiller
 from recdistill.errors import RecdistillError
 from recdistill.losses import rrd_loss
 from recdistill.models.base import Batch, Recommender
+from recdistill.parallel import block
 from recdistill.ranking import TopLists, WeightFn, make_weight, uniform_indices
 
 
@@ -208,14 +209,21 @@ class RRD(FrozenTeacherDistiller):
 
     def batch_rows(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The rows a batch distils: its distinct users, and (with an item side) its distinct
-        positive items, or for user batches as many items as rows drawn uniformly."""
-        users = torch.unique(batch.users)  # (U,)
-        if not self.item_rows_needed():
-            return users, None
-        if batch.pos is not None:
-            return users, torch.unique(batch.pos)  # (I,)
-        n_rows = batch.users.numel()
-        return users, uniform_indices(self.dataset.n_items, n_rows, self.generator).to(self.device)  # (B,)
+        positive items, or for user batches as many items as rows drawn uniformly. For one
+        process's share of a batch (``batch.whole``, under ``torchrun``): this process's block of
+        the whole batch's distinct rows, so every row is distilled once, as in one process."""
+        whole = batch.whole if batch.whole is not None else batch
+        users, items = torch.unique(whole.users), None  # (U,)
+        if self.item_rows_needed():
+            if whole.pos is not None:
+                items = torch.unique(whole.pos)  # (I,)
+            else:
+                n = whole.users.numel()
+                items = uniform_indices(self.dataset.n_items, n, self.generator).to(self.device)  # (B,)
+        if batch.whole is not None:
+            users = users[slice(*block(users.numel()))]
+            items = None if items is None else items[slice(*block(items.numel()))]
+        return users, items
 
     def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         if self.epoch != epoch:  # called without on_epoch_start (e.g. a single loss call)

@@ -33,7 +33,9 @@ class Batch:
     row of ``users`` each negative belongs to. idx: (B,) for interaction batches, the row's
     index into the training interactions in CSR order (``dataset.train`` ``indices``), so a
     distiller can look up per-interaction samples it drew at ``on_epoch_start``; for user
-    batches, equal to ``users``.
+    batches, equal to ``users``. whole: for one process's share of a batch under ``torchrun``
+    (:meth:`rows`), the whole batch, so a loss defined on the batch's distinct rows (RRD, DCD)
+    can split those rows instead of the process's share of the interactions; else None.
     """
 
     users: torch.Tensor
@@ -41,6 +43,7 @@ class Batch:
     neg: torch.Tensor | None = None
     idx: torch.Tensor | None = None
     neg_row: torch.Tensor | None = None
+    whole: Batch | None = None
 
     @property
     def n_rows(self) -> int:
@@ -61,6 +64,7 @@ class Batch:
             neg,
             None if self.idx is None else self.idx[start:end],
             neg_row,
+            self,
         )
 
     def to(self, device: torch.device | str) -> Batch:
@@ -73,6 +77,7 @@ class Batch:
             mv(self.neg),
             mv(self.idx),
             mv(self.neg_row),
+            None if self.whole is None else self.whole.to(device),
         )
 
 
