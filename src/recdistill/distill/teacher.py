@@ -73,7 +73,7 @@ def topn_from_scores(
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Teacher top-N lists, observed pairs excluded, best first, padded with -1, from the rank
-    engine (:meth:`recdistill.ranking.RankEngine.iter_ranks`: exact order, ties to the lower id).
+    engine (:meth:`recdistill.ranking.RankEngine.refresh`: exact order, ties to the lower id).
 
     scores: a rank-engine score source (a ``Recommender``, a callable ``users (B,) -> (B, n_items)``
     or a dense (n_users, n_items) tensor). side="user": (n_users, n) items per user; side="item":
@@ -84,13 +84,10 @@ def topn_from_scores(
 
     if side not in ("user", "item"):
         raise RecdistillError(f"side must be 'user' or 'item', got {side!r}")
-    n_rows = dataset.n_users if side == "user" else dataset.n_items
-    out = np.full((n_rows, n), PAD, dtype=np.int32)
     engine = RankEngine(dataset.train, device, chunk_size=chunk)
-    for rows, _, (top,) in engine.iter_ranks([scores], side, top_n=n):
-        assert top is not None
-        out[rows.cpu().numpy()] = top.cpu().numpy()  # (B, n), -1 past the unobserved entries
-    return out
+    top = engine.refresh(scores, side=side, top_n=n).top_t  # split by rows under torchrun
+    assert top is not None
+    return top.cpu().numpy()  # (n_rows, n), PAD (-1) past the unobserved entries
 
 
 # ------------------------------------------------------------------------------------ teachers
