@@ -245,6 +245,22 @@ def test_experiment_end_to_end(tmp_path, capsys):
     after = json.loads((d / "metrics.json").read_text())
     assert after["models"] == before["models"]
 
+    # the index from this command's reports plus an already written one (--with)
+    other = json.loads((tmp_path / "out" / "toy.json").read_text())
+    other["name"], other["findings"][0]["claim"] = "other", "a claim from elsewhere"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    out2, index = tmp_path / "out2", tmp_path / "out2" / "README.md"
+    argv = ["experiment", "report", str(spec_path), "--runs-dir", str(runs), "--out", str(out2)]
+    assert main([*argv, "--index", str(index), "--with", str(tmp_path / "other.json")]) == 0
+    text = index.read_text()
+    assert "[toy](toy.md)" in text and "[other](other.md)" in text and "a claim from elsewhere" in text
+    capsys.readouterr()
+    assert main([*argv, "--index", str(index), "--with", str(tmp_path / "missing.json")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"recdistill: error: --with {tmp_path / 'missing.json'}: no such file"
+    )
+
 
 def test_parallel_jobs_give_the_same_runs(tmp_path):
     spec = _spec(tmp_path)

@@ -105,6 +105,10 @@ def _work(ds, tmp: Path) -> dict[str, object]:
     _, met = train_run(_cfg("cdae", 4), tmp / f"cdae-{tag}", dataset=ds)
     out["cdae_metrics"] = met["models"]["model"]
     train_run(_cfg("bpr", 4), tmp / f"cut-{tag}", dataset=ds, stop_after=2)
+    if world()[1] > 1:  # stopped and resumed with the same processes: the same run
+        _, met = train_run(_cfg("bpr", 4), tmp / f"resumed-{tag}", dataset=ds, stop_after=2)
+        _, met = train_run(_cfg("bpr", 4), tmp / f"resumed-{tag}", dataset=ds, resume=True)
+        out["bpr_resumed"] = met["models"]["model"]
     for model in ("bpr", "cdae"):  # RRD + IR-RRD: each distinct row of a batch distilled once
         g = torch.Generator().manual_seed(0)
         t = ScoreTeacher(torch.randn(ds.n_users, ds.n_items, generator=g))
@@ -227,7 +231,11 @@ def test_rrd_distillation_equals_one_process_up_to_rounding(results, model) -> N
 
 
 def test_resume_needs_the_same_number_of_processes(results) -> None:
-    ds, tmp, _, _ = results
+    ds, tmp, _, many = results
+    for m in many:  # deterministic for a given number of processes, across a resume
+        assert m["bpr_resumed"] == m["bpr_metrics"]
+    log = [json.loads(x) for x in (tmp / "resumed-w2" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     with pytest.raises(RecdistillError, match="written by 2 process"):
         train_run(_cfg("bpr", 4), tmp / "cut-w2", dataset=ds, resume=True)
 

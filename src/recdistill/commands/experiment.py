@@ -70,6 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "report":
             p.add_argument("--out", default="results", help="output folder (results)")
             p.add_argument("--index", default=None, help="also write the verdicts of all SPECs to this file")
+            p.add_argument(
+                "--with",
+                dest="with_reports",
+                action="append",
+                default=[],
+                metavar="REPORT.json",
+                help="add an already written report (its JSON) to the index, e.g. one whose runs are "
+                "not on this machine; repeatable",
+            )
         p.set_defaults(func=cmd_experiment)
 
     t = sub.add_parser(
@@ -208,6 +217,22 @@ def _single_process(what: str) -> None:
         )
 
 
+def _report_json(path: str) -> dict[str, Any]:
+    """A report's JSON as written by ``experiment report`` (one-line errors otherwise)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RecdistillError(f"--with {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise RecdistillError(f"--with {path}: not a readable JSON report ({exc})") from None
+    missing = [k for k in ("name", "title", "commit", "tables", "findings") if k not in data]
+    if not isinstance(data, dict) or missing:
+        raise RecdistillError(f"--with {path}: not an experiment report (missing {', '.join(missing)})")
+    return data
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     _single_process("recdistill experiment")
     exps = _experiments(args)  # every spec checked before anything runs
@@ -221,6 +246,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         reps = [e.report(args.out, command) for e in exps]
         for e in exps:
             print(f"wrote {Path(args.out) / e.spec.name}.md (.csv, .json)")
+        fresh = {r["name"] for r in reps}
+        for path in args.with_reports:
+            old = _report_json(path)
+            if old["name"] not in fresh:  # a report written by this command wins
+                reps.append(old)
+        reps.sort(key=lambda r: str(r["name"]))
         if args.index:
             from recdistill.experiment import write_index
 
