@@ -693,3 +693,38 @@ def test_seed_offset_makes_a_second_model_of_one_config(tmp_path):
     a, b, c = (planner.task(n, 1) for n in "abc")
     assert a.key == c.key and a.key != b.key  # the same config is one run; the offset another
     assert b.config["train"]["seed"] == 1001 and a.config["train"]["seed"] == 1
+
+
+def test_records_count_as_finished_and_retrain_only_what_a_new_run_needs(tmp_path):
+    spec = _spec(tmp_path, seeds=[0, 1])
+    path = _write(tmp_path, spec)
+    records = tmp_path / "records"
+    first = Experiment.load(path, tmp_path / "runs", records_dir=records)
+    assert first.run(log=lambda s: None).ok
+    n = first.record()
+    assert n == len(first.status()) == 1 + 3 + 1 + 2  # teacher, 3 trials (one is seed 0), seed 1, rd x2
+    for t in first.tasks()[0]:
+        rec = first.planner.record_dir(t)
+        assert (rec / "metrics.json").read_bytes() == (
+            t.directory(tmp_path / "runs") / "metrics.json"
+        ).read_bytes()
+        assert not list(rec.glob("*.pt"))  # no model files, no checkpoint
+    # another machine: no run folders, only the records
+    second = Experiment.load(path, tmp_path / "elsewhere", records_dir=records)
+    assert {r["state"] for r in second.status()} == {"recorded"}
+    assert second.report_data()["tables"] == first.report_data()["tables"]
+    assert second.run(log=lambda s: None).finished == []
+    # a new run that starts from the teacher: the teacher is trained again (the same run, the
+    # same metrics), the recorded students are not
+    spec["runs"]["cd"] = {"method": "cd", "teacher": "teacher", "set": {"model.dim": 4}, "seeds": [0]}
+    third = Experiment.load(_write(tmp_path, spec), tmp_path / "elsewhere", records_dir=records)
+    done = third.run(log=lambda s: None).finished
+    assert sorted(done) == ["cd seed 0", "teacher seed 0"]
+    t = third.planner.task("teacher", 0)
+    again = json.loads((t.directory(tmp_path / "elsewhere") / "metrics.json").read_text())
+    assert again["models"] == json.loads((third.planner.record_dir(t) / "metrics.json").read_text())["models"]
+    with pytest.raises(RecdistillError, match="no records folder"):
+        Experiment.load(path, tmp_path / "runs", records_dir=None).record()
+    argv = ["experiment", "record", str(path), "--runs-dir", str(tmp_path / "runs")]
+    assert main([*argv, "--records", str(tmp_path / "rec2")]) == 0
+    assert len(list((tmp_path / "rec2").glob("*/metrics.json"))) == n

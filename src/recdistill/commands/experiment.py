@@ -50,10 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("run", "train every missing run of the spec(s)"),
         ("status", "each run's state: done, partial (resumable), failed, todo"),
         ("report", "write the tables (markdown, CSV, JSON, PNG) from the finished runs"),
+        ("record", "copy the finished runs' small files (metrics, config) into --records, to commit"),
     ):
         p = esub.add_parser(name, help=help_)
         p.add_argument("specs", nargs="+", metavar="SPEC", help="experiment spec file(s) (YAML)")
         p.add_argument("--runs-dir", default="runs/exp", help="where runs are stored (runs/exp)")
+        p.add_argument(
+            "--records",
+            default="results/runs",
+            help="finished runs' records, counted as finished where a run's folder is missing "
+            "(results/runs; '' for none)",
+        )
         p.add_argument("--seeds", type=_seeds, help="seeds instead of the spec's, e.g. 0-4 or 0,2")
         p.add_argument(
             "--only", action="append", default=[], metavar="RUN", help="only this run (and what it needs)"
@@ -204,7 +211,8 @@ def _stop_on_sigterm() -> None:
 def _experiments(args: argparse.Namespace) -> list[Any]:
     from recdistill.experiment import Experiment
 
-    return [Experiment.load(s, args.runs_dir, args.seeds) for s in args.specs]
+    records = args.records or None
+    return [Experiment.load(s, args.runs_dir, args.seeds, records_dir=records) for s in args.specs]
 
 
 def _single_process(what: str) -> None:
@@ -241,6 +249,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.action == "status" or (args.action == "run" and args.dry_run):
         for e in exps:
             print(e.status_text(only))
+        return 0
+    if args.action == "record":
+        for e in exps:
+            print(f"{e.spec.name}: {e.record(only)} finished runs recorded in {args.records}")
         return 0
     if args.action == "report":
         reps = [e.report(args.out, command) for e in exps]

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recdistill.errors import RecdistillError
 from recdistill.experiment.execute import RunSummary, run_tasks
 from recdistill.experiment.plan import Planner, Task, run_key
 from recdistill.experiment.report import build_report, write_index, write_report
 from recdistill.experiment.spec import ExperimentSpec, load_spec, parse_spec
 
 __all__ = [
+    "DEFAULT_RECORDS_DIR",
     "DEFAULT_RUNS_DIR",
     "Experiment",
     "ExperimentSpec",
@@ -36,6 +38,8 @@ __all__ = [
 
 #: where runs are stored by their content address, shared by every experiment
 DEFAULT_RUNS_DIR = Path("runs") / "exp"
+#: finished runs' records (small files, committed with the results; see ``Planner.write_record``)
+DEFAULT_RECORDS_DIR = Path("results") / "runs"
 
 
 class Experiment:
@@ -47,17 +51,32 @@ class Experiment:
         runs_dir: str | Path = DEFAULT_RUNS_DIR,
         seeds: tuple[int, ...] | None = None,
         overrides: dict[str, Any] | None = None,
+        records_dir: str | Path | None = DEFAULT_RECORDS_DIR,
     ):
-        """``overrides``: nested settings over every run's (e.g. ``{"train": {"device": "cuda"}}``)."""
+        """``overrides``: nested settings over every run's (e.g. ``{"train": {"device": "cuda"}}``).
+        ``records_dir``: finished runs' records that count as finished where their folder is
+        missing (None: none)."""
         self.spec = spec
-        self.planner = Planner(spec, Path(runs_dir), seeds, overrides)
+        records = Path(records_dir) if records_dir else None
+        self.planner = Planner(spec, Path(runs_dir), seeds, overrides, records)
         self.planner.check()
 
     @classmethod
     def load(
-        cls, path: str | Path, runs_dir: str | Path = DEFAULT_RUNS_DIR, seeds: tuple[int, ...] | None = None
+        cls,
+        path: str | Path,
+        runs_dir: str | Path = DEFAULT_RUNS_DIR,
+        seeds: tuple[int, ...] | None = None,
+        records_dir: str | Path | None = DEFAULT_RECORDS_DIR,
     ) -> Experiment:
-        return cls(load_spec(path), runs_dir, seeds)
+        return cls(load_spec(path), runs_dir, seeds, records_dir=records_dir)
+
+    def record(self, only: tuple[str, ...] | None = None) -> int:
+        """Write the record of every finished run (:meth:`Planner.write_record`); returns how many."""
+        if self.planner.records is None:
+            raise RecdistillError("no records folder to write into")
+        tasks, _ = self.tasks(only)
+        return sum(self.planner.write_record(t) for t in tasks)
 
     def tasks(self, only: tuple[str, ...] | None = None) -> tuple[list[Task], list[str]]:
         """The tasks known now and the runs still pending on a search."""

@@ -158,8 +158,25 @@ def run_tasks(
             def done(t: Task) -> bool:
                 return planner.status(t) == "done" and (not fresh or t.key in redone)
 
+            def settled(t: Task) -> bool:  # for reports: here, or recorded elsewhere
+                return done(t) or (planner.status(t) == "recorded" and not fresh)
+
+            # a recorded run is trained here only when a run still to train starts from it (and
+            # then so are the recorded runs that it starts from)
+            needed: set[str] = set()
+            grew = True
+            while grew:
+                before = len(needed)
+                needed |= {
+                    d.key
+                    for t in tasks
+                    if not settled(t) or t.key in needed
+                    for d in t.dependencies()
+                    if planner.status(d) == "recorded"
+                }
+                grew = len(needed) > before
             for t in tasks:
-                if t.key in busy or t.key in failed or done(t):
+                if t.key in busy or t.key in failed or done(t) or (settled(t) and t.key not in needed):
                     continue
                 if planner.status(t) == "running":  # another command trains it
                     elsewhere += 1
@@ -169,7 +186,7 @@ def run_tasks(
                     blocked.append(t)
                 elif all(done(d) for d in deps):
                     todo.append(t)
-            n_left = sum(t.key not in failed and not done(t) for t in tasks)
+            n_left = sum(t.key not in failed and (not settled(t) or t.key in needed) for t in tasks)
             if not todo and not running and elsewhere:
                 if not waiting:
                     log(f"waiting for {elsewhere} run(s) that another command is training ...")

@@ -44,6 +44,9 @@ NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
 #: method parameters left out of a run's key (where a cache lives)
 VOLATILE_METHOD_PARAMS = ("cache_dir",)
 KEY_VERSION = 1
+#: the small files of a finished run that its record keeps (no model files, no checkpoint)
+RECORD_FILES = ("metrics.json", "config.yaml", "task.json", "distill.json")
+RECORD_GLOBS = ("discrepancy_*.json",)
 
 
 def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[str, Any] | None = None) -> str:
@@ -142,8 +145,13 @@ class Planner:
         root: Path,
         seeds: tuple[int, ...] | None = None,
         overrides: dict[str, Any] | None = None,
+        records: Path | None = None,
     ):
+        """``records``: a folder of finished runs' records (``<key16>/metrics.json`` ...,
+        written by :meth:`write_record`, e.g. committed with the results) that count as finished
+        where the run's own folder is missing (a run trained on another machine)."""
         self.spec, self.root = spec, Path(root)
+        self.records = Path(records) if records is not None else None
         self.seeds = tuple(seeds) if seeds else spec.seeds
         self.overrides = overrides or {}  # nested, over every run's settings (e.g. the device)
         self.search_cache: dict[str, Any] = {}
@@ -314,9 +322,34 @@ class Planner:
         return list(out.values()), pending
 
     # ---- results ----
+    def record_dir(self, task: Task) -> Path | None:
+        """The folder of the task's record (None without a records folder)."""
+        return None if self.records is None else task.directory(self.records)
+
+    def result_file(self, task: Task, name: str) -> Path | None:
+        """``name`` from the task's run folder, else from its record; None if neither has it."""
+        for d in (task.directory(self.root), self.record_dir(task)):
+            if d is not None and (d / name).is_file():
+                return d / name
+        return None
+
+    def write_record(self, task: Task) -> bool:
+        """Copy the small files of a finished run into its record (atomic; False if the run
+        is not finished here)."""
+        src, dst = task.directory(self.root), self.record_dir(task)
+        if dst is None or not (src / "metrics.json").is_file():
+            return False
+        from recdistill.atomic import atomic_bytes
+
+        names = [n for n in RECORD_FILES if (src / n).is_file()]
+        names += sorted({p.name for g in RECORD_GLOBS for p in src.glob(g)})
+        for n in names:
+            atomic_bytes((src / n).read_bytes(), dst / n)
+        return True
+
     def metrics(self, task: Task) -> dict[str, Any] | None:
-        p = task.directory(self.root) / "metrics.json"
-        if not p.is_file():
+        p = self.result_file(task, "metrics.json")
+        if p is None:
             return None
         try:
             return json.loads(p.read_text())
@@ -325,7 +358,8 @@ class Planner:
 
     def status(self, task: Task) -> str:
         """done (metrics.json) | running (another process holds its lock) | partial (a
-        checkpoint to resume) | failed | todo."""
+        checkpoint to resume) | failed | recorded (finished elsewhere: only its record is here;
+        trained again only if a run that starts from it needs its model) | todo."""
         d = task.directory(self.root)
         if (d / "metrics.json").is_file():
             return "done"
@@ -335,4 +369,7 @@ class Planner:
             return "partial"
         if (d / "error.txt").is_file():
             return "failed"
+        rec = self.record_dir(task)
+        if rec is not None and (rec / "metrics.json").is_file():
+            return "recorded"
         return "todo"

@@ -448,6 +448,10 @@ def write_report(planner: Planner, out_dir: str | Path, command: str = "") -> di
     return rep
 
 
+def discrepancy_file(teacher_task: Any, model: str | None, n: int) -> str:
+    return f"discrepancy_{teacher_task.key[:16]}_{model or 'primary'}_n{n}.json"
+
+
 def discrepancy_of(
     planner: Planner, teacher_task: Any, student_task: Any, model: str | None, n: int
 ) -> dict[str, float]:
@@ -457,9 +461,11 @@ def discrepancy_of(
     from recdistill.runs import load_run
 
     d = student_task.directory(planner.root)
-    cache = d / f"discrepancy_{teacher_task.key[:16]}_{model or 'primary'}_n{n}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
+    name = discrepancy_file(teacher_task, model, n)
+    cached = planner.result_file(student_task, name)  # here, or in the run's record
+    if cached is not None:
+        return json.loads(cached.read_text())
+    cache = d / name
     student_run = load_run(d)
     teacher_run = load_run(teacher_task.directory(planner.root), dataset=student_run.dataset)
     metrics = planner.metrics(student_task) or {}
@@ -487,8 +493,11 @@ def _discrepancy(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) ->
         for seed in planner.seeds_of(row.run):
             st = planner.task(row.run, seed)
             tt = planner.task(fig.run, planner.dep_seed(fig.run, seed))
-            if st is None or tt is None or planner.status(st) != "done" or planner.status(tt) != "done":
+            if st is None or tt is None:
                 continue
+            local = planner.status(st) == "done" and planner.status(tt) == "done"
+            if not local and planner.result_file(st, discrepancy_file(tt, row.model, fig.n)) is None:
+                continue  # neither the models nor a recorded value here
             v = discrepancy_of(planner, tt, st, row.model, fig.n)
             for side in sides:
                 sides[side].append(v[side])
