@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from recdistill.config import add_training_flags, check_out_args, config_from_args
+from recdistill.errors import RecdistillError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +108,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from recdistill.experiment.demo import run_demo
+    from recdistill.parallel import world
+
+    if world()[1] > 1:
+        raise RecdistillError("recdistill demo runs its runs itself; start it without torchrun")
 
     run_demo(
         Path(args.out),
