@@ -109,6 +109,9 @@ def _work(ds, tmp: Path) -> dict[str, object]:
         _, met = train_run(_cfg("bpr", 4), tmp / f"resumed-{tag}", dataset=ds, stop_after=2)
         _, met = train_run(_cfg("bpr", 4), tmp / f"resumed-{tag}", dataset=ds, resume=True)
         out["bpr_resumed"] = met["models"]["model"]
+        from recdistill.cli import main  # commands that run many runs refuse a process group
+
+        out["refused"] = [main(["experiment", "status", "x.yaml"]), main(["demo"])]
     for model in ("bpr", "cdae"):  # RRD + IR-RRD: each distinct row of a batch distilled once
         g = torch.Generator().manual_seed(0)
         t = ScoreTeacher(torch.randn(ds.n_users, ds.n_items, generator=g))
@@ -232,6 +235,7 @@ def test_rrd_distillation_equals_one_process_up_to_rounding(results, model) -> N
 
 def test_resume_needs_the_same_number_of_processes(results) -> None:
     ds, tmp, _, many = results
+    assert [m["refused"] for m in many] == [[2, 2]] * WORLD
     for m in many:  # deterministic for a given number of processes, across a resume
         assert m["bpr_resumed"] == m["bpr_metrics"]
     log = [json.loads(x) for x in (tmp / "resumed-w2" / "log.jsonl").read_text().splitlines()]
