@@ -714,6 +714,16 @@ def test_records_count_as_finished_and_retrain_only_what_a_new_run_needs(tmp_pat
     assert {r["state"] for r in second.status()} == {"recorded"}
     assert second.report_data()["tables"] == first.report_data()["tables"]
     assert second.run(log=lambda s: None).finished == []
+    # a run interrupted or failed here but finished elsewhere: its record wins
+    t0 = second.planner.task("rd", 1)
+    t0.directory(tmp_path / "elsewhere").mkdir(parents=True)
+    (t0.directory(tmp_path / "elsewhere") / "error.txt").write_text("x")
+    assert second.planner.status(t0) == "recorded"
+    # a run finished here reads only its own files, never its record's
+    t1 = first.planner.task("rd", 0)
+    (first.planner.record_dir(t1) / "extra.json").write_text("{}")
+    assert first.planner.result_file(t1, "extra.json") is None
+    assert first.planner.result_file(t1, "metrics.json") == t1.directory(tmp_path / "runs") / "metrics.json"
     # a new run that starts from the teacher: the teacher is trained again (the same run, the
     # same metrics), the recorded students are not
     spec["runs"]["cd"] = {"method": "cd", "teacher": "teacher", "set": {"model.dim": 4}, "seeds": [0]}

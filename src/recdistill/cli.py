@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     started = False
+    stdout = sys.stdout
     try:
         started = init_from_env()  # under torchrun: the process group; only rank 0 prints
         if not is_main():
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (closed in finally)
         return int(args.func(args) or 0)
     except RunInterrupted as exc:  # Ctrl-C in training: where it stopped, how to resume
         print(f"recdistill: {exc}", file=sys.stderr)
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print("recdistill: interrupted", file=sys.stderr)
         return 130
     finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
         if started:
             import torch.distributed as dist
 

@@ -76,7 +76,9 @@ def init_from_env() -> bool:
     if not dist.is_available():
         raise RecdistillError("this PyTorch build has no torch.distributed; run without torchrun")
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local < torch.cuda.device_count():  # more processes than GPUs: CPU runs still work
+            torch.cuda.set_device(local)
         dist.init_process_group("cpu:gloo,cuda:nccl")
     else:
         dist.init_process_group("gloo")

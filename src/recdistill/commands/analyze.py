@@ -15,7 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from recdistill.errors import MissingFileError
+from recdistill.errors import MissingFileError, RecdistillError
+
+
+def _one_process() -> None:
+    from recdistill.parallel import world
+
+    if world()[1] > 1:
+        raise RecdistillError("recdistill analyze runs in one process; start it without torchrun")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,6 +87,7 @@ def _load(spec: str, data_dir: str | None, device: str, dataset: Any = None) -> 
 
 
 def cmd_discrepancy(args: argparse.Namespace) -> int:
+    _one_process()
     from recdistill.analysis.discrepancy import top_discrepancy
     from recdistill.analysis.plots import plot_discrepancy
     from recdistill.atomic import atomic_json, atomic_text
@@ -105,6 +113,7 @@ def cmd_discrepancy(args: argparse.Namespace) -> int:
 
 
 def cmd_rank_diff(args: argparse.Namespace) -> int:
+    _one_process()
     from recdistill.analysis.report import rank_diff_report
     from recdistill.atomic import atomic_text
 

@@ -235,8 +235,10 @@ def _report_json(path: str) -> dict[str, Any]:
         raise RecdistillError(f"--with {path}: no such file") from None
     except (OSError, ValueError) as exc:
         raise RecdistillError(f"--with {path}: not a readable JSON report ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecdistillError(f"--with {path}: not an experiment report (not a JSON object)")
     missing = [k for k in ("name", "title", "commit", "tables", "findings") if k not in data]
-    if not isinstance(data, dict) or missing:
+    if missing:
         raise RecdistillError(f"--with {path}: not an experiment report (missing {', '.join(missing)})")
     return data
 

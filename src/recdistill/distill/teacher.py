@@ -90,6 +90,17 @@ def topn_from_scores(
     return top.cpu().numpy()  # (n_rows, n), PAD (-1) past the unobserved entries
 
 
+def _everywhere(flag: bool) -> bool:
+    """Whether ``flag`` holds in every process (itself without a process group), so that every
+    process takes the same branch before a collective."""
+    from recdistill.parallel import all_sum_, world
+
+    size = world()[1]
+    if size == 1:
+        return flag
+    return int(all_sum_(torch.tensor([int(flag)]))) == size
+
+
 # ------------------------------------------------------------------------------------ teachers
 class Teacher:
     """A frozen teacher. ``has_scores``: whether :meth:`score`/:meth:`score_all` exist (score
@@ -153,11 +164,15 @@ class Teacher:
             key = f"{self.fingerprint[:16]}-{dataset_fingerprint(dataset)[:16]}"
             # "-e": lists from the rank engine (exact order, ties to the lower id)
             path = Path(cache_dir) / "teacher_topn" / f"{side}-N{n}-{key}-e.npy"
+            arr = None
             if path.is_file():
                 arr = np.load(path, allow_pickle=False)
                 rows = dataset.n_users if side == "user" else dataset.n_items
-                if arr.shape == (rows, n) and arr.dtype == np.int32:
-                    return arr
+                if not (arr.shape == (rows, n) and arr.dtype == np.int32):
+                    arr = None
+            if _everywhere(arr is not None):  # under torchrun: all read the cache, or all rank
+                assert arr is not None
+                return arr
         arr = self._topn(dataset, n, side, chunk, device)
         if path is not None:
             try:

@@ -327,11 +327,13 @@ class Planner:
         return None if self.records is None else task.directory(self.records)
 
     def result_file(self, task: Task, name: str) -> Path | None:
-        """``name`` from the task's run folder, else from its record; None if neither has it."""
-        for d in (task.directory(self.root), self.record_dir(task)):
-            if d is not None and (d / name).is_file():
-                return d / name
-        return None
+        """``name`` from the task's run folder if the run finished here, else from its record;
+        None if neither has it (a run finished here never mixes in its record's files)."""
+        local = task.directory(self.root)
+        if (local / "metrics.json").is_file():
+            return local / name if (local / name).is_file() else None
+        rec = self.record_dir(task)
+        return rec / name if rec is not None and (rec / name).is_file() else None
 
     def write_record(self, task: Task) -> bool:
         """Copy the small files of a finished run into its record (atomic; False if the run
@@ -365,11 +367,11 @@ class Planner:
             return "done"
         if is_locked(d):
             return "running"
+        rec = self.record_dir(task)
+        if rec is not None and (rec / "metrics.json").is_file():  # finished elsewhere
+            return "recorded"
         if (d / "checkpoint.pt").is_file():
             return "partial"
         if (d / "error.txt").is_file():
             return "failed"
-        rec = self.record_dir(task)
-        if rec is not None and (rec / "metrics.json").is_file():
-            return "recorded"
         return "todo"

@@ -36,7 +36,8 @@ Contract (what a distiller codes against)
   checkpointed, so ``fit(resume=True)`` continues bitwise-identically on CPU.
 - Several processes (``torchrun``; :mod:`recdistill.parallel`): every process builds the same
   batches, trains on its contiguous block of each batch's rows with its loss scaled by its share
-  of the rows, and the gradients are summed over processes before each step, so every process
+  of the rows (a batch with fewer rows than processes: each process the whole batch, a 1/N share),
+  and the gradients are summed over processes before each step, so every process
   holds the same model; dropout streams are per process and per epoch. Validation and the final
   metrics are computed split by users and gathered (identical to one process). Only rank 0 writes
   files and prints. A checkpoint records the number of processes and resumes only with it.
@@ -267,10 +268,12 @@ class Trainer:
         )
         for batch in bar:
             share = 1.0
-            if parallel:  # this process's block of the batch's rows
+            if parallel and batch.n_rows >= self.world_size:  # this process's block of the rows
                 lo, hi = block(batch.n_rows)
-                share = (hi - lo) / max(batch.n_rows, 1)
+                share = (hi - lo) / batch.n_rows
                 batch = batch.rows(lo, hi)
+            elif parallel:  # fewer rows than processes: each the whole batch, a 1/N share, so
+                share = 1.0 / self.world_size  # every process calls the objective (its streams)
             batch = batch.to(self.device)
             for name, model in self.models.items():
                 opt = self.optimizers[name]
