@@ -29,6 +29,7 @@ from recdistill.parallel import block, rank_seed, world
 from recdistill.ranking import DrawSpec, RankEngine, make_weight
 from recdistill.ranking.weights import RankChunk
 from recdistill.runs import distill_run, train_run
+from test_train import cfg  # the small training config of the single-process tests
 
 RRD_PARAMS = {
     "n_top": 10,
@@ -40,20 +41,6 @@ RRD_PARAMS = {
 }
 WORLD = 2
 ROUNDS = 300  # draws per interaction slot for the chi-square test
-
-
-def _cfg(model: str, epochs: int, **more: object) -> object:
-    sets = [
-        "train.progress=false",
-        "train.ks=[5,10]",
-        "train.monitor=H@10",
-        "model.dim=8",
-        "train.batch_size=64",
-        "train.lr=0.01",
-        f"model.name={model}",
-        f"train.epochs={epochs}",
-    ] + [f"train.{k}={v}" for k, v in more.items()]
-    return make_config(sets=sets)
 
 
 def _models(ds):  # the same teacher and student in every process
@@ -99,15 +86,15 @@ def _work(ds, tmp: Path) -> dict[str, object]:
         for name, d in r.draws.items():
             out[f"{side}.{name}"] = d.index
     tag = f"w{world()[1]}"
-    _, met = train_run(_cfg("bpr", 4), tmp / f"bpr-{tag}", dataset=ds)
+    _, met = train_run(cfg("bpr", epochs=4), tmp / f"bpr-{tag}", dataset=ds)
     out["bpr_metrics"] = met["models"]["model"]
     out["bpr_log"] = (tmp / f"bpr-{tag}" / "log.jsonl").read_text() if (tmp / f"bpr-{tag}").exists() else ""
-    _, met = train_run(_cfg("cdae", 4), tmp / f"cdae-{tag}", dataset=ds)
+    _, met = train_run(cfg("cdae", epochs=4), tmp / f"cdae-{tag}", dataset=ds)
     out["cdae_metrics"] = met["models"]["model"]
-    train_run(_cfg("bpr", 4), tmp / f"cut-{tag}", dataset=ds, stop_after=2)
+    train_run(cfg("bpr", epochs=4), tmp / f"cut-{tag}", dataset=ds, stop_after=2)
     if world()[1] > 1:  # stopped and resumed with the same processes: the same run
-        _, met = train_run(_cfg("bpr", 4), tmp / f"resumed-{tag}", dataset=ds, stop_after=2)
-        _, met = train_run(_cfg("bpr", 4), tmp / f"resumed-{tag}", dataset=ds, resume=True)
+        _, met = train_run(cfg("bpr", epochs=4), tmp / f"resumed-{tag}", dataset=ds, stop_after=2)
+        _, met = train_run(cfg("bpr", epochs=4), tmp / f"resumed-{tag}", dataset=ds, resume=True)
         out["bpr_resumed"] = met["models"]["model"]
         from recdistill.cli import main  # commands that run many runs refuse a process group
 
@@ -115,7 +102,7 @@ def _work(ds, tmp: Path) -> dict[str, object]:
     for model in ("bpr", "cdae"):  # RRD + IR-RRD: each distinct row of a batch distilled once
         g = torch.Generator().manual_seed(0)
         t = ScoreTeacher(torch.randn(ds.n_users, ds.n_items, generator=g))
-        cfg = make_config(
+        kd_cfg = make_config(
             overrides={
                 "data": {"name": "toy"},
                 "model": {"name": model, "size": None, "dim": 4},
@@ -124,7 +111,7 @@ def _work(ds, tmp: Path) -> dict[str, object]:
                 "distill": {"method": "rrd+ir-rrd", "params": RRD_PARAMS},
             }
         )
-        _, d, _ = distill_run(cfg, tmp / f"rrd-{model}-{tag}", dataset=ds, teacher=t, log=lambda s: None)
+        _, d, _ = distill_run(kd_cfg, tmp / f"rrd-{model}-{tag}", dataset=ds, teacher=t, log=lambda s: None)
         out[f"rrd_{model}_stream"] = d.generator.get_state()  # in step across processes
         log = tmp / f"rrd-{model}-{tag}" / "log.jsonl"
         out[f"rrd_{model}_log"] = log.read_text() if world()[0] == 0 else ""
@@ -244,7 +231,7 @@ def test_resume_needs_the_same_number_of_processes(results) -> None:
     log = [json.loads(x) for x in (tmp / "resumed-w2" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     with pytest.raises(RecdistillError, match="written by 2 process"):
-        train_run(_cfg("bpr", 4), tmp / "cut-w2", dataset=ds, resume=True)
+        train_run(cfg("bpr", epochs=4), tmp / "cut-w2", dataset=ds, resume=True)
 
 
 @pytest.mark.slow
