@@ -46,12 +46,12 @@ class BPR(Recommender):
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         p = lookup(self.user_emb, users)  # (B, d)
         q = lookup(self.item_emb, items)  # (B, k, d)
-        return (q @ p.unsqueeze(-1)).squeeze(-1)  # (B, k)
+        return (q * p.unsqueeze(-2)).sum(-1)  # (B, k): product and sum, not bmm (results/bench_dcd.txt)
 
     def score_users(self, items: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         q = lookup(self.item_emb, items)  # (I, d)
         p = lookup(self.user_emb, users)  # (I, k, d)
-        return (p @ q.unsqueeze(-1)).squeeze(-1)  # (I, k)
+        return (p * q.unsqueeze(-2)).sum(-1)  # (I, k)
 
     def base_loss(self, batch: Batch) -> torch.Tensor:
         if batch.pos is None or batch.neg is None:
