@@ -490,21 +490,21 @@ def test_demo_spec_runs_reuses_and_retrains(tmp_path):
     spec["findings"] = []
     path = _write(tmp_path, spec)
     lines: list[str] = []
-    rep = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append)
+    rep = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, jobs=2)  # the default on 2 cores
     text = "\n".join(lines)
     assert "| Teacher |" in text and "| RD |" in text and "fewer parameters than the teacher" in text
     rd = {r["label"]: r for r in rep["tables"][0]["rows"]}
     better = rd["RD"]["metrics"]["H@10"]["mean"] > rd["Student"]["metrics"]["H@10"]["mean"]
     assert ("NOT above the plain student" in text) != better  # says so when distillation lost
     lines.clear()
-    again = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append)
+    again = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, jobs=1)
     assert not any(x.startswith("[starting]") for x in lines)  # finished runs reused
     assert again["tables"] == rep["tables"]
     lines.clear()
-    run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, fresh=True)
+    run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, fresh=True, jobs=1)
     assert sum(x.startswith("[starting]") for x in lines) == 3  # every run trained again, once
     lines.clear()
-    short = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, epochs=1)
+    short = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, epochs=1, jobs=1)
     assert sum(x.startswith("[starting]") for x in lines) == 3  # other settings: other runs
     assert short["configs"]["rd"]["config"]["train"]["epochs"] == 1
 

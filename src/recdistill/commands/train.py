@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="every run's epochs (a quick look)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="runs in parallel processes, one thread each (default: 2 with 2 or more CPU cores)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -120,5 +126,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         epochs=args.epochs,
         fresh=args.fresh,
+        jobs=args.jobs,
     )
     return 0
