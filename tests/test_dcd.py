@@ -17,6 +17,7 @@ from recdistill.distill.teacher import ListTeacher, ScoreTeacher
 from recdistill.losses import relaxed_permutation_loss
 from recdistill.models import BPR
 from recdistill.models.base import Batch
+from recdistill.ranking import TeacherRanks
 
 REG = load_distillers()
 MU = 0.05  # large enough that tanh does not saturate on 40 items
@@ -142,6 +143,23 @@ def test_corrections_refresh_every_period_only() -> None:
     assert d.n_refresh == 1 and torch.equal(d.corr["user.under"], first)
     d.on_epoch_start(3)
     assert d.n_refresh == 2
+
+
+def test_kept_teacher_ranks_leave_the_corrections_unchanged() -> None:
+    """The frozen teacher is ranked once per side; the student's later refreshes draw what a DCD
+    that ranks the teacher every time draws."""
+    _, _, s, kept = _setup()
+    _, _, s2, every = _setup()
+    every.teacher_ranks = TeacherRanks(max_bytes=0)
+    for step in range(2):
+        kept.refresh()
+        every.refresh()
+        for key in kept.corr:
+            assert torch.equal(kept.corr[key], every.corr[key]), (step, key)
+        with torch.no_grad():  # the student moves between refreshes
+            for m in (s, s2):
+                m.user_emb.weight.mul_(-1.0)
+    assert set(kept.teacher_ranks.ranks) == {"user", "item"} and every.teacher_ranks.ranks == {}
 
 
 def test_ablations_are_settings() -> None:

@@ -26,7 +26,7 @@ from recdistill.errors import RecdistillError
 from recdistill.eval.ranks import heldout_ranks
 from recdistill.models import build_model
 from recdistill.parallel import block, rank_seed, world
-from recdistill.ranking import DrawSpec, RankEngine, make_weight
+from recdistill.ranking import DrawSpec, RankEngine, TeacherRanks, make_weight
 from recdistill.ranking.weights import RankChunk
 from recdistill.runs import distill_run, train_run
 from test_train import cfg  # the small training config of the single-process tests
@@ -85,6 +85,12 @@ def _work(ds, tmp: Path) -> dict[str, object]:
         out[f"{side}.stats_t"] = r.stats_t
         for name, d in r.draws.items():
             out[f"{side}.{name}"] = d.index
+    cache = TeacherRanks()  # DCD's frozen-teacher cache: each process keeps its block's ranks
+    for call in range(2):
+        for side in ("user", "item"):
+            r = eng.refresh(teacher, student, side, _specs(), generator=4 + call, teacher_ranks=cache)
+            for name, d in r.draws.items():
+                out[f"cached{call}.{side}.{name}"] = d.index
     tag = f"w{world()[1]}"
     _, met = train_run(cfg("bpr", epochs=4), tmp / f"bpr-{tag}", dataset=ds)
     out["bpr_metrics"] = met["models"]["model"]
@@ -166,6 +172,13 @@ def test_refresh_ranks_and_deterministic_draws_identical(results) -> None:
                 assert torch.equal(m[f"{side}.{key}"], one[f"{side}.{key}"]), (side, key)
         for key in ("wor", "wr"):  # every process holds the whole, summed refresh
             assert torch.equal(many[0][f"{side}.{key}"], many[1][f"{side}.{key}"])
+        for call in range(2):  # the teacher's ranks kept per block: the same as one process
+            for m in many:
+                assert torch.equal(m[f"cached{call}.{side}.top"], one[f"cached{call}.{side}.top"])
+            for key in ("wor", "wr"):
+                assert torch.equal(
+                    many[0][f"cached{call}.{side}.{key}"], many[1][f"cached{call}.{side}.{key}"]
+                )
 
 
 def test_refresh_random_draws_follow_the_weights(results) -> None:

@@ -10,9 +10,11 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import chisquare
 
+import recdistill.ranking.engine as engine_mod
 from recdistill.ranking import (
     DrawSpec,
     RankEngine,
+    TeacherRanks,
     make_weight,
     product,
     sample_with_replacement,
@@ -204,6 +206,37 @@ def test_refresh_deterministic_per_seed() -> None:
     for name in specs():
         assert torch.equal(a.draws[name].index, b.draws[name].index)
     assert not torch.equal(a.draws["t2s"].index, c.draws["t2s"].index)
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_cached_teacher_ranks_give_the_same_draws_and_skip_the_teacher(
+    side: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DCD's refreshes with a frozen teacher: the first call stores its exact ranks, later calls
+    score only the student and draw exactly what an uncached refresh draws."""
+    t, s, train = problem(seed=2)
+    cache = TeacherRanks()
+    eng = RankEngine(train, chunk_size=7)
+    scored: list[object] = []
+    real = engine_mod.iter_scores
+    monkeypatch.setattr(engine_mod, "iter_scores", lambda m, *a: (scored.append(m), real(m, *a))[1])
+    students = [s, s + torch.from_numpy(np.random.default_rng(5).normal(size=s.shape).astype(np.float32))]
+    for call, student in enumerate(students):
+        scored.clear()
+        a = eng.refresh(t, student, side, specs(), generator=20 + call, teacher_ranks=cache)
+        seen = [m is t for m in scored]
+        b = RankEngine(train, chunk_size=7).refresh(t, student, side, specs(), generator=20 + call)
+        for name in specs():
+            for field_ in ("index", "rank_t", "rank_s"):
+                assert torch.equal(getattr(a.draws[name], field_), getattr(b.draws[name], field_))
+        assert seen == ([True, False] if call == 0 else [False])
+        assert torch.equal(cache.ranks[side], unobserved_ranks(t, train, side=side))
+    assert cache.nbytes == 4 * t.numel()
+    small = TeacherRanks(max_bytes=4 * t.numel() - 1)  # does not fit: never kept, same draws
+    eng.refresh(t, s, side, specs(), generator=0, teacher_ranks=small)
+    assert small.ranks == {} and small.nbytes == 0
+    top = eng.refresh(t, s, side, specs(), top_n=3, generator=0, teacher_ranks=TeacherRanks())
+    assert top.top_t is not None  # top-N lists need the teacher's scores: ranked as usual
 
 
 def test_per_interaction_distribution() -> None:

@@ -26,9 +26,13 @@ Ablations (Table 3), each a setting: ``user_correction=false`` (w/o User-side),
 ``sample_interesting=false`` (RRD's interesting items = the teacher's top K, no draw).
 
 The teacher needs scores (a trained run or a score file): the correction ranks every unobserved
-entry under it. With fewer unobserved entries per row than ``n_under`` / ``n_over`` (tiny data),
-each row gets as many as its sparsest row allows. The period's draws are part of the checkpoint,
-so a run resumed in the middle of a period continues bitwise.
+entry under it. It is frozen, so its exact ranks are kept after the first refresh of each side
+(``recdistill.ranking.TeacherRanks``: int32, at most 2 GiB for both sides together, about 1 GB on
+``citeulike-dcd``; a larger catalogue ranks the teacher again at every refresh) and later refreshes
+rank only the student; the draws are the same either way. With fewer unobserved entries per row
+than ``n_under`` / ``n_over`` (tiny data), each row gets as many as its sparsest row allows. The
+period's draws are part of the checkpoint, so a run resumed in the middle of a period continues
+bitwise (the kept teacher ranks are not: a resumed run ranks the teacher again, to the same ranks).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from recdistill.distill.rrd import RRD, RRDConfig, item_side_scores
 from recdistill.errors import RecdistillError
 from recdistill.losses import rrd_loss
 from recdistill.models.base import Batch, Recommender
-from recdistill.ranking import DrawSpec, RankEngine, make_weight
+from recdistill.ranking import DrawSpec, RankEngine, TeacherRanks, make_weight
 
 SIDES = ("user", "item")
 
@@ -115,6 +119,9 @@ class DCD(RRD):
         self.corr: dict[str, torch.Tensor] = {}
         self.n_refresh = 0
         self.refresh_seconds: list[float] = []
+        #: the frozen teacher's ranks per side, kept after the first refresh (not checkpointed:
+        #: a resumed run ranks the teacher again and gets the same ranks)
+        self.teacher_ranks = TeacherRanks()
 
     def sides(self) -> tuple[str, ...]:
         c = self.cfg
@@ -159,7 +166,9 @@ class DCD(RRD):
                     make_weight("dcd_over", mu=c.mu), k=min(k_over, room), deterministic=det, keep_ranks=False
                 ),
             }
-            out = self.engine.refresh(source, self.student, side, specs, generator=self.generator)
+            out = self.engine.refresh(
+                source, self.student, side, specs, generator=self.generator, teacher_ranks=self.teacher_ranks
+            )
             self.corr[f"{side}.under"] = out.draws["under"].index[0]  # (n_rows, M+) int32
             self.corr[f"{side}.over"] = out.draws["over"].index[0]  # (n_rows, M-) int32
             self.refresh_seconds.append(out.seconds)

@@ -15,7 +15,8 @@ processes; every process gets the whole refresh.
 
 Memory: a chunk holds a few (B, m) buffers (scores, ranks, weights, race keys): ``chunk_size``
 defaults to about 2**22 entries (16 MB per float32 buffer; about 7% faster than 2**23 on a 2-core
-CPU, the passes over a chunk stay closer to cache). Nothing users x items is ever kept.
+CPU, the passes over a chunk stay closer to cache). Nothing users x items is kept, except where a
+caller asks for a frozen teacher's ranks to be kept between refreshes (:class:`TeacherRanks`).
 
 Usage (BD, Algorithm 1: every p = 10 epochs, 5 items per training interaction and direction)::
 
@@ -181,6 +182,32 @@ class Refresh:
     seconds: float = 0.0
 
 
+class TeacherRanks:
+    """A frozen teacher's exact ranks, kept between refreshes (DCD: the teacher never changes, so
+    only the student is scored and ranked again; the draws are the same as without the cache).
+
+    One int32 (rows, n_cols) tensor per side for the rows this process refreshes, filled during
+    the first refresh of that side and read by the later ones; a side whose tensor would take the
+    total past ``max_bytes`` is not kept (its teacher is ranked again at every refresh).
+    Only for a teacher that does not train between refreshes; refreshes that ask for top-N lists
+    or score statistics rank the teacher as usual.
+    """
+
+    def __init__(self, max_bytes: int = 2**31) -> None:
+        if not isinstance(max_bytes, int) or max_bytes < 0:
+            raise RecdistillError(f"max_bytes={max_bytes!r}: expected an integer >= 0")
+        self.max_bytes = max_bytes
+        self.ranks: dict[str, torch.Tensor] = {}  # side -> int32 (hi - lo, n_cols), complete
+        self.rows: dict[str, tuple[int, int]] = {}  # side -> (lo, hi)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.ranks.values())
+
+    def fits(self, n_rows: int, n_cols: int) -> bool:
+        return self.nbytes + 4 * n_rows * n_cols <= self.max_bytes
+
+
 def row_stats(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Per-row mean and population std (floored at 1e-12) of ``scores`` (B, m) over ``keep``
     (B, m) bool, float64 (B, 2)."""
@@ -324,6 +351,7 @@ class RankEngine:
         top_n: int = 0,
         generator: torch.Generator | int | None = None,
         score_stats: bool = False,
+        teacher_ranks: TeacherRanks | None = None,
     ) -> Refresh:
         """Rank every row of ``side`` under both models and draw each spec (see module doc).
 
@@ -333,6 +361,9 @@ class RankEngine:
         generator: a ``torch.Generator`` (on any device; one on the engine's device avoids
             copies) or an int seed (a generator on the engine's device); required when a spec
             draws at random. Same generator state, device and chunk size: same draws.
+        teacher_ranks: a :class:`TeacherRanks` for a teacher that stays fixed between calls: the
+            first call of a side stores the teacher's ranks there, later calls rank only the
+            student (same draws; ignored with ``top_n`` or ``score_stats``).
         """
         t0 = time.perf_counter()
         specs = dict(specs or {})
@@ -376,8 +407,20 @@ class RankEngine:
             if student is not None:
                 out.stats_s = torch.zeros_like(out.stats_t)
         mine = None if not parallel else torch.arange(lo, hi)
-        for rows, ranks, tops, stats in self._iter(models, side, mine, top_n, score_stats):
+        cache = teacher_ranks if student is not None and not top_n and not score_stats else None
+        cached = cache.ranks.get(side) if cache is not None else None
+        if cached is not None and cache is not None and cache.rows[side] != (lo, hi):
+            raise RecdistillError(f"teacher_ranks hold rows {cache.rows[side]}, this refresh {(lo, hi)}")
+        fill = None
+        if cache is not None and cached is None and cache.fits(hi - lo, sm.n_cols):
+            fill = torch.empty((hi - lo, sm.n_cols), dtype=torch.int32, device=dev)
+        scored = models if cached is None else models[1:]
+        for rows, ranks, tops, stats in self._iter(scored, side, mine, top_n, score_stats):
             s, e = int(rows[0]), int(rows[-1]) + 1  # rows are a contiguous range here
+            if cached is not None:
+                ranks = [cached[s - lo : e - lo], *ranks]
+            elif fill is not None:
+                fill[s - lo : e - lo] = ranks[0]
             chunk = RankChunk(rows, ranks[0], ranks[1] if student is not None else None, side)
             for dst, st in zip((out.stats_t, out.stats_s), stats):
                 if dst is not None:
@@ -394,6 +437,8 @@ class RankEngine:
                     tops_out[3][s:e] = _gather_ranks(chunk.rank_t, top_s)
             for name, spec in specs.items():
                 self._draw(spec, chunk, out.draws[name], sm, s, e, generator, name)
+        if fill is not None and cache is not None:  # complete: stored only after the last chunk
+            cache.ranks[side], cache.rows[side] = fill, (lo, hi)
         if parallel:
             for t in _refresh_tensors(out):
                 all_sum_(t)
