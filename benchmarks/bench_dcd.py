@@ -25,6 +25,7 @@ from recdistill.data import load_dataset  # noqa: E402
 from recdistill.distill import load_distillers  # noqa: E402
 from recdistill.distill.teacher import ModelTeacher  # noqa: E402
 from recdistill.models import build_model  # noqa: E402
+from recdistill.ranking import TeacherRanks  # noqa: E402
 from recdistill.train import BaseObjective  # noqa: E402
 
 
@@ -63,6 +64,7 @@ def main() -> None:
     if a.epochs_only:  # e.g. to compare two commits' training code (PYTHONPATH=<checkout>/src)
         print(f"rrd_epoch_s={t_rrd:.3f} dcd_epoch_s={t_dcd:.3f} (no refresh)")
         return
+    dcd.teacher_ranks = TeacherRanks()  # the timed epochs' first refresh filled one: start anew
     t0 = time.perf_counter()
     dcd.refresh()  # the first: ranks the teacher too, and keeps its ranks
     t_first = time.perf_counter() - t0
