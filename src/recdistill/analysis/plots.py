@@ -32,7 +32,7 @@ def plot_discrepancy(values: dict[str, dict[str, float]], path: str | Path, n: i
         ax.bar(
             x + (k - 0.5) * 0.38, [values[m].get(side, np.nan) for m in labels], 0.38, label=f"{side} side"
         )
-    ax.set_xticks(x, labels, rotation=20)
+    ax.set_xticks(x, labels, rotation=25, ha="right", rotation_mode="anchor")
     ax.set_ylabel(f"mean |rank_S - rank_T|, teacher top-{n}")
     ax.legend()
     return _save(fig, path)
