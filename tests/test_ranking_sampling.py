@@ -11,6 +11,7 @@ import torch
 from scipy.stats import chisquare
 
 import recdistill.ranking.engine as engine_mod
+from recdistill.errors import RecdistillError
 from recdistill.ranking import (
     DrawSpec,
     RankEngine,
@@ -232,11 +233,22 @@ def test_cached_teacher_ranks_give_the_same_draws_and_skip_the_teacher(
         assert seen == ([True, False] if call == 0 else [False])
         assert torch.equal(cache.ranks[side], unobserved_ranks(t, train, side=side))
     assert cache.nbytes == 4 * t.numel()
+    ref = RankEngine(train, chunk_size=7).refresh(t, s, side, specs(), top_n=3, generator=0)
     small = TeacherRanks(max_bytes=4 * t.numel() - 1)  # does not fit: never kept, same draws
-    eng.refresh(t, s, side, specs(), generator=0, teacher_ranks=small)
+    for _ in range(2):
+        scored.clear()
+        got = eng.refresh(t, s, side, specs(), generator=0, teacher_ranks=small)
+        assert [m is t for m in scored] == [True, False]  # the teacher ranked every time
+        assert all(torch.equal(got.draws[n].index, ref.draws[n].index) for n in specs())
     assert small.ranks == {} and small.nbytes == 0
-    top = eng.refresh(t, s, side, specs(), top_n=3, generator=0, teacher_ranks=TeacherRanks())
-    assert top.top_t is not None  # top-N lists need the teacher's scores: ranked as usual
+    # top-N lists need the teacher's scores: with a filled cache the teacher is ranked as usual
+    top = eng.refresh(t, s, side, specs(), top_n=3, generator=0, teacher_ranks=cache)
+    for key in ("top_t", "top_s", "top_t_rank_s", "top_s_rank_t"):
+        assert torch.equal(getattr(top, key), getattr(ref, key)), key
+    with pytest.raises(RecdistillError, match="teacher_ranks hold rows"):  # another engine's layout
+        RankEngine(train[:-1], chunk_size=7).refresh(
+            t[:-1], s[:-1], side, specs(), generator=0, teacher_ranks=cache
+        )
 
 
 def test_per_interaction_distribution() -> None:

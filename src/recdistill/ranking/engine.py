@@ -409,8 +409,13 @@ class RankEngine:
         mine = None if not parallel else torch.arange(lo, hi)
         cache = teacher_ranks if student is not None and not top_n and not score_stats else None
         cached = cache.ranks.get(side) if cache is not None else None
-        if cached is not None and cache is not None and cache.rows[side] != (lo, hi):
-            raise RecdistillError(f"teacher_ranks hold rows {cache.rows[side]}, this refresh {(lo, hi)}")
+        if cached is not None and cache is not None:
+            held, want = (cache.rows[side], int(cached.shape[1])), ((lo, hi), sm.n_cols)
+            if held != want:
+                raise RecdistillError(
+                    f"teacher_ranks hold rows {held[0]} x {held[1]} columns, this refresh rows "
+                    f"{want[0]} x {want[1]}: kept by another engine or process layout"
+                )
         fill = None
         if cache is not None and cached is None and cache.fits(hi - lo, sm.n_cols):
             fill = torch.empty((hi - lo, sm.n_cols), dtype=torch.int32, device=dev)
