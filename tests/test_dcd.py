@@ -23,7 +23,8 @@ REG = load_distillers()
 MU = 0.05  # large enough that tanh does not saturate on 40 items
 
 
-def _setup(**params):  # type: ignore[no-untyped-def]
+def _setup(lists: np.ndarray | None = None, **params):  # type: ignore[no-untyped-def]
+    """Toy data, a random score teacher (or ``lists`` as a ranked-list teacher), a BPR student."""
     ds = make_toy_dataset(n_users=12, n_items=40, density=0.2, n_candidates=2, seed=4)
     rng = np.random.default_rng(1)
     t = torch.from_numpy(rng.standard_normal((ds.n_users, ds.n_items)).astype(np.float32))
@@ -46,7 +47,8 @@ def _setup(**params):  # type: ignore[no-untyped-def]
         "item_n_interesting": 3,
         "item_n_uninteresting": 3,
     }
-    d = cls(s, ScoreTeacher(t), ds, cls.build_config({**base, **params}), seed=0)
+    teacher = ScoreTeacher(t) if lists is None else ListTeacher(lists, ds.n_items)
+    d = cls(s, teacher, ds, cls.build_config({**base, **params}), seed=0)
     return ds, t.numpy(), s, d
 
 
@@ -177,16 +179,58 @@ def test_ablations_are_settings() -> None:
     assert top.user.interesting[0].tolist() == lists[0, :4].tolist()  # the teacher's top K, no draw
 
 
-def test_a_list_teacher_is_refused_with_a_clear_error() -> None:
+def test_a_list_teacher_needs_scores_for_the_item_side_only() -> None:
     ds = make_toy_dataset(n_users=12, n_items=40, density=0.2, n_candidates=2, seed=4)
     lists = np.tile(np.arange(10, dtype=np.int32), (ds.n_users, 1))
-    with pytest.raises(ValueError, match="needs teacher scores"):
-        REG.get("dcd")(
-            BPR(ds.n_users, ds.n_items, dim=3),
-            ListTeacher(lists, ds.n_items),
-            ds,
-            REG.get("dcd").build_config({}),
-        )
+    for params in ({}, {"item_side": False}, {"item_correction": False}):
+        with pytest.raises(ValueError, match="item side needs teacher scores.*item_correction=false"):
+            REG.get("dcd")(
+                BPR(ds.n_users, ds.n_items, dim=3),
+                ListTeacher(lists, ds.n_items),
+                ds,
+                REG.get("dcd").build_config(params),
+            )
+
+
+def test_a_list_teacher_with_complete_lists_corrects_as_its_scores_do() -> None:
+    """Lists holding every item in the teacher's order: the same RRD and UCD draws as the score
+    teacher, bitwise (the user side ranks the lists; observed items are dropped from them)."""
+    user_only = {"item_side": False, "item_correction": False}
+    ds, t, s, scored = _setup(**user_only)
+    order = np.argsort(-t, axis=1, kind="stable").astype(np.int32)  # (n_users, n_items)
+    _, _, _, listed = _setup(order, **user_only)
+    for epoch in range(2):
+        scored.on_epoch_start(epoch)
+        listed.on_epoch_start(epoch)
+        for key, v in scored.targets().items():
+            assert torch.equal(v, listed.targets()[key]), (epoch, key)
+    assert set(listed.corr) == {"user.under", "user.over"}
+    assert listed.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_UCD"
+
+
+def test_a_list_teacher_draws_against_the_midrank_of_its_unlisted_items() -> None:
+    """Short lists: the first underestimation draw of a user follows D(S,T) with the listed items
+    ranked 1..L and the rest at the midrank of L+1..n_u (chi-square)."""
+    ds, t, s, _ = _setup()
+    obs = ds.train.toarray() > 0
+    order = np.argsort(-t, axis=1, kind="stable")
+    lists = np.stack([[j for j in row if not o[j]][:6] for row, o in zip(order, obs)]).astype(np.int32)
+    _, _, _, d = _setup(lists, n_under=1, n_over=1, item_side=False, item_correction=False)
+    u = 0
+    n_u = int((~obs[u]).sum())
+    rt = np.full(ds.n_items, (6 + 1 + n_u) // 2)
+    rt[lists[u]] = np.arange(1, 7)
+    rs = _ranks(_student_scores(s), obs)[u]
+    w = np.where(~obs[u], np.tanh(np.maximum(MU * (rs - rt), 0)), 0.0)
+    p = w / w.sum()
+    counts = np.zeros(ds.n_items)
+    n = 3000
+    for _ in range(n):
+        d.refresh()
+        counts[int(d.corr["user.under"][u, 0])] += 1
+    assert counts[p == 0].sum() == 0
+    keep = p > 0
+    assert chisquare(counts[keep], n * p[keep]).pvalue > 1e-3
 
 
 def test_bad_values_are_one_line() -> None:
@@ -256,3 +300,34 @@ def test_fig1a_cli_writes_table_json_and_png(tmp_path) -> None:
     )
     assert (tmp_path / "fig" / "discrepancy.png").stat().st_size > 0
     assert "| S |" in (tmp_path / "fig" / "discrepancy.md").read_text()
+
+
+def test_cli_dcd_from_a_ranked_list_file(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``recdistill distill --method dcd --teacher lists.txt``: user side only runs; the item side
+    is refused in one line."""
+    from recdistill.cli import main
+
+    log = tmp_path / "log.csv"
+    rng = np.random.default_rng(0)
+    picks = [rng.choice(50, 8, replace=False) for _ in range(30)]
+    log.write_text(
+        "user,item,ts\n" + "".join(f"u{u},i{i},{k}\n" for u, p in enumerate(picks) for k, i in enumerate(p))
+    )
+    known = np.unique(np.concatenate(picks))
+    lists = tmp_path / "lists.txt"  # another library's top-20 per user, raw ids, best first
+    lists.write_text(
+        "".join(f"u{u}\t{' '.join(f'i{i}' for i in rng.permutation(known)[:20])}\n" for u in range(30))
+    )
+    common = ["distill", "--method", "dcd", "--teacher", str(lists), "--dataset", str(log)]
+    common += ["--n-candidates", "5", "--dim", "2", "--epochs", "2", "--no-progress"]
+    common += ["--set", "train.ks=[5]", "--set", "train.monitor=H@5"]
+    small = ["distill.params.n_top=10", "distill.params.n_interesting=3", "distill.params.n_uninteresting=3"]
+    small += ["distill.params.n_under=3", "distill.params.n_over=3"]
+    sets = [a for kv in small for a in ("--set", kv)]
+    user_only = ["--set", "distill.params.item_side=false", "--set", "distill.params.item_correction=false"]
+    assert main([*common, *sets, *user_only, "--out", str(tmp_path / "ok")]) == 0
+    assert (tmp_path / "ok" / "metrics.json").exists()
+    capsys.readouterr()
+    assert main([*common, *sets, "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "item side needs teacher scores" in err

@@ -25,8 +25,10 @@ Ablations (Table 3), each a setting: ``user_correction=false`` (w/o User-side),
 ``correction_sampling=false`` (w/o Sampling: the M largest errors, ties to the lower id), and
 ``sample_interesting=false`` (RRD's interesting items = the teacher's top K, no draw).
 
-The teacher needs scores (a trained run or a score file): the correction ranks every unobserved
-entry under it. It is frozen, so its exact ranks are kept after the first refresh of each side
+The teacher is a trained run or a score file (both sides), or a ranked-list file for the user side
+only (``item_side=false, item_correction=false``; items outside a user's list share one midrank,
+``recdistill.ranking.listranks``, so the discrepancy is exact on the listed items). It is frozen,
+so a scored teacher's exact ranks are kept after the first refresh of each side
 (``recdistill.ranking.TeacherRanks``: int32, at most 2 GiB for both sides together, about 1 GB on
 ``citeulike-dcd``; a larger catalogue ranks the teacher again at every refresh) and later refreshes
 rank only the student; the draws are the same either way. With fewer unobserved entries per row
@@ -49,7 +51,7 @@ from recdistill.distill.rrd import RRD, RRDConfig, item_side_scores
 from recdistill.errors import RecdistillError
 from recdistill.losses import rrd_loss
 from recdistill.models.base import Batch, Recommender
-from recdistill.ranking import DrawSpec, RankEngine, TeacherRanks, make_weight
+from recdistill.ranking import DrawSpec, ListRanks, RankEngine, TeacherRanks, make_weight
 
 SIDES = ("user", "item")
 
@@ -101,7 +103,7 @@ class DCD(RRD):
 
     name = "dcd"
     Config = DCDConfig
-    needs = "scores"
+    needs = "lists"  # the user side; the item side's scores are checked in __init__
 
     def __init__(
         self,
@@ -112,6 +114,12 @@ class DCD(RRD):
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
+        if not getattr(teacher, "has_scores", True) and (config.item_side or config.item_correction):
+            raise RecdistillError(
+                f"DCD's item side needs teacher scores; teacher {teacher.source!r} gives user-side ranked "
+                "lists only: set distill.params.item_side=false and distill.params.item_correction=false "
+                "(UCD and RRD only), or give a trained run or a score file"
+            )
         super().__init__(student, teacher, dataset, config, device, seed)
         self.cfg: DCDConfig = config
         self.engine = RankEngine(dataset.train, self.device, chunk_size=config.chunk)
@@ -146,8 +154,8 @@ class DCD(RRD):
     def refresh(self) -> None:
         """Both models' exact ranks and the corrections' draws, per side (Eqs. 3-6)."""
         c = self.cfg
-        source = self.teacher.score_source
         for side in self.sides():
+            source = self.teacher.rank_source(self.dataset, side)
             sm = self.engine.side(side)
             room = int(
                 sm.n_cols - int(np.diff(sm.csr.indptr).max(initial=0))
@@ -167,7 +175,13 @@ class DCD(RRD):
                 ),
             }
             out = self.engine.refresh(
-                source, self.student, side, specs, generator=self.generator, teacher_ranks=self.teacher_ranks
+                source,
+                self.student,
+                side,
+                specs,
+                generator=self.generator,
+                # ranks from lists are a scatter, not a sort: nothing to keep
+                teacher_ranks=None if isinstance(source, ListRanks) else self.teacher_ranks,
             )
             self.corr[f"{side}.under"] = out.draws["under"].index[0]  # (n_rows, M+) int32
             self.corr[f"{side}.over"] = out.draws["over"].index[0]  # (n_rows, M-) int32

@@ -16,7 +16,8 @@ A teacher is one of:
    - one line per user ``user<TAB>item1 item2 ...`` (best first; an optional header
      ``user<TAB>items``); any extension other than ``.npy``/``.npz``.
    A list-only teacher serves the methods that need only the teacher's order of items per user
-   (RD, RRD); CD and IR-RRD need scores.
+   (RD, RRD, and DCD's user side, where items outside a user's list share one midrank:
+   ``recdistill.ranking.listranks``); CD, IR-RRD and DCD's item side need scores.
 
 Validation (``ValueError`` with file, line and value): unknown raw ids, wrong shapes, non-finite
 scores, duplicate pairs or ranks, duplicate items in a list. Observed (training) items in a list
@@ -145,6 +146,11 @@ class Teacher:
             raise RecdistillError(f"teacher {self.source!r} gives ranked lists only; this needs its scores")
         return self._score_source()
 
+    def rank_source(self, dataset: Dataset, side: str = "user") -> Any:
+        """What the rank engine ranks for this teacher on ``side``: its scores (a model, a score
+        tensor or a callable), or for a list teacher its lists (user side only)."""
+        return self.score_source
+
     def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
         return topn_from_scores(self._score_source(), dataset, n, side, chunk, device)
 
@@ -266,6 +272,19 @@ class ListTeacher(Teacher):
 
     def _compute_fingerprint(self) -> str:
         return hashlib.sha256(np.ascontiguousarray(self.lists).tobytes()).hexdigest()
+
+    def rank_source(self, dataset: Dataset, side: str = "user") -> Any:
+        """The lists as a :class:`~recdistill.ranking.ListRanks` (observed items dropped): listed
+        items ranked 1..L per user, the rest of the user's unobserved items tied at the midrank.
+        User side only."""
+        from recdistill.ranking import ListRanks
+
+        if side != "user":
+            raise RecdistillError(
+                f"teacher {self.source!r} gives user-side ranked lists only; item-side ranks need "
+                "scores (a trained run or a score file)"
+            )
+        return ListRanks(self._topn(dataset, self.lists.shape[1], "user", None, None), side="user")
 
     def _topn(self, dataset: Dataset, n: int, side: str, chunk: int | None, device: Any) -> np.ndarray:
         if side != "user":

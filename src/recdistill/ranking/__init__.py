@@ -19,6 +19,7 @@ from recdistill.ranking.engine import (
     row_stats,
     unobserved_ranks,
 )
+from recdistill.ranking.listranks import ListRanks
 from recdistill.ranking.lists import TopLists
 from recdistill.ranking.negatives import NegativeSampler
 from recdistill.ranking.order import descending_keys, rank_rows
@@ -40,6 +41,7 @@ __all__ = [
     "DrawSpec",
     "Draws",
     "RankChunk",
+    "ListRanks",
     "NegativeSampler",
     "RankEngine",
     "Refresh",

@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,10 +50,14 @@ import torch
 
 from recdistill.errors import RecdistillError
 from recdistill.parallel import all_sum_, block, rank_generator, world
+from recdistill.ranking.listranks import ListRanks
 from recdistill.ranking.order import rank_rows
 from recdistill.ranking.sampling import draw_from_cdf, row_cdf, sample_without_replacement, top_m
 from recdistill.ranking.scoring import ScoreSource, check_side, iter_scores, scoring_mode
 from recdistill.ranking.weights import RankChunk, WeightFn
+
+#: what the engine ranks: a score source, or ranked lists without scores
+RankSource = Union[ScoreSource, ListRanks]  # noqa: UP007
 
 #: default entries per chunk (rows x columns)
 CHUNK_ENTRIES = 2**22
@@ -284,7 +288,7 @@ class RankEngine:
         return None
 
     def iter_ranks(
-        self, models: list[ScoreSource], side: str = "user", rows: Any = None, top_n: int = 0
+        self, models: list[RankSource], side: str = "user", rows: Any = None, top_n: int = 0
     ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]]:
         """Yield ``(rows (B,), [ranks int32 (B, m) per model], [top (B, N) per model])`` chunk by
         chunk, on the engine's device (ranks: 1 = top, 0 = observed)."""
@@ -292,18 +296,26 @@ class RankEngine:
             yield r, ranks, tops
 
     def _iter(
-        self, models: list[ScoreSource], side: str, rows: Any, top_n: int, stats: bool
+        self, models: list[RankSource], side: str, rows: Any, top_n: int, stats: bool
     ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]]:
         """:meth:`iter_ranks` plus, with ``stats``, each model's per-row (mean, std) of its scores
         over the row's unobserved entries, float64 (B, 2) (empty list otherwise)."""
         sm = self.side(side)
         rows_t = self._rows(rows, sm.n_rows)
         chunk = self._chunk(sm.n_cols)
+        for m in models:
+            if isinstance(m, ListRanks):
+                if m.side != side:
+                    raise RecdistillError(f"ranked lists of the {m.side} side cannot rank the {side} side")
+                if stats:
+                    raise RecdistillError("score statistics need scores; ranked lists have none")
         pool = self._pool()
         try:
             with scoring_mode(*models):
                 its = [
-                    iter_scores(
+                    None
+                    if isinstance(m, ListRanks)
+                    else iter_scores(
                         m,
                         side,
                         rows_t,
@@ -319,19 +331,23 @@ class RankEngine:
                     r = rows_t[s : s + chunk].to(self.device)  # (B,)
                     obs_r, obs_c = sm.observed(r)
                     ranks, tops, st = [], [], []
-                    for it in its:
-                        scores = next(it)  # (B, m)
-                        rk, top = rank_rows(scores, obs_r, obs_c, top_n, pool)
+                    for m, it in zip(models, its):
+                        if it is None:  # a ListRanks: ranks without scores
+                            assert isinstance(m, ListRanks)
+                            rk, top = m.rank_rows(r, obs_r, obs_c, sm.n_cols, top_n)
+                        else:
+                            scores = next(it)  # (B, m)
+                            rk, top = rank_rows(scores, obs_r, obs_c, top_n, pool)
+                            if stats:
+                                st.append(row_stats(scores, rk > 0))
                         ranks.append(rk)
                         tops.append(top)
-                        if stats:
-                            st.append(row_stats(scores, rk > 0))
                     yield r, ranks, tops, st
         finally:
             if pool is not None:
                 pool.shutdown()
 
-    def ranks(self, model: ScoreSource, side: str = "user", rows: Any = None) -> torch.Tensor:
+    def ranks(self, model: RankSource, side: str = "user", rows: Any = None) -> torch.Tensor:
         """int32 (len(rows), m) ranks of every entry (1 = top, 0 = observed) for ``rows``."""
         sm = self.side(side)
         rows_t = self._rows(rows, sm.n_rows)
@@ -344,7 +360,7 @@ class RankEngine:
 
     def refresh(
         self,
-        teacher: ScoreSource,
+        teacher: RankSource,
         student: ScoreSource | None = None,
         side: str = "user",
         specs: dict[str, DrawSpec] | None = None,
@@ -361,6 +377,8 @@ class RankEngine:
         generator: a ``torch.Generator`` (on any device; one on the engine's device avoids
             copies) or an int seed (a generator on the engine's device); required when a spec
             draws at random. Same generator state, device and chunk size: same draws.
+        teacher: a score source, or a :class:`~recdistill.ranking.listranks.ListRanks` (ranked
+            lists, no scores: its ranks are given, see that module).
         teacher_ranks: a :class:`TeacherRanks` for a teacher that stays fixed between calls: the
             first call of a side stores the teacher's ranks there, later calls rank only the
             student (same draws; ignored with ``top_n`` or ``score_stats``).
