@@ -361,3 +361,15 @@ def test_real_ml100k_and_amazon(data_dir: Path, real_cache: Path) -> None:
     assert (ml["users"], ml["items"], ml["interactions"], ml["train"]) == (943, 1682, 100000, 98114)
     amz = dataset_stats(load_dataset("amazon-cds", data_dir=data_dir, cache_dir=real_cache, n_candidates=0))
     assert (amz["users"], amz["items"], amz["interactions"]) == (43169, 35648, 777426)
+
+
+def test_a_cache_hit_from_a_copy_names_the_file_given(tmp_path: Path, cache_dir: Path) -> None:
+    """The same content under another folder shares the cached split, but the dataset is named
+    (and its source recorded) by the path asked for."""
+    a = write_udata(tmp_path / "a")
+    b = write_udata(tmp_path / "b")
+    assert a.name == b.name and a != b
+    first = load_dataset(a, cache_dir=cache_dir, n_candidates=4)
+    hit = load_dataset(b, cache_dir=cache_dir, n_candidates=4)
+    assert "cache" in hit.info and same(first, hit)
+    assert hit.name == str(b) and list(hit.info["source_sha256"]) == [str(b)]

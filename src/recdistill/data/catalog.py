@@ -234,7 +234,9 @@ def load_dataset(
     cpath = cache_path(cache_dir, Path(name).name, key)
     if use_cache:
         ds = load_cached(cpath)
-        if ds is not None:
+        if ds is not None:  # the same content may have been cached from another path: say this one
+            ds.name = name
+            ds.info["source_sha256"] = {str(path): file_hash}
             return ds
     base_info = {"source_sha256": {str(path): file_hash}, "cache_key": key}
     if (spec is not None and spec.kind == "published") or fmt == "published":
