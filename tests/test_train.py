@@ -93,6 +93,27 @@ def test_early_stopping_and_best_state(toy_dataset):
     assert met["models"]["model"]["valid"]["full"]["H@10"] == pytest.approx(best["valid"]["H@10"])
 
 
+def test_prune_stops_after_a_validation_and_says_so(toy_dataset):
+    """``prune`` sees every validation (epoch, primary, its metrics); True ends the run there as
+    an early-stopped one; the mark is part of the checkpointed state."""
+    seen = []
+
+    def prune(epoch, model, valid):
+        seen.append((epoch, model, valid["H@10"]))
+        return epoch == 4
+
+    c = cfg(epochs=20, eval_every=2, patience=50)
+    tr, met = train_run(c, dataset=toy_dataset, prune=prune)
+    assert [(e, m) for e, m, _ in seen] == [(2, "model"), (4, "model")]
+    assert tr.epoch == 4 and met["pruned_at"] == 4 and met["early_stopped"]
+    assert max(v for _, _, v in seen) == pytest.approx(met["models"]["model"]["valid"]["full"]["H@10"])
+    _, plain = train_run(c, dataset=toy_dataset)
+    assert "pruned_at" not in plain and plain["epochs_run"] == 20
+    again = Trainer(dict(tr.models), BaseObjective(dict(tr.models)), toy_dataset, c)
+    again.load_state_dict(tr.state_dict())
+    assert again.pruned_at == 4 and again.stopped
+
+
 class TwoModelObjective:
     """A toy distiller: the student also pulls its scores toward the (live) teacher's."""
 

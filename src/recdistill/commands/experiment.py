@@ -111,6 +111,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
     t.add_argument("--trials", type=int, default=None, help="the budget (grid: its size)")
     t.add_argument("--metric", default=None, help="validation metric (default: the config's monitor)")
+    t.add_argument(
+        "--pruner",
+        choices=["median"],
+        default=None,
+        help="stop trials early with Optuna's median pruner (trials then run one at a time)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="tune", help="report name (<out>/<name>.md)")
     t.add_argument("--runs-dir", default="runs/exp")
@@ -152,6 +158,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         search["trials"] = args.trials
     if args.metric:
         search["metric"] = args.metric
+    if args.pruner:
+        search["pruner"] = args.pruner
     sets = {}
     for item in args.set:
         key, sep, value = item.partition("=")

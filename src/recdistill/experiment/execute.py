@@ -24,6 +24,7 @@ from typing import Any
 from recdistill.atomic import atomic_json, atomic_text
 from recdistill.errors import RunInterrupted
 from recdistill.experiment.plan import Planner, RunBusy, Task, run_lock
+from recdistill.experiment.pruning import trial_pruner, write_curve
 
 __all__ = ["RunSummary", "execute_task", "run_tasks"]
 
@@ -51,6 +52,7 @@ def _task_record(task: Task, root: Path) -> dict[str, Any]:
         "key": task.key,
         "deps": deps,
         "config": task.config,
+        **({"prune": task.prune} if task.prune is not None else {}),
     }
 
 
@@ -96,6 +98,8 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
         cfg_dict["train"] = {**cfg_dict["train"], "progress": False}
     cfg = make_config(overrides=cfg_dict)
     resume = (out / "checkpoint.pt").is_file() and not fresh
+    prune = record.get("prune")
+    pruner = trial_pruner(prune, out / "log.jsonl") if prune is not None else None
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if quiet:
@@ -105,13 +109,17 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
         try:
             fresh = fresh and (out / "metrics.json").is_file()
             if cfg.distill.method:
-                distill_run(cfg, out, teacher=teacher, student=student, resume=resume, fresh=fresh)
+                distill_run(
+                    cfg, out, teacher=teacher, student=student, resume=resume, fresh=fresh, prune=pruner
+                )
             else:
-                train_run(cfg, out, resume=resume, log=print, fresh=fresh)
+                train_run(cfg, out, resume=resume, log=print, fresh=fresh, prune=pruner)
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, RunInterrupted)):
                 atomic_text(traceback.format_exc(), out / "error.txt")
             raise
+    if prune is not None:  # what later trials of its search are pruned against
+        write_curve(out, str(prune["metric"]))
     return time.perf_counter() - t0
 
 

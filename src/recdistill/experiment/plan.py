@@ -45,7 +45,7 @@ NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
 VOLATILE_METHOD_PARAMS = ("cache_dir",)
 KEY_VERSION = 1
 #: the small files of a finished run that its record keeps (no model files, no checkpoint)
-RECORD_FILES = ("metrics.json", "config.yaml", "task.json", "distill.json")
+RECORD_FILES = ("metrics.json", "config.yaml", "task.json", "distill.json", "curve.json")
 RECORD_GLOBS = ("discrepancy_*.json",)
 
 
@@ -113,7 +113,8 @@ def untie(params: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Task:
     """One run to train: spec run ``run`` at ``seed``; ``trial`` (a search trial number) with its
-    ``params`` (dotted keys); ``deps``: role ("teacher"/"student") -> Task or a path."""
+    ``params`` (dotted keys); ``deps``: role ("teacher"/"student") -> Task or a path; ``prune``:
+    a pruned search's context for this trial (:func:`recdistill.experiment.pruning.trial_pruner`)."""
 
     run: str
     seed: int
@@ -123,6 +124,7 @@ class Task:
     deps: dict[str, Any] = field(default_factory=dict)
     trial: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    prune: dict[str, Any] | None = None
 
     def directory(self, root: Path) -> Path:
         return root / self.key[:16]
@@ -216,10 +218,17 @@ class Planner:
 
     # ---- tasks ----
     def make_task(
-        self, run_name: str, seed: int, params: dict[str, Any], trial: int | None = None
+        self,
+        run_name: str,
+        seed: int,
+        params: dict[str, Any],
+        trial: int | None = None,
+        prune: dict[str, Any] | None = None,
     ) -> Task | None:
         """The task of ``run_name`` at ``seed`` with ``params``; None while a run it starts from
-        is still pending (an unfinished search)."""
+        is still pending (an unfinished search). ``prune``: a pruned search's trial context
+        (pruner, mode, metric, ``after``: the earlier trials' keys, ``history``: their curves);
+        all but the curves (which those keys fix) are part of the key."""
         run = self.spec.runs[run_name]
         if run.inherit is not None:
             from recdistill.experiment.search import search_state
@@ -248,9 +257,12 @@ class Planner:
             from recdistill.runs import method_config
 
             method_params = dataclasses.asdict(method_config(config)[1])
+        if prune is not None:
+            fixed = {k: prune[k] for k in ("pruner", "mode", "metric", "after")}
+            dep_keys["prune"] = json.dumps(fixed, sort_keys=True)
         cfg = config.to_dict()
         key = run_key(cfg, dep_keys, method_params)
-        return Task(run_name, seed, cfg, key, run.method, deps, trial, dict(params))
+        return Task(run_name, seed, cfg, key, run.method, deps, trial, dict(params), prune)
 
     def task(self, run_name: str, seed: int) -> Task | None:
         """The final task of ``run_name`` at ``seed`` (a searched run: with its chosen params;
@@ -261,8 +273,10 @@ class Planner:
             from recdistill.experiment.search import search_state
 
             state = search_state(self, run_name)
-            if state.chosen is None:
+            if state.chosen is None or state.best_trial is None:
                 return None
+            if state.pruner is not None and seed == self.search_seed(run_name):
+                return state.tasks[state.best_trial]  # never pruned: the run itself
             params = state.chosen
         return self.make_task(run_name, seed, params)
 

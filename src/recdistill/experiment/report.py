@@ -363,11 +363,19 @@ def report_markdown(rep: dict[str, Any]) -> str:
             out.append(f"| {claim} | {f['metric']} | {f['verdict']} | {_p(f['p'])} |")
         out.append("")
     for s in rep["searches"]:
+        pruner = s.get("pruner")
+        pruning = ""
+        if pruner:
+            settings = ", ".join(f"{k}={v}" for k, v in pruner.items() if k != "name")
+            pruning = (
+                f" Optuna {pruner['name']} pruner ({settings or 'defaults'}): trials one at a time, each "
+                "compared after every validation with the earlier ones; a pruned trial is never chosen."
+            )
         out += [
             f"## Search: {s['run']}",
             "",
             f"Optuna {s['sampler']} sampler, budget {s['budget']} trials, chosen on {s['metric']} "
-            f"(best trial: {s['best_trial'] if s['best_trial'] is not None else 'not finished'}).",
+            f"(best trial: {s['best_trial'] if s['best_trial'] is not None else 'not finished'}).{pruning}",
             "",
             "| trial | params | valid |",
             "|---:|---|---:|",
@@ -378,6 +386,8 @@ def report_markdown(rep: dict[str, Any]) -> str:
                 for k, v in tr["params"].items()
             )
             mark = " **chosen**" if tr["trial"] == s["best_trial"] else ""
+            if tr.get("pruned_at") is not None:
+                mark = f" (pruned at epoch {tr['pruned_at']})"
             out.append(f"| {tr['trial']} | {params}{mark} | {_num(tr['valid'])} |")
         out.append("")
     out += [

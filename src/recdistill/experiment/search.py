@@ -6,9 +6,11 @@ the run folders are the study's storage: replaying the study from the start prop
 parameters (same seed, same earlier values) and finds the finished trials. Grid and random
 trials are all proposed at once (their values do not steer the sampler) and may run in parallel;
 TPE proposes one trial at a time, after the earlier ones have finished and been told to it
-(grid and random trials are never told: they do not need it). The best trial's
-validation score (the spec's ``metric`` of the run's primary model, on the run's protocol)
-chooses the parameters every seed then runs with; ties go to the earlier trial.
+(grid and random trials are never told: they do not need it). With a ``pruner``
+(:mod:`.pruning`) every sampler runs one trial at a time, and each trial may be stopped early
+against the earlier ones (TPE is told it was pruned). The best unpruned trial's validation
+score (the spec's ``metric`` of the run's primary model, on the run's protocol) chooses the
+parameters every seed then runs with; ties go to the earlier trial.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recdistill.errors import RecdistillError
+from recdistill.experiment.pruning import CURVE_FILE, curve_from_log, read_curve
 
 __all__ = ["SearchState", "search_state", "validation_score"]
 
@@ -35,6 +38,9 @@ class SearchState:
     scores: list[float | None] = field(default_factory=list)
     chosen: dict[str, Any] | None = None
     best_trial: int | None = None
+    pruner: dict[str, Any] | None = None
+    #: per trial: the epoch its pruner stopped it at (None: not pruned or not finished)
+    pruned_at: list[int | None] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,9 +48,10 @@ class SearchState:
             "sampler": self.sampler,
             "budget": self.budget,
             "metric": f"valid {self.metric}",
+            "pruner": self.pruner,
             "trials": [
-                {"trial": t.trial, "params": t.params, "valid": s, "key": t.key}
-                for t, s in zip(self.tasks, self.scores)
+                {"trial": t.trial, "params": t.params, "valid": s, "key": t.key, "pruned_at": p}
+                for t, s, p in zip(self.tasks, self.scores, self.pruned_at)
             ],
             "chosen": self.chosen,
             "best_trial": self.best_trial,
@@ -62,6 +69,16 @@ def validation_score(metrics: dict[str, Any], metric: str | None) -> float:
             f"search metric {name!r} not in the run's validation metrics: {', '.join(valid)}"
         )
     return float(valid[name])
+
+
+def _curve(planner: Any, task: Any, metrics: dict[str, Any], metric: str) -> list[list[float]]:
+    """A finished trial's validation curve: its ``curve.json`` (run folder or record), else
+    its run's log (a run stopped before writing the curve)."""
+    curve = read_curve(planner.result_file(task, CURVE_FILE))
+    if curve is None:
+        log = task.directory(planner.root) / "log.jsonl"
+        curve = curve_from_log(log, metrics["primary"], metric)
+    return curve
 
 
 def _distributions(space: dict[str, Any]) -> dict[str, Any]:
@@ -102,24 +119,45 @@ def search_state(planner: Any, run_name: str) -> SearchState:
     dists = _distributions(search.space)
     run = planner.spec.runs[run_name]
     metric = search.metric or planner.config(run, seed, {}).resolved_monitor()
-    state = SearchState(run_name, search.sampler, search.trials, metric)
-    sequential = search.sampler == "tpe"
+    state = SearchState(run_name, search.sampler, search.trials, metric, pruner=search.pruner)
+    sequential = search.sampler == "tpe" or search.pruner is not None
+    history: list[dict[str, Any]] = []  # a pruned search: the finished trials' curves
     for i in range(search.trials):
         trial = study.ask(dists)
-        task = planner.make_task(run_name, seed, dict(trial.params), trial=i)
+        prune = None
+        if search.pruner is not None:
+            prune = {
+                "pruner": search.pruner,
+                "mode": search.mode,
+                "metric": metric,
+                "after": [t.key for t in state.tasks],
+                "history": list(history),
+            }
+        task = planner.make_task(run_name, seed, dict(trial.params), trial=i, prune=prune)
         if task is None:  # a run it starts from is itself pending
             break
         metrics = planner.metrics(task)
         score = validation_score(metrics, metric) if metrics is not None else None
+        pruned_at = metrics.get("pruned_at") if metrics is not None else None
         state.tasks.append(task)
         state.scores.append(score)
+        state.pruned_at.append(pruned_at)
         if sequential:
             if score is None:
                 break
-            study.tell(trial, score)
-    if len(state.scores) == search.trials and all(s is not None for s in state.scores):
-        scores = [float(s) for s in state.scores if s is not None]
-        best = max(range(len(scores)), key=lambda i: (scores[i] if search.mode == "max" else -scores[i], -i))
+            if search.sampler == "tpe":
+                if pruned_at is None:
+                    study.tell(trial, score)
+                else:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            if search.pruner is not None:
+                curve = _curve(planner, task, metrics, metric)
+                history.append({"values": curve, "value": score, "pruned": pruned_at is not None})
+    done = len(state.scores) == search.trials and all(s is not None for s in state.scores)
+    kept = [i for i in range(len(state.scores)) if state.pruned_at[i] is None]
+    if done and kept:
+        scores = {i: float(state.scores[i]) for i in kept}  # type: ignore[arg-type]
+        best = max(kept, key=lambda i: (scores[i] if search.mode == "max" else -scores[i], -i))
         state.best_trial = best
         state.chosen = dict(state.tasks[best].params)
     cache[run_name] = state

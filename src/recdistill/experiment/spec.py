@@ -24,6 +24,7 @@ value and what was expected. The format (``experiments/README.md`` has a full ex
           sampler: grid                    # grid | tpe (Optuna's samplers)
           space: {distill.params.lambda_ucd: [1.0e-3, 1.0e-4]}   # "a.x,a.y": one value for both
           metric: H@5                      # validation metric (default: the config's monitor)
+          pruner: {name: median, n_startup_trials: 2}   # optional: Optuna's median | percentile
     tables:
       - name: main
         metrics: [H@5, M@5]
@@ -49,6 +50,7 @@ from typing import Any
 
 from recdistill.config import deep_merge, load_yaml, parse_set
 from recdistill.errors import MissingFileError, RecdistillError
+from recdistill.experiment.pruning import check_pruner
 
 __all__ = [
     "ExperimentSpec",
@@ -70,7 +72,9 @@ SAMPLERS = ("grid", "tpe", "random")
 class SearchSpec:
     """A search over ``space`` (dotted config key -> list of values, or ``{low, high, log}`` for
     a continuous range with ``tpe`` / ``random``), scored by ``metric`` on the validation split
-    of the run at ``seed``; ``trials`` (grid: the grid's size)."""
+    of the run at ``seed``; ``trials`` (grid: the grid's size). ``pruner``: an Optuna pruner
+    (``{"name": "median" | "percentile", **its settings}``, :mod:`.pruning`) that may stop a
+    trial after a validation; the trials then run one at a time."""
 
     sampler: str
     space: dict[str, Any]
@@ -78,6 +82,7 @@ class SearchSpec:
     metric: str | None = None
     seed: int | None = None
     mode: str = "max"
+    pruner: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +243,7 @@ def _check_dotted(mapping: dict[str, Any], where: str, tied: bool = False) -> di
 
 
 def _search(data: Any, where: str) -> SearchSpec:
-    r = _Reader(data, where, ("sampler", "space", "trials", "metric", "seed", "mode"))
+    r = _Reader(data, where, ("sampler", "space", "trials", "metric", "seed", "mode", "pruner"))
     sampler = r.get("sampler", str, "grid")
     if sampler not in SAMPLERS:
         raise RecdistillError(f"{where}.sampler: expected {' | '.join(SAMPLERS)}, got {sampler!r}")
@@ -269,7 +274,8 @@ def _search(data: Any, where: str) -> SearchSpec:
     mode = r.get("mode", str, "max")
     if mode not in ("max", "min"):
         raise RecdistillError(f"{where}.mode: expected max | min, got {mode!r}")
-    return SearchSpec(sampler, space, trials, r.get("metric", str), r.get("seed", int), mode)
+    pruner = check_pruner(r.get("pruner", object), f"{where}.pruner")
+    return SearchSpec(sampler, space, trials, r.get("metric", str), r.get("seed", int), mode, pruner)
 
 
 def _config_file(value: str | None, path: Path | None, where: str) -> Path | None:

@@ -65,6 +65,7 @@ def distill_run(
     log: Callable[[str], Any] = print,
     stop_after: int | None = None,
     fresh: bool = False,
+    prune: Callable[[int, str, dict[str, float]], bool] | None = None,
 ) -> tuple[Trainer, Distiller, dict[str, Any]]:
     """Train with ``config.distill.method``; returns (trainer, distiller, metrics).
 
@@ -73,7 +74,8 @@ def distill_run(
     cache_dir: where a frozen teacher's top-N lists are cached (default ``<teacher run>/cache``
     for a run directory) unless the method's ``cache_dir`` parameter is set. stop_after: return
     after this many epochs without finishing (an interruption; ``{}`` metrics). fresh: replace a
-    finished run in ``out_dir`` (staged; :func:`recdistill.runs.store.run_directory`).
+    finished run in ``out_dir`` (staged; :func:`recdistill.runs.store.run_directory`). prune:
+    stops the run after a validation (a search's pruner; see ``Trainer``).
     """
     cls, params = method_config(config)  # checked before anything is loaded
     source = teacher if teacher is not None else config.distill.teacher
@@ -113,7 +115,9 @@ def distill_run(
             atomic_json({**record, **info}, out / "distill.json")
         stop_on = getattr(params, "stop_on", None)
         primary = "student" if "student" in distiller.models else "teacher"
-        trainer = Trainer(distiller.models, distiller, dataset, config, out, primary=primary, stop_on=stop_on)
+        trainer = Trainer(
+            distiller.models, distiller, dataset, config, out, primary=primary, stop_on=stop_on, prune=prune
+        )
         metrics = trainer.fit(resume=resume, stop_after=stop_after)
         if metrics:
             # epochs with distillation terms (BD: after its warm-up), and the method's own figures

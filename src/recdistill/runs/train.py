@@ -26,12 +26,14 @@ def train_run(
     name: str = "model",
     fresh: bool = False,
     log: Callable[[str], Any] | None = None,
+    prune: Callable[[int, str, dict[str, float]], bool] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train ``config.model`` on ``config.data`` with its base loss; returns (trainer, metrics).
 
     The model is saved as ``out_dir/<name>.pt``. One seed (``train.seed``) fixes the
     initialisation, sampling and batch order. A finished run in ``out_dir`` is replaced only with
     ``fresh`` (staged, swapped in on success; :func:`recdistill.runs.store.run_directory`).
+    ``prune``: stops the run after a validation (a search's pruner; see ``Trainer``).
     """
     check_device(config.train.device)
     with run_directory(out_dir, resume, fresh) as out:
@@ -45,6 +47,6 @@ def train_run(
         mc = config.model
         model = build_model(mc.name, dataset, size=mc.size, dim=mc.dim, **mc.params)
         models = {name: model}
-        trainer = Trainer(models, BaseObjective(models), dataset, config, out)
+        trainer = Trainer(models, BaseObjective(models), dataset, config, out, prune=prune)
         metrics = trainer.fit(resume=resume, stop_after=stop_after)
     return trainer, metrics

@@ -55,7 +55,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -140,6 +140,10 @@ class Trainer:
     ``stop_on``: the models whose validation drives early stopping (default: ``(primary,)``). The
     run stops once ``patience`` validations in a row improved none of them; every model keeps its
     own best-validation state either way.
+    ``prune``: called after every validation with (epoch, the primary model's name, its
+    validation metrics); True stops the run there (a search's pruner,
+    ``recdistill.experiment.pruning``). The run then finishes as an early-stopped one (best
+    state, test metrics) and its metrics say ``pruned_at``.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         primary: str | None = None,
         stop_on: Sequence[str] | None = None,
+        prune: Callable[[int, str, dict[str, float]], bool] | None = None,
     ) -> None:
         if not models:
             raise RecdistillError("Trainer needs at least one model to train")
@@ -197,6 +202,8 @@ class Trainer:
         self.bad_evals = 0
         self.stopped = False
         self.train_time = 0.0
+        self.prune = prune
+        self.pruned_at: int | None = None  # the epoch ``prune`` stopped the run at
 
     def make_optimizer(self, model: Recommender) -> Any:
         """``train.optimizer`` for ``model`` (:mod:`recdistill.train.optim`)."""
@@ -316,6 +323,12 @@ class Trainer:
         self.bad_evals = 0 if improved else self.bad_evals + 1
         if self.bad_evals >= self.tc.patience:
             self.stopped = True
+        if (
+            self.prune is not None
+            and not self.stopped
+            and self.prune(self.epoch, self.primary, valid[self.primary])
+        ):
+            self.stopped, self.pruned_at = True, self.epoch
         return valid
 
     # ---------------------------------------------------------------- checkpoints
@@ -332,6 +345,7 @@ class Trainer:
             "best_states": self.best_states,
             "bad_evals": self.bad_evals,
             "stopped": self.stopped,
+            "pruned_at": self.pruned_at,
             "train_time": self.train_time,
             "world_size": self.world_size,
         }
@@ -367,6 +381,7 @@ class Trainer:
         self.best_states = state["best_states"]
         self.bad_evals = state["bad_evals"]
         self.stopped = state["stopped"]
+        self.pruned_at = state.get("pruned_at")
         self.train_time = state["train_time"]
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
@@ -567,6 +582,8 @@ class Trainer:
             "seed": self.tc.seed,
             "models": {},
         }
+        if self.pruned_at is not None:
+            out["pruned_at"] = self.pruned_at
         for n, m in self.models.items():
             res: dict[str, Any] = {
                 "model": m.name,

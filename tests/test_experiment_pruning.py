@@ -1,0 +1,179 @@
+"""Pruned searches: a trial's pruner against a brute-force median rule, resume replay, the spec's
+checks, and a pruned search end to end (one trial at a time, keys, choice, report, replay)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from recdistill.errors import RecdistillError
+from recdistill.experiment import Experiment, load_spec
+from recdistill.experiment.plan import Planner
+from recdistill.experiment.pruning import check_pruner, trial_pruner
+from recdistill.experiment.search import search_state
+
+
+def _median_rule(history: list[dict], current: list[float], steps: list[int], n_startup: int) -> int | None:
+    """Brute force (maximize): the first step where the trial's best value so far is below the
+    median of the completed trials' values at that step (once n_startup trials completed)."""
+    done = [h for h in history if not h["pruned"]]
+    if len(done) < n_startup:
+        return None
+    for i, s in enumerate(steps):
+        others = [dict((int(e), v) for e, v in h["values"]).get(s) for h in done]
+        others = [v for v in others if v is not None]
+        if others and max(current[: i + 1]) < float(np.median(others)):
+            return s
+    return None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trial_pruner_is_the_median_rule(seed: int, tmp_path: Path) -> None:
+    rng = np.random.default_rng(seed)
+    steps = [2, 4, 6, 8, 10]
+    history = []
+    for _ in range(int(rng.integers(2, 6))):
+        pruned = bool(rng.random() < 0.3)
+        n = int(rng.integers(1, 4)) if pruned else len(steps)
+        vals = np.sort(rng.random(n)).tolist()
+        history.append(
+            {"values": [[s, v] for s, v in zip(steps, vals)], "value": max(vals), "pruned": pruned}
+        )
+    current = np.sort(rng.random(len(steps)) * rng.uniform(0.3, 1.2)).tolist()
+    ctx = {
+        "pruner": {"name": "median", "n_startup_trials": 2},
+        "mode": "max",
+        "metric": "H@5",
+        "history": history,
+    }
+    cb = trial_pruner(ctx, tmp_path / "log.jsonl")
+    got = None
+    for s, v in zip(steps, current):
+        if cb(s, "model", {"H@5": v}):
+            got = s
+            break
+    assert got == _median_rule(history, current, steps, n_startup=2)
+
+
+def test_a_resumed_trial_reports_its_logged_values_first(tmp_path: Path) -> None:
+    """Interrupted after epoch 4: the pruner built for the resumed run reads epochs 2-4 from the
+    log and decides at epoch 6 as the uninterrupted run does (the best value so far counts)."""
+    history = [{"values": [[2, 0.5], [4, 0.5], [6, 0.5]], "value": 0.5, "pruned": False}]
+    ctx = {
+        "pruner": {"name": "median", "n_startup_trials": 1},
+        "mode": "max",
+        "metric": "H@5",
+        "history": history,
+    }
+    current = [0.6, 0.6, 0.3]  # above the median until epoch 6, where only the best so far keeps it
+    whole = trial_pruner(ctx, tmp_path / "none.jsonl")
+    assert [whole(e, "student", {"H@5": v}) for e, v in zip((2, 4, 6), current)] == [False, False, False]
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"epoch": e, "valid": {"student": {"H@5": v}}}) + "\n" for e, v in ((2, 0.6), (4, 0.6))
+        )
+    )
+    resumed = trial_pruner(ctx, log)
+    assert resumed(6, "student", {"H@5": 0.3}) is False
+    fresh = trial_pruner(ctx, tmp_path / "none.jsonl")  # without the replay it would be pruned
+    assert fresh(6, "student", {"H@5": 0.3}) is True
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("hyperband", r"s\.pruner\.name: expected median \| percentile"),
+        ({"name": "median", "patience": 2}, r"s\.pruner\.patience: not a setting of MedianPruner"),
+        ({"name": "percentile", "percentile": 150.0}, r"s\.pruner: .*percentile"),
+        ({"name": "median", "n_startup_trials": "x"}, r"n_startup_trials: expected a number"),
+        (3, r"s\.pruner: expected a pruner name"),
+    ],
+)
+def test_bad_pruners_are_one_line(value, match) -> None:
+    with pytest.raises(RecdistillError, match=match):
+        check_pruner(value, "s.pruner")
+
+
+def _spec(tmp_path: Path, pruner, name: str = "pruned") -> Path:
+    rng = np.random.default_rng(0)
+    log = tmp_path / "log.csv"
+    rows = [
+        f"u{u},i{i}" for u in range(60) for i in rng.choice(50, size=int(rng.integers(6, 12)), replace=False)
+    ]
+    log.write_text("user,item\n" + "\n".join(rows) + "\n")
+    search = {"sampler": "grid", "space": {"train.lr": [0.05, 1.0e-6, 0.02, 2.0e-6]}}
+    if pruner is not None:
+        search["pruner"] = pruner
+    spec = {
+        "name": "pruned",
+        "title": "Pruned",
+        "base": {
+            "data": {"name": str(log), "n_candidates": 20},
+            "model": {"name": "bpr", "size": None, "dim": 4},
+            "train": {"epochs": 6, "eval_every": 1, "patience": 10, "ks": [10], "monitor": "H@10"},
+        },
+        "set": {"train.progress": False},
+        "seeds": [0, 1],
+        "runs": {"student": {"search": search}},
+        "tables": [{"name": "main", "metrics": ["H@10"], "rows": [{"label": "Student", "run": "student"}]}],
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_a_pruned_search_end_to_end(tmp_path: Path) -> None:
+    path = _spec(tmp_path, {"name": "median", "n_startup_trials": 1})
+    runs = tmp_path / "runs"
+    exp = Experiment.load(path, runs)
+    first, pending = exp.tasks()
+    assert [t.trial for t in first] == [0] and pending == ["student"]  # one trial at a time
+    assert exp.run(log=lambda s: None).ok
+    state = search_state(Planner(load_spec(path), runs), "student")
+    assert len(state.tasks) == 4 and state.chosen is not None
+    # each trial pruned exactly where the median rule over the earlier completed trials says
+    history: list[dict] = []
+    for t, pruned_at in zip(state.tasks, state.pruned_at):
+        curve = json.loads((t.directory(runs) / "curve.json").read_text())["values"]
+        m = json.loads((t.directory(runs) / "metrics.json").read_text())
+        vals = [v for _, v in curve]
+        steps = [int(e) for e, _ in curve]
+        assert pruned_at == _median_rule(history, vals, steps, n_startup=1)
+        assert m.get("pruned_at") == pruned_at and m["epochs_run"] == (pruned_at or 6)
+        history.append({"values": curve, "value": max(vals), "pruned": pruned_at is not None})
+    assert any(p is not None for p in state.pruned_at) and any(p is None for p in state.pruned_at[1:])
+    assert state.pruned_at[state.best_trial] is None
+    # the chosen trial is the search seed's run; the other seed trains once
+    planner = Planner(load_spec(path), runs)
+    assert planner.task("student", 0).key == state.tasks[state.best_trial].key
+    assert (planner.task("student", 1).directory(runs) / "metrics.json").is_file()
+    # replayed: the same trials, nothing trained again
+    assert Experiment.load(path, runs).run(log=lambda s: None).finished == []
+    rep = exp.report(tmp_path / "out")
+    trials = rep["searches"][0]["trials"]
+    assert [t["pruned_at"] for t in trials] == state.pruned_at
+    assert rep["searches"][0]["pruner"] == {"name": "median", "n_startup_trials": 1}
+    assert "pruned at epoch" in (tmp_path / "out" / "pruned.md").read_text()
+    # the same search without a pruner is other runs: a pruned trial's key names the pruner
+    # and the trials it was pruned against
+    plain = [t.key for t in Planner(load_spec(_spec(tmp_path, None, "plain")), runs).tasks()[0]]
+    assert len(plain) == 4 and not {t.key for t in state.tasks} & set(plain)
+
+
+def test_tune_with_a_pruner(tmp_path: Path) -> None:
+    from recdistill.cli import main
+
+    spec = yaml.safe_load(_spec(tmp_path, None).read_text())
+    cfg = tmp_path / "base.yaml"
+    cfg.write_text(yaml.safe_dump(spec["base"]))
+    args = ["tune", "--config", str(cfg), "--space", "train.lr=0.05,0.02,0.000002", "--sampler", "grid"]
+    args += ["--pruner", "median", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--name", "t", "--set", "train.progress=false"]) == 0
+    rep = json.loads((tmp_path / "out" / "t.json").read_text())["searches"][0]
+    assert rep["pruner"] == {"name": "median"} and len(rep["trials"]) == 3
+    assert rep["chosen"] is not None and all("pruned_at" in t for t in rep["trials"])
