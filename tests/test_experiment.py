@@ -738,3 +738,17 @@ def test_records_count_as_finished_and_retrain_only_what_a_new_run_needs(tmp_pat
     argv = ["experiment", "record", str(path), "--runs-dir", str(tmp_path / "runs")]
     assert main([*argv, "--records", str(tmp_path / "rec2")]) == 0
     assert len(list((tmp_path / "rec2").glob("*/metrics.json"))) == n
+
+
+def test_status_piped_into_head_ends_quietly(tmp_path):
+    """``recdistill experiment status SPEC | head -1``: no traceback when the reader leaves."""
+    import subprocess
+    import sys
+
+    spec = _spec(tmp_path)
+    spec["runs"]["student"].pop("search")
+    spec["seeds"] = list(range(1000))  # 3000 lines: more than a pipe's buffer
+    path = _write(tmp_path, spec)
+    cmd = f"{sys.executable} -m recdistill experiment status {path} --runs-dir {tmp_path / 'runs'} | head -1"
+    out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("toy:") and out.stderr == ""

@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recdistill: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``recdistill ... | head``): not an error of ours
+        # stdout is gone: point it at devnull so that Python's exit flush does not fail again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # not a real file (tests): nothing will flush to it
+            pass
+        return 0
     finally:
         if sys.stdout is not stdout:
             sys.stdout.close()
