@@ -39,49 +39,34 @@ def test_trial_pruner_is_the_median_rule(seed: int, tmp_path: Path) -> None:
     for _ in range(int(rng.integers(2, 6))):
         pruned = bool(rng.random() < 0.3)
         n = int(rng.integers(1, 4)) if pruned else len(steps)
-        vals = np.sort(rng.random(n)).tolist()
+        vals = rng.random(n).tolist()
         history.append(
             {"values": [[s, v] for s, v in zip(steps, vals)], "value": max(vals), "pruned": pruned}
         )
-    current = np.sort(rng.random(len(steps)) * rng.uniform(0.3, 1.2)).tolist()
-    ctx = {
-        "pruner": {"name": "median", "n_startup_trials": 2},
-        "mode": "max",
-        "metric": "H@5",
-        "history": history,
-    }
-    cb = trial_pruner(ctx, tmp_path / "log.jsonl")
+    current = (rng.random(len(steps)) * rng.uniform(0.3, 1.2)).tolist()  # the best so far counts
+    pruner = check_pruner({"name": "median", "n_startup_trials": 2}, "p")
+    cb = trial_pruner({"pruner": pruner, "mode": "max", "metric": "H@5", "history": history})
     got = None
+    seen: list = []
     for s, v in zip(steps, current):
-        if cb(s, "model", {"H@5": v}):
+        seen.append((s, {"H@5": v}))
+        if cb(seen):
             got = s
             break
     assert got == _median_rule(history, current, steps, n_startup=2)
 
 
-def test_a_resumed_trial_reports_its_logged_values_first(tmp_path: Path) -> None:
-    """Interrupted after epoch 4: the pruner built for the resumed run reads epochs 2-4 from the
-    log and decides at epoch 6 as the uninterrupted run does (the best value so far counts)."""
+def test_a_resumed_trial_reports_its_checkpointed_history_first() -> None:
+    """A run resumed after epoch 4 calls the pruner first with epochs 2-6: it decides at epoch 6
+    as the uninterrupted run does (the best value so far counts), not as a fresh trial would."""
     history = [{"values": [[2, 0.5], [4, 0.5], [6, 0.5]], "value": 0.5, "pruned": False}]
-    ctx = {
-        "pruner": {"name": "median", "n_startup_trials": 1},
-        "mode": "max",
-        "metric": "H@5",
-        "history": history,
-    }
-    current = [0.6, 0.6, 0.3]  # above the median until epoch 6, where only the best so far keeps it
-    whole = trial_pruner(ctx, tmp_path / "none.jsonl")
-    assert [whole(e, "student", {"H@5": v}) for e, v in zip((2, 4, 6), current)] == [False, False, False]
-    log = tmp_path / "log.jsonl"
-    log.write_text(
-        "".join(
-            json.dumps({"epoch": e, "valid": {"student": {"H@5": v}}}) + "\n" for e, v in ((2, 0.6), (4, 0.6))
-        )
-    )
-    resumed = trial_pruner(ctx, log)
-    assert resumed(6, "student", {"H@5": 0.3}) is False
-    fresh = trial_pruner(ctx, tmp_path / "none.jsonl")  # without the replay it would be pruned
-    assert fresh(6, "student", {"H@5": 0.3}) is True
+    pruner = check_pruner({"name": "median", "n_startup_trials": 1}, "p")
+    ctx = {"pruner": pruner, "mode": "max", "metric": "H@5", "history": history}
+    run = [(2, {"H@5": 0.6}), (4, {"H@5": 0.6}), (6, {"H@5": 0.3})]
+    whole = trial_pruner(ctx)
+    assert [whole(run[: i + 1]) for i in range(3)] == [False, False, False]
+    assert trial_pruner(ctx)(run) is False  # resumed: the checkpointed history, then epoch 6
+    assert trial_pruner(ctx)(run[2:]) is True  # epoch 6 alone would be pruned
 
 
 @pytest.mark.parametrize(
@@ -91,12 +76,18 @@ def test_a_resumed_trial_reports_its_logged_values_first(tmp_path: Path) -> None
         ({"name": "median", "patience": 2}, r"s\.pruner\.patience: not a setting of MedianPruner"),
         ({"name": "percentile", "percentile": 150.0}, r"s\.pruner: .*percentile"),
         ({"name": "median", "n_startup_trials": "x"}, r"n_startup_trials: expected a number"),
+        ({"name": "median", "n_startup_trials": 1.5}, r"n_startup_trials: expected an integer"),
+        ({"name": "percentile"}, r"s\.pruner: PercentilePruner needs percentile"),
         (3, r"s\.pruner: expected a pruner name"),
     ],
 )
 def test_bad_pruners_are_one_line(value, match) -> None:
     with pytest.raises(RecdistillError, match=match):
         check_pruner(value, "s.pruner")
+
+
+def test_one_pruner_is_spelled_one_way() -> None:
+    assert check_pruner("median", "p") == check_pruner({"name": "median", "n_startup_trials": 5.0}, "p")
 
 
 def _spec(tmp_path: Path, pruner, name: str = "pruned") -> Path:
@@ -157,8 +148,19 @@ def test_a_pruned_search_end_to_end(tmp_path: Path) -> None:
     rep = exp.report(tmp_path / "out")
     trials = rep["searches"][0]["trials"]
     assert [t["pruned_at"] for t in trials] == state.pruned_at
-    assert rep["searches"][0]["pruner"] == {"name": "median", "n_startup_trials": 1}
+    assert rep["searches"][0]["pruner"] == check_pruner({"name": "median", "n_startup_trials": 1}, "p")
     assert "pruned at epoch" in (tmp_path / "out" / "pruned.md").read_text()
+    # a pruned trial is never chosen, even with the best score (a partial run's best so far)
+    i = next(i for i, p in enumerate(state.pruned_at) if p is not None)
+    mpath = state.tasks[i].directory(runs) / "metrics.json"
+    m = json.loads(mpath.read_text())
+    m["models"]["model"]["valid"]["full"]["H@10"] = 2.0
+    mpath.write_text(json.dumps(m))
+    assert search_state(Planner(load_spec(path), runs), "student").best_trial == state.best_trial
+    # a finished trial without its curve cannot be compared with: one line
+    (state.tasks[0].directory(runs) / "curve.json").unlink()
+    with pytest.raises(RecdistillError, match="finished without curve.json"):
+        search_state(Planner(load_spec(path), runs), "student")
     # the same search without a pruner is other runs: a pruned trial's key names the pruner
     # and the trials it was pruned against
     plain = [t.key for t in Planner(load_spec(_spec(tmp_path, None, "plain")), runs).tasks()[0]]
@@ -172,8 +174,9 @@ def test_tune_with_a_pruner(tmp_path: Path) -> None:
     cfg = tmp_path / "base.yaml"
     cfg.write_text(yaml.safe_dump(spec["base"]))
     args = ["tune", "--config", str(cfg), "--space", "train.lr=0.05,0.02,0.000002", "--sampler", "grid"]
-    args += ["--pruner", "median", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    args += ["--pruner", "median", "--pruner-startup", "1"]
+    args += ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     assert main([*args, "--name", "t", "--set", "train.progress=false"]) == 0
     rep = json.loads((tmp_path / "out" / "t.json").read_text())["searches"][0]
-    assert rep["pruner"] == {"name": "median"} and len(rep["trials"]) == 3
-    assert rep["chosen"] is not None and all("pruned_at" in t for t in rep["trials"])
+    assert rep["pruner"]["n_startup_trials"] == 1 and len(rep["trials"]) == 3
+    assert rep["chosen"] is not None and any(t["pruned_at"] is not None for t in rep["trials"])

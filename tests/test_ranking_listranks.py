@@ -88,6 +88,12 @@ def test_bad_lists_and_uses_are_refused() -> None:
         ListRanks(np.array([[1, -1, 2]]))
     with pytest.raises(RecdistillError, match="integer"):
         ListRanks(np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(RecdistillError, match="row 1 lists 2 twice"):
+        ListRanks(np.array([[0, 1, -1], [2, 3, 2]]))
+    with pytest.raises(RecdistillError, match=">= 0"):
+        ListRanks(np.array([[0, -2]]))
+    with pytest.raises(RecdistillError, match=f"hold {lists.shape[0] - 1} rows, the user side has"):
+        RankEngine(train).ranks(ListRanks(lists[1:]), "user")
     seen = lists.copy()
     u = 3
     seen[u, 0] = int(np.flatnonzero(obs[u])[0])  # an observed item in the list

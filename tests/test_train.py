@@ -98,20 +98,20 @@ def test_prune_stops_after_a_validation_and_says_so(toy_dataset):
     an early-stopped one; the mark is part of the checkpointed state."""
     seen = []
 
-    def prune(epoch, model, valid):
-        seen.append((epoch, model, valid["H@10"]))
-        return epoch == 4
+    def prune(history):
+        seen.append([(e, m["H@10"]) for e, m in history])
+        return history[-1][0] == 4
 
     c = cfg(epochs=20, eval_every=2, patience=50)
     tr, met = train_run(c, dataset=toy_dataset, prune=prune)
-    assert [(e, m) for e, m, _ in seen] == [(2, "model"), (4, "model")]
+    assert [[e for e, _ in h] for h in seen] == [[2], [2, 4]]  # the whole history at each call
     assert tr.epoch == 4 and met["pruned_at"] == 4 and met["early_stopped"]
-    assert max(v for _, _, v in seen) == pytest.approx(met["models"]["model"]["valid"]["full"]["H@10"])
+    assert max(v for _, v in seen[-1]) == pytest.approx(met["models"]["model"]["valid"]["full"]["H@10"])
     _, plain = train_run(c, dataset=toy_dataset)
     assert "pruned_at" not in plain and plain["epochs_run"] == 20
     again = Trainer(dict(tr.models), BaseObjective(dict(tr.models)), toy_dataset, c)
     again.load_state_dict(tr.state_dict())
-    assert again.pruned_at == 4 and again.stopped
+    assert again.pruned_at == 4 and again.stopped and again.valid_history == tr.valid_history
 
 
 class TwoModelObjective:

@@ -117,6 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="stop trials early with Optuna's median pruner (trials then run one at a time)",
     )
+    t.add_argument(
+        "--pruner-startup",
+        type=int,
+        default=5,
+        help="finished trials before the pruner may stop one (Optuna's n_startup_trials, 5)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="tune", help="report name (<out>/<name>.md)")
     t.add_argument("--runs-dir", default="runs/exp")
@@ -159,7 +165,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.metric:
         search["metric"] = args.metric
     if args.pruner:
-        search["pruner"] = args.pruner
+        search["pruner"] = {"name": args.pruner, "n_startup_trials": args.pruner_startup}
     sets = {}
     for item in args.set:
         key, sep, value = item.partition("=")

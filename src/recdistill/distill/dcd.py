@@ -130,6 +130,7 @@ class DCD(RRD):
         #: the frozen teacher's ranks per side, kept after the first refresh (not checkpointed:
         #: a resumed run ranks the teacher again and gets the same ranks)
         self.teacher_ranks = TeacherRanks()
+        self._sources: dict[str, Any] = {}  # side -> what the engine ranks for the teacher
 
     def sides(self) -> tuple[str, ...]:
         c = self.cfg
@@ -155,7 +156,9 @@ class DCD(RRD):
         """Both models' exact ranks and the corrections' draws, per side (Eqs. 3-6)."""
         c = self.cfg
         for side in self.sides():
-            source = self.teacher.rank_source(self.dataset, side)
+            if side not in self._sources:  # the teacher is frozen: built once
+                self._sources[side] = self.teacher.rank_source(self.dataset, side)
+            source = self._sources[side]
             sm = self.engine.side(side)
             room = int(
                 sm.n_cols - int(np.diff(sm.csr.indptr).max(initial=0))

@@ -99,7 +99,7 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
     cfg = make_config(overrides=cfg_dict)
     resume = (out / "checkpoint.pt").is_file() and not fresh
     prune = record.get("prune")
-    pruner = trial_pruner(prune, out / "log.jsonl") if prune is not None else None
+    pruner = trial_pruner(prune) if prune is not None else None
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if quiet:
@@ -109,17 +109,17 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
         try:
             fresh = fresh and (out / "metrics.json").is_file()
             if cfg.distill.method:
-                distill_run(
+                trainer = distill_run(
                     cfg, out, teacher=teacher, student=student, resume=resume, fresh=fresh, prune=pruner
-                )
+                )[0]
             else:
-                train_run(cfg, out, resume=resume, log=print, fresh=fresh, prune=pruner)
+                trainer = train_run(cfg, out, resume=resume, log=print, fresh=fresh, prune=pruner)[0]
         except BaseException as exc:
             if not isinstance(exc, (KeyboardInterrupt, RunInterrupted)):
                 atomic_text(traceback.format_exc(), out / "error.txt")
             raise
     if prune is not None:  # what later trials of its search are pruned against
-        write_curve(out, str(prune["metric"]))
+        write_curve(out, str(prune["metric"]), trainer.valid_history)
     return time.perf_counter() - t0
 
 

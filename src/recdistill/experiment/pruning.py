@@ -11,8 +11,8 @@ Reproducible by construction: a search with a pruner runs its trials one at a ti
 and trial i is pruned against trials 0..i-1 only, whose validation curves (``curve.json`` in each
 run folder and its record) are finished and fixed. Those trials' keys are part of trial i's key
 (:meth:`recdistill.experiment.plan.Planner.make_task`), so the same search replays to the same
-trials, pruned at the same epochs; a run resumed from its checkpoint first reports the values it
-had logged before the interruption.
+trials, pruned at the same epochs; a run resumed from its checkpoint first reports the values of
+its checkpointed validation history.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def _pruner_class(name: str) -> Any:
 
 def check_pruner(value: Any, where: str) -> dict[str, Any] | None:
     """A spec's ``pruner`` (a name, or ``{name, <the Optuna pruner's keyword arguments>}``) ->
-    ``{"name": ..., **kwargs}``, checked by building the pruner; one-line errors naming ``where``."""
+    ``{"name": ..., **every setting}`` with Optuna's defaults filled in (so that one pruner is
+    spelled one way in a run's key), checked by building the pruner; one-line errors naming
+    ``where``."""
     if value is None:
         return None
     spec = {"name": value} if isinstance(value, str) else value
@@ -50,20 +52,32 @@ def check_pruner(value: Any, where: str) -> dict[str, Any] | None:
     name = spec["name"]
     if name not in PRUNERS:
         raise RecdistillError(f"{where}.name: expected {' | '.join(PRUNERS)}, got {name!r}")
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
-    allowed = set(inspect.signature(_pruner_class(name)).parameters)
-    for k, v in kwargs.items():
-        if k not in allowed:
-            raise RecdistillError(
-                f"{where}.{k}: not a setting of {PRUNERS[name]} ({', '.join(sorted(allowed))})"
-            )
+    params = inspect.signature(_pruner_class(name)).parameters
+    out: dict[str, Any] = {"name": name}
+    for k, v in spec.items():
+        if k == "name":
+            continue
+        if k not in params:
+            known = ", ".join(sorted(params))
+            raise RecdistillError(f"{where}.{k}: not a setting of {PRUNERS[name]} ({known})")
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise RecdistillError(f"{where}.{k}: expected a number, got {v!r}")
+        if isinstance(params[k].default, int) and not isinstance(params[k].default, bool):
+            if float(v) != int(v):
+                raise RecdistillError(f"{where}.{k}: expected an integer, got {v!r}")
+            v = int(v)
+        out[k] = v
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in out]
+    if missing:
+        raise RecdistillError(f"{where}: {PRUNERS[name]} needs {', '.join(missing)}")
+    for k, p in params.items():  # Optuna's defaults, spelled out
+        if k not in out and isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
+            out[k] = p.default
     try:
-        make_pruner({"name": name, **kwargs})
+        make_pruner(out)
     except (ValueError, TypeError) as exc:
         raise RecdistillError(f"{where}: {exc}") from None
-    return {"name": name, **kwargs}
+    return out
 
 
 def make_pruner(spec: dict[str, Any]) -> Any:
@@ -71,29 +85,17 @@ def make_pruner(spec: dict[str, Any]) -> Any:
     return _pruner_class(spec["name"])(**{k: v for k, v in spec.items() if k != "name"})
 
 
-def curve_from_log(log_path: Path, model: str, metric: str) -> list[list[float]]:
-    """``[[epoch, value], ...]``: ``metric`` of ``model`` at every validation in a run's log."""
-    out: list[list[float]] = []
-    if not log_path.is_file():
-        return out
-    for line in log_path.read_text().splitlines():
-        rec = json.loads(line)
-        valid = rec.get("valid", {}).get(model)
-        if valid is not None and metric in valid:
-            out.append([int(rec["epoch"]), float(valid[metric])])
-    return out
-
-
-def write_curve(run_dir: Path, metric: str) -> None:
-    """``curve.json`` of a finished run: its primary model's validation ``metric`` per epoch."""
+def write_curve(run_dir: Path, metric: str, history: list[tuple[int, dict[str, float]]]) -> None:
+    """``curve.json`` of a finished trial: its primary model's validation ``metric`` per epoch
+    (``Trainer.valid_history``)."""
     from recdistill.atomic import atomic_json
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    values = curve_from_log(run_dir / "log.jsonl", metrics["primary"], metric)
+    values = [[int(e), float(m[metric])] for e, m in history if metric in m]
     atomic_json({"metric": metric, "values": values}, run_dir / CURVE_FILE)
 
 
 def read_curve(path: Path | None) -> list[list[float]] | None:
+    """The ``values`` of a ``curve.json`` (None if there is none or it is unreadable)."""
     if path is None:
         return None
     try:
@@ -102,13 +104,14 @@ def read_curve(path: Path | None) -> list[list[float]] | None:
         return None
 
 
-def trial_pruner(prune: dict[str, Any], log_path: Path) -> Callable[[int, str, dict[str, float]], bool]:
-    """The ``Trainer(prune=...)`` callback of one trial.
+def trial_pruner(prune: dict[str, Any]) -> Callable[[list[tuple[int, dict[str, float]]]], bool]:
+    """The ``Trainer(prune=...)`` callback of one trial: reports the search's metric at every
+    validation of the run's history not reported yet (a resumed run: the epochs before the
+    interruption first) as Optuna intermediate values, then asks the pruner.
 
     ``prune``: ``{"pruner": checked spec, "mode": "max"|"min", "metric": name, "history":
     [{"values": [[epoch, value], ...], "value": the trial's validation score, "pruned": bool},
-    ...]}`` (the earlier trials, in order). ``log_path``: this run's log, read at the first call
-    for the values logged before a resume.
+    ...]}`` (the earlier trials, in order).
     """
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -124,25 +127,24 @@ def trial_pruner(prune: dict[str, Any], log_path: Path) -> Callable[[int, str, d
         if h["pruned"]:
             study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values=inter))
         else:
-            study.add_trial(
-                create_trial(state=TrialState.COMPLETE, value=float(h["value"]), intermediate_values=inter)
-            )
+            done = create_trial(state=TrialState.COMPLETE, value=float(h["value"]), intermediate_values=inter)
+            study.add_trial(done)
     trial = study.ask()
     metric = str(prune["metric"])
-    started = False
+    reported = -1  # the last epoch reported
 
-    def should_prune(epoch: int, model: str, valid: dict[str, float]) -> bool:
-        nonlocal started
-        if not started:  # a resumed run: what it reported before the interruption
-            for e, v in curve_from_log(log_path, model, metric):
-                if e < epoch:
-                    trial.report(v, int(e))
-            started = True
-        if metric not in valid:
-            raise RecdistillError(
-                f"search metric {metric!r} not in the run's validation metrics: {', '.join(valid)}"
-            )
-        trial.report(float(valid[metric]), int(epoch))
+    def should_prune(history: list[tuple[int, dict[str, float]]]) -> bool:
+        nonlocal reported
+        for epoch, valid in history:
+            if epoch <= reported:
+                continue
+            if metric not in valid:
+                names = ", ".join(valid)
+                raise RecdistillError(
+                    f"search metric {metric!r} not in the run's validation metrics: {names}"
+                )
+            trial.report(float(valid[metric]), int(epoch))
+            reported = int(epoch)
         return bool(trial.should_prune())
 
     return should_prune

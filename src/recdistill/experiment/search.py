@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recdistill.errors import RecdistillError
-from recdistill.experiment.pruning import CURVE_FILE, curve_from_log, read_curve
+from recdistill.experiment.pruning import CURVE_FILE, read_curve
 
 __all__ = ["SearchState", "search_state", "validation_score"]
 
@@ -71,13 +71,14 @@ def validation_score(metrics: dict[str, Any], metric: str | None) -> float:
     return float(valid[name])
 
 
-def _curve(planner: Any, task: Any, metrics: dict[str, Any], metric: str) -> list[list[float]]:
-    """A finished trial's validation curve: its ``curve.json`` (run folder or record), else
-    its run's log (a run stopped before writing the curve)."""
+def _curve(planner: Any, task: Any) -> list[list[float]]:
+    """A finished trial's validation curve (its ``curve.json``, in its run folder or record)."""
     curve = read_curve(planner.result_file(task, CURVE_FILE))
     if curve is None:
-        log = task.directory(planner.root) / "log.jsonl"
-        curve = curve_from_log(log, metrics["primary"], metric)
+        raise RecdistillError(
+            f"{task.label} ({task.key[:16]}) finished without {CURVE_FILE}: the later trials of its "
+            "pruned search cannot be compared with it; train it again (delete its run folder)"
+        )
     return curve
 
 
@@ -145,13 +146,15 @@ def search_state(planner: Any, run_name: str) -> SearchState:
         if sequential:
             if score is None:
                 break
+            curve = _curve(planner, task) if search.pruner is not None else []
             if search.sampler == "tpe":
                 if pruned_at is None:
                     study.tell(trial, score)
-                else:
+                else:  # TPE weighs a pruned trial by its intermediate values
+                    for e, v in curve:
+                        trial.report(float(v), int(e))
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             if search.pruner is not None:
-                curve = _curve(planner, task, metrics, metric)
                 history.append({"values": curve, "value": score, "pruned": pruned_at is not None})
     done = len(state.scores) == search.trials and all(s is not None for s in state.scores)
     kept = [i for i in range(len(state.scores)) if state.pruned_at[i] is None]

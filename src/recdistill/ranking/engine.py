@@ -307,6 +307,10 @@ class RankEngine:
             if isinstance(m, ListRanks):
                 if m.side != side:
                     raise RecdistillError(f"ranked lists of the {m.side} side cannot rank the {side} side")
+                if m.n_rows != sm.n_rows:
+                    raise RecdistillError(
+                        f"ranked lists hold {m.n_rows} rows, the {side} side has {sm.n_rows}"
+                    )
                 if stats:
                     raise RecdistillError("score statistics need scores; ranked lists have none")
         pool = self._pool()

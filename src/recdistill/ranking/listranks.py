@@ -7,10 +7,10 @@ for a chunk's ranks instead of scoring and sorting. Per row (a user), over the r
 entries (``n_u`` of them):
 
 - the listed entries get ranks ``1..L_u`` in list order (best first);
-- every other unobserved entry gets one shared rank, the midrank of positions ``L_u+1..n_u``,
+- every other unobserved entry gets one shared rank, the middle of positions ``L_u+1..n_u``,
   ``floor((L_u + 1 + n_u) / 2)``: their order is unknown, and this is the mean rank of a
-  random order of them (the evaluation's tie rule, METHODS.md "Ties", counts half of the equal
-  entries the same way);
+  random order of them, rounded down to an integer rank (the evaluation's tie rule, METHODS.md
+  "Ties", counts half of the equal entries the same way);
 - observed entries get 0, as in :func:`~recdistill.ranking.order.rank_rows`.
 
 So a rank difference ``rank_S - rank_T`` (DCD's discrepancy, Eqs. 3-5) is exact on the listed
@@ -42,9 +42,16 @@ class ListRanks:
         if t.is_floating_point() or t.dtype == torch.bool:
             raise RecdistillError(f"ranked lists must hold integer ids, got {t.dtype}")
         t = t.to(torch.int64)
+        if bool((t < -1).any()):
+            raise RecdistillError(f"ranked lists: ids must be >= 0 (-1: padding), got {int(t.min())}")
         valid = t >= 0  # (R, N)
         if bool((valid[:, 1:] & ~valid[:, :-1]).any()):
             raise RecdistillError("ranked lists: -1 padding must come after a row's entries")
+        srt = t.sort(dim=1).values  # (R, N)
+        dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)  # (R, N-1)
+        if bool(dup.any()):
+            r, c = (int(x) for x in torch.nonzero(dup)[0])
+            raise RecdistillError(f"ranked lists: row {r} lists {int(srt[r, c + 1])} twice")
         self.lists = t  # (R, N) int64
         self.lengths = valid.sum(1)  # (R,) int64
         self.side = side

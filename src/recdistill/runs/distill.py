@@ -65,7 +65,7 @@ def distill_run(
     log: Callable[[str], Any] = print,
     stop_after: int | None = None,
     fresh: bool = False,
-    prune: Callable[[int, str, dict[str, float]], bool] | None = None,
+    prune: Callable[[list[tuple[int, dict[str, float]]]], bool] | None = None,
 ) -> tuple[Trainer, Distiller, dict[str, Any]]:
     """Train with ``config.distill.method``; returns (trainer, distiller, metrics).
 

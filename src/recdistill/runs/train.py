@@ -26,7 +26,7 @@ def train_run(
     name: str = "model",
     fresh: bool = False,
     log: Callable[[str], Any] | None = None,
-    prune: Callable[[int, str, dict[str, float]], bool] | None = None,
+    prune: Callable[[list[tuple[int, dict[str, float]]]], bool] | None = None,
 ) -> tuple[Trainer, dict[str, Any]]:
     """Train ``config.model`` on ``config.data`` with its base loss; returns (trainer, metrics).
 

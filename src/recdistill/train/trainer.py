@@ -140,8 +140,9 @@ class Trainer:
     ``stop_on``: the models whose validation drives early stopping (default: ``(primary,)``). The
     run stops once ``patience`` validations in a row improved none of them; every model keeps its
     own best-validation state either way.
-    ``prune``: called after every validation with (epoch, the primary model's name, its
-    validation metrics); True stops the run there (a search's pruner,
+    ``prune``: called after every validation with the primary model's validation history so
+    far, ``[(epoch, metrics), ...]`` (checkpointed: a resumed run passes the epochs before the
+    interruption too); True stops the run there (a search's pruner,
     ``recdistill.experiment.pruning``). The run then finishes as an early-stopped one (best
     state, test metrics) and its metrics say ``pruned_at``.
     """
@@ -155,7 +156,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         primary: str | None = None,
         stop_on: Sequence[str] | None = None,
-        prune: Callable[[int, str, dict[str, float]], bool] | None = None,
+        prune: Callable[[list[tuple[int, dict[str, float]]]], bool] | None = None,
     ) -> None:
         if not models:
             raise RecdistillError("Trainer needs at least one model to train")
@@ -204,6 +205,8 @@ class Trainer:
         self.train_time = 0.0
         self.prune = prune
         self.pruned_at: int | None = None  # the epoch ``prune`` stopped the run at
+        #: the primary model's validation metrics at every validation, [(epoch, metrics), ...]
+        self.valid_history: list[tuple[int, dict[str, float]]] = []
 
     def make_optimizer(self, model: Recommender) -> Any:
         """``train.optimizer`` for ``model`` (:mod:`recdistill.train.optim`)."""
@@ -323,11 +326,8 @@ class Trainer:
         self.bad_evals = 0 if improved else self.bad_evals + 1
         if self.bad_evals >= self.tc.patience:
             self.stopped = True
-        if (
-            self.prune is not None
-            and not self.stopped
-            and self.prune(self.epoch, self.primary, valid[self.primary])
-        ):
+        self.valid_history.append((self.epoch, dict(valid[self.primary])))
+        if self.prune is not None and not self.stopped and self.prune(self.valid_history):
             self.stopped, self.pruned_at = True, self.epoch
         return valid
 
@@ -346,6 +346,7 @@ class Trainer:
             "bad_evals": self.bad_evals,
             "stopped": self.stopped,
             "pruned_at": self.pruned_at,
+            "valid_history": [[e, dict(m)] for e, m in self.valid_history],
             "train_time": self.train_time,
             "world_size": self.world_size,
         }
@@ -382,6 +383,7 @@ class Trainer:
         self.bad_evals = state["bad_evals"]
         self.stopped = state["stopped"]
         self.pruned_at = state.get("pruned_at")
+        self.valid_history = [(int(e), dict(m)) for e, m in state.get("valid_history", [])]
         self.train_time = state["train_time"]
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
