@@ -180,3 +180,14 @@ def test_tune_with_a_pruner(tmp_path: Path) -> None:
     rep = json.loads((tmp_path / "out" / "t.json").read_text())["searches"][0]
     assert rep["pruner"]["n_startup_trials"] == 1 and len(rep["trials"]) == 3
     assert rep["chosen"] is not None and any(t["pruned_at"] is not None for t in rep["trials"])
+
+
+def test_a_search_metric_the_runs_do_not_compute_fails_before_anything_runs(tmp_path: Path) -> None:
+    path = _spec(tmp_path, "median")
+    spec = yaml.safe_load(path.read_text())
+    spec["runs"]["student"]["search"]["metric"] = "H@50"  # train.ks is [10]
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(
+        RecdistillError, match=r"runs\.student\.search\.metric: 'H@50' is not a validation metric"
+    ):
+        Experiment.load(path, tmp_path / "runs")

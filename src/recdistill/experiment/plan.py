@@ -208,6 +208,14 @@ class Planner:
                         }
                     )
             cfg = self.config(run, self.seeds_of(run.name)[0], params)
+            if run.search is not None:  # what a trial reports after each validation, checked now
+                metric = run.search.metric or cfg.resolved_monitor()
+                names = [f"{m}@{k}" for k in cfg.train.ks for m in ("H", "N", "M")]
+                if metric not in names:
+                    raise RecdistillError(
+                        f"{self.spec.path or 'spec'}: runs.{run.name}.search.metric: {metric!r} is not "
+                        f"a validation metric of the run (train.ks {list(cfg.train.ks)}: {', '.join(names)})"
+                    )
             if run.method:
                 from recdistill.runs import method_config
 
