@@ -371,14 +371,20 @@ def report_markdown(rep: dict[str, Any]) -> str:
                 f" Optuna {pruner['name']} pruner ({settings or 'defaults'}): trials one at a time, each "
                 "compared after every validation with the earlier ones; a pruned trial is never chosen."
             )
+        secs = [t.get("seconds") for t in s["trials"]]
+        eps = [t.get("epochs") for t in s["trials"]]
+        cost = ""
+        if secs and all(x is not None for x in secs) and all(e is not None for e in eps):
+            cost = f" The trials trained {sum(eps)} epochs in {sum(secs):.0f} s in all."
+        best = s["best_trial"] if s["best_trial"] is not None else "not finished"
         out += [
             f"## Search: {s['run']}",
             "",
             f"Optuna {s['sampler']} sampler, budget {s['budget']} trials, chosen on {s['metric']} "
-            f"(best trial: {s['best_trial'] if s['best_trial'] is not None else 'not finished'}).{pruning}",
+            f"(best trial: {best}).{pruning}{cost}",
             "",
-            "| trial | params | valid |",
-            "|---:|---|---:|",
+            "| trial | params | valid | epochs | s |",
+            "|---:|---|---:|---:|---:|",
         ]
         for tr in s["trials"]:
             params = ", ".join(
@@ -388,7 +394,10 @@ def report_markdown(rep: dict[str, Any]) -> str:
             mark = " **chosen**" if tr["trial"] == s["best_trial"] else ""
             if tr.get("pruned_at") is not None:
                 mark = f" (pruned at epoch {tr['pruned_at']})"
-            out.append(f"| {tr['trial']} | {params}{mark} | {_num(tr['valid'])} |")
+            sec = tr.get("seconds")
+            sec_txt = f"{sec:.0f}" if sec is not None else "—"
+            epochs = tr.get("epochs") or "—"
+            out.append(f"| {tr['trial']} | {params}{mark} | {_num(tr['valid'])} | {epochs} | {sec_txt} |")
         out.append("")
     out += [
         "## Runs",

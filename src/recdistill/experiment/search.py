@@ -41,6 +41,9 @@ class SearchState:
     pruner: dict[str, Any] | None = None
     #: per trial: the epoch its pruner stopped it at (None: not pruned or not finished)
     pruned_at: list[int | None] = field(default_factory=list)
+    #: per trial: its training seconds and epochs (None: not finished)
+    seconds: list[float | None] = field(default_factory=list)
+    epochs: list[int | None] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,8 +53,18 @@ class SearchState:
             "metric": f"valid {self.metric}",
             "pruner": self.pruner,
             "trials": [
-                {"trial": t.trial, "params": t.params, "valid": s, "key": t.key, "pruned_at": p}
-                for t, s, p in zip(self.tasks, self.scores, self.pruned_at)
+                {
+                    "trial": t.trial,
+                    "params": t.params,
+                    "valid": s,
+                    "key": t.key,
+                    "pruned_at": p,
+                    "epochs": ep,
+                    "seconds": sec,
+                }
+                for t, s, p, ep, sec in zip(
+                    self.tasks, self.scores, self.pruned_at, self.epochs, self.seconds
+                )
             ],
             "chosen": self.chosen,
             "best_trial": self.best_trial,
@@ -143,6 +156,8 @@ def search_state(planner: Any, run_name: str) -> SearchState:
         state.tasks.append(task)
         state.scores.append(score)
         state.pruned_at.append(pruned_at)
+        state.seconds.append(float(metrics["train_time_s"]) if metrics is not None else None)
+        state.epochs.append(int(metrics["epochs_run"]) if metrics is not None else None)
         if sequential:
             if score is None:
                 break
