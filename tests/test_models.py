@@ -180,6 +180,21 @@ def test_neumf_matches_plain_forward_and_chunking(toy_dataset):
     torch.testing.assert_close(model.score_all(users), ref)
     model.max_elements = 6 * toy_dataset.n_items * 7  # force chunks of 7 users
     torch.testing.assert_close(model.score_all(users), ref)
+    # score() on (user, item) pairs, both of its paths (few pairs; every item's half once), with
+    # gradients, against the obvious concatenated forward
+    model.train()
+    for k in (3, toy_dataset.n_items + 5):
+        u = torch.randint(0, toy_dataset.n_users, (4,), generator=torch.Generator().manual_seed(k))
+        it = torch.randint(0, toy_dataset.n_items, (4, k), generator=torch.Generator().manual_seed(k + 1))
+        x = torch.cat([model.user_mlp(u)[:, None, :].expand(-1, k, -1), model.item_mlp(it)], -1)
+        g = model.user_gmf(u)[:, None, :] * model.item_gmf(it)
+        want = model.predict(torch.cat([g, model.mlp(x)], -1)).squeeze(-1)  # (4, k)
+        grads = torch.autograd.grad(want.sum(), list(model.parameters()))
+        got = model.score(u, it)
+        torch.testing.assert_close(got, want)
+        for gw, gg in zip(grads, torch.autograd.grad(got.sum(), list(model.parameters()))):
+            torch.testing.assert_close(gg, gw)
+    model.eval()
     # the loss: mean BCE over (pos: 1, negs: 0)
     b = a_batch(model, toy_dataset)
     z = model.score(b.users, torch.cat([b.pos[:, None], b.neg], 1)).detach()

@@ -37,16 +37,28 @@ class NeuMF(Recommender):
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
         self.predict = nn.Linear(2 * dim, 1)
 
-    def _fuse(self, gmf: torch.Tensor, mlp_in: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([gmf, self.mlp(mlp_in)], dim=-1)  # (..., 2d)
-        return self.predict(h).squeeze(-1)  # (...)
+    def _halves(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, nn.Linear]:
+        """The MLP's first layer split into its user and item halves, (d, d) each, its bias,
+        and the second layer: ``W [p; q] + b = W_u p + W_i q + b``, so the (…, 2d)
+        concatenation is never formed."""
+        d = self.dim
+        lin1, lin2 = self.mlp[0], self.mlp[2]
+        assert isinstance(lin1, nn.Linear) and isinstance(lin2, nn.Linear)
+        return lin1.weight[:, :d], lin1.weight[:, d:], lin1.bias, lin2
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        k = items.shape[1]
-        pg = lookup(self.user_gmf, users)[:, None, :]  # (B, 1, d)
-        pm = lookup(self.user_mlp, users)[:, None, :].expand(-1, k, -1)  # (B, k, d)
-        gmf = pg * lookup(self.item_gmf, items)  # (B, k, d)
-        return self._fuse(gmf, torch.cat([pm, lookup(self.item_mlp, items)], dim=-1))  # (B, k)
+        d = self.dim
+        w_u, w_i, b1, lin2 = self._halves()
+        hu = lookup(self.user_mlp, users) @ w_u.T + b1  # (B, d): once per user
+        if items.numel() >= self.n_items:  # many pairs (e.g. 500 candidates a user): every item once
+            hi = (self.item_mlp.weight @ w_i.T)[items]  # (B, k, d)
+        else:
+            hi = lookup(self.item_mlp, items) @ w_i.T  # (B, k, d)
+        h2 = torch.relu(lin2(torch.relu(hu[:, None, :] + hi)))  # (B, k, d)
+        h_g, h_m = self.predict.weight[0, :d], self.predict.weight[0, d:]  # (d,), (d,)
+        pg = lookup(self.user_gmf, users) * h_g  # (B, d)
+        gmf = (pg[:, None, :] * lookup(self.item_gmf, items)).sum(-1)  # (B, k)
+        return gmf + h2 @ h_m + self.predict.bias  # (B, k)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         # The MLP needs a (B, n_items, d) activation; bound it by chunking the users.
@@ -56,13 +68,9 @@ class NeuMF(Recommender):
         return torch.cat([self._score_all(c) for c in users.split(step)])  # (B, n_items)
 
     def _score_all(self, users: torch.Tensor) -> torch.Tensor:
-        # The MLP's first layer is split into its user and item halves, so the (B, n_items, 2d)
-        # concatenation is never formed: W [p; q] = W_u p + W_i q.
         d = self.dim
-        lin1, lin2 = self.mlp[0], self.mlp[2]
-        assert isinstance(lin1, nn.Linear) and isinstance(lin2, nn.Linear)
-        w_u, w_i = lin1.weight[:, :d], lin1.weight[:, d:]  # (d, d) each
-        hu = lookup(self.user_mlp, users) @ w_u.T + lin1.bias  # (B, d)
+        w_u, w_i, b1, lin2 = self._halves()
+        hu = lookup(self.user_mlp, users) @ w_u.T + b1  # (B, d)
         hi = self.item_mlp.weight @ w_i.T  # (n_items, d)
         h1 = torch.relu(hu[:, None, :] + hi[None, :, :])  # (B, n_items, d)
         h2 = torch.relu(lin2(h1))  # (B, n_items, d)
