@@ -235,6 +235,19 @@ def test_experiment_end_to_end(tmp_path, capsys):
     assert (tmp_path / "out" / "toy.csv").read_text().startswith("table,row,metric")
     assert json.loads((tmp_path / "out" / "toy.json").read_text())["searches"][0]["chosen"] == state.chosen
 
+    # the commits that trained the runs: each run's task.json, counted once per run
+    keys = {r["seeds"][s] for r in table["rows"] for s in r["seeds"]}
+    here = json.loads((planner.task("rd", 0).directory(runs) / "task.json").read_text())["commits"]
+    assert rep["trained_at"] == {here[0]: len(keys)} and "more than one version" not in md
+    older = planner.task("rd", 2).directory(runs) / "task.json"
+    saved = older.read_text()
+    older.write_text(json.dumps({**json.loads(saved), "commits": ["0ld0ld0ld0ld"]}))
+    mixed = exp.report(tmp_path / "mixed")
+    assert mixed["trained_at"] == {here[0]: len(keys) - 1, "0ld0ld0ld0ld": 1}
+    assert {r["label"]: r for r in mixed["tables"][0]["rows"]}["RD"]["trained_at"]["2"] == ["0ld0ld0ld0ld"]
+    assert "more than one version of the code" in (tmp_path / "mixed" / "toy.md").read_text()
+    older.write_text(saved)
+
     # an interrupted run resumes from its checkpoint to the same result
     d = planner.task("rd", 1).directory(runs)
     before = json.loads((d / "metrics.json").read_text())

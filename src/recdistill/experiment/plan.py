@@ -380,6 +380,18 @@ class Planner:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def trained_at(self, task: Task) -> list[str]:
+        """The commits of the code that trained this run (its task.json's ``commits``: more than
+        one when it was resumed under another commit); empty when unknown."""
+        p = self.result_file(task, "task.json")
+        if p is None:
+            return []
+        try:
+            commits = json.loads(p.read_text()).get("commits", [])
+        except (OSError, json.JSONDecodeError):
+            return []
+        return [str(c) for c in commits] if isinstance(commits, list) else []
+
     def status(self, task: Task) -> str:
         """done (metrics.json) | running (another process holds its lock) | partial (a
         checkpoint to resume) | failed | recorded (finished elsewhere: only its record is here;

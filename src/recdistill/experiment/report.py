@@ -116,6 +116,7 @@ def _row_values(
     values: dict[str, dict[int, float]] = {m: {} for m in table.metrics}
     times: list[float] = []
     keys: dict[int, str] = {}
+    commits: dict[int, list[str]] = {}
     n_params = None
     protocol = table.protocol
     proto = protocol
@@ -139,8 +140,16 @@ def _row_values(
         for name in table.metrics:
             values[name][seed] = float(m[table.split][proto][name])
         times.append(float(metrics.get("train_time_s", math.nan)))
+        commits[seed] = planner.trained_at(task)
         n_params = m.get("n_parameters")
-    return {"values": values, "times": times, "keys": keys, "n_parameters": n_params, "protocol": proto}
+    return {
+        "values": values,
+        "times": times,
+        "keys": keys,
+        "commits": commits,
+        "n_parameters": n_params,
+        "protocol": proto,
+    }
 
 
 def _stats(v: dict[int, float]) -> dict[str, Any]:
@@ -155,6 +164,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
     spec = planner.spec
     tables = []
     row_values: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    trained_at: dict[str, set[str]] = {}  # commit -> the keys of the runs it trained
     for table in spec.tables:
         rows = []
         protocols = []
@@ -162,6 +172,9 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
             rv = _row_values(planner, table, row.run, row.model, row.at)
             protocols.append(rv["protocol"])
             row_values[(table.name, row.label)] = rv["values"]
+            for seed, commits in rv["commits"].items():
+                for c in commits or ["unknown"]:
+                    trained_at.setdefault(c, set()).add(rv["keys"][seed])
             entry: dict[str, Any] = {
                 "label": row.label,
                 "run": row.run,
@@ -169,6 +182,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
                 "at": row.at,
                 "n_parameters": rv["n_parameters"],
                 "seeds": {str(s): k for s, k in rv["keys"].items()},
+                "trained_at": {str(s): c for s, c in rv["commits"].items()},
                 "train_time_s": float(np.mean(rv["times"])) if rv["times"] else None,
                 "metrics": {
                     m: {**_stats(v), "per_seed": {str(s): x for s, x in v.items()}}
@@ -264,6 +278,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
         "seeds": list(planner.seeds),
         "commit": commit_id(spec.path.parent if spec.path else None),
         "command": command,
+        "trained_at": {c: len(keys) for c, keys in sorted(trained_at.items())},
         "tables": tables,
         "findings": findings,
         "searches": searches,
@@ -352,6 +367,17 @@ def report_markdown(rep: dict[str, Any]) -> str:
         "over those seeds; s/run: mean training seconds of one run.",
         "",
     ]
+    trained = rep.get("trained_at") or {}
+    if trained:
+        listed = ", ".join(f"`{c}` ({n})" for c, n in trained.items())
+        out += [f"Runs trained at commit (runs): {listed}.", ""]
+        if len(trained) > 1:
+            out += [
+                "These runs were trained by more than one version of the code; a run is trained "
+                "again only when its config changes, so rows may differ in code version (compare "
+                "the commits in the JSON report's `trained_at`).",
+                "",
+            ]
     for t in rep["tables"]:
         proto = {"full": "full ranking", "sampled": "sampled candidates"}.get(t["protocol"], "no results yet")
         out += [f"## {t['title'] or t['name']}", "", f"{t['split']} split, {proto}.", ""]
