@@ -238,14 +238,15 @@ def test_experiment_end_to_end(tmp_path, capsys):
     # the commits that trained the runs: each run's task.json, counted once per run
     keys = {r["seeds"][s] for r in table["rows"] for s in r["seeds"]}
     here = json.loads((planner.task("rd", 0).directory(runs) / "task.json").read_text())["commits"]
-    assert rep["trained_at"] == {here[0]: len(keys)} and "more than one version" not in md
+    assert rep["trained_at"] == {here[0]: len(keys)} and "versions of the code" not in md
     older = planner.task("rd", 2).directory(runs) / "task.json"
     saved = older.read_text()
     older.write_text(json.dumps({**json.loads(saved), "commits": ["0ld0ld0ld0ld"]}))
     mixed = exp.report(tmp_path / "mixed")
     assert mixed["trained_at"] == {here[0]: len(keys) - 1, "0ld0ld0ld0ld": 1}
     assert {r["label"]: r for r in mixed["tables"][0]["rows"]}["RD"]["trained_at"]["2"] == ["0ld0ld0ld0ld"]
-    assert "more than one version of the code" in (tmp_path / "mixed" / "toy.md").read_text()
+    assert mixed["code_versions"] == 2  # an unknown commit is its own version
+    assert "trained by 2 versions of the code" in (tmp_path / "mixed" / "toy.md").read_text()
     older.write_text(saved)
 
     # an interrupted run resumes from its checkpoint to the same result
@@ -765,3 +766,34 @@ def test_status_piped_into_head_ends_quietly(tmp_path):
     cmd = f"{sys.executable} -m recdistill experiment status {path} --runs-dir {tmp_path / 'runs'} | head -1"
     out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("toy:") and out.stderr == ""
+
+
+def test_code_version_is_the_src_tree_of_the_commit(tmp_path):
+    import subprocess
+
+    from recdistill.experiment.report import code_version
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("commit", "-qm", "a")
+    a = git("rev-parse", "--short=12", "HEAD")
+    (tmp_path / "README.md").write_text("docs\n")
+    git("add", "-A")
+    git("commit", "-qm", "docs only")
+    b = git("rev-parse", "--short=12", "HEAD")
+    (tmp_path / "src" / "m.py").write_text("x = 2\n")
+    git("add", "-A")
+    git("commit", "-qm", "code")
+    c = git("rev-parse", "--short=12", "HEAD")
+    assert code_version(a, tmp_path) == code_version(b, tmp_path) != code_version(c, tmp_path)
+    assert code_version(a + "+dirty", tmp_path) == a + "+dirty"
+    assert code_version("0ld0ld0ld0ld", tmp_path) == "0ld0ld0ld0ld"

@@ -73,6 +73,24 @@ def commit_id(cwd: Path | None = None) -> str:
         return "unknown"
 
 
+def code_version(commit: str, cwd: Path | None = None) -> str:
+    """The git tree of ``src`` at ``commit`` (short): commits that changed only docs, configs or
+    results share it. ``commit`` itself when it has ``+dirty`` (uncommitted code) or git cannot
+    resolve it."""
+    if commit.endswith("+dirty") or commit == "unknown":
+        return commit
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short=12", f"{commit}:src"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return commit
+
+
 def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None, int]:
     """Two-sided paired t-test (scipy ``ttest_rel``) of ``a`` against ``b`` over the seeds both
     have; returns (p-value or None with fewer than 2 pairs or no variance, number of pairs)."""
@@ -279,6 +297,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
         "commit": commit_id(spec.path.parent if spec.path else None),
         "command": command,
         "trained_at": {c: len(keys) for c, keys in sorted(trained_at.items())},
+        "code_versions": len({code_version(c, spec.path.parent if spec.path else None) for c in trained_at}),
         "tables": tables,
         "findings": findings,
         "searches": searches,
@@ -371,11 +390,11 @@ def report_markdown(rep: dict[str, Any]) -> str:
     if trained:
         listed = ", ".join(f"`{c}` ({n})" for c, n in trained.items())
         out += [f"Runs trained at commit (runs): {listed}.", ""]
-        if len(trained) > 1:
+        if rep.get("code_versions", len(trained)) > 1:
             out += [
-                "These runs were trained by more than one version of the code; a run is trained "
-                "again only when its config changes, so rows may differ in code version (compare "
-                "the commits in the JSON report's `trained_at`).",
+                f"These runs were trained by {rep.get('code_versions', len(trained))} versions of the "
+                "code (`src`); a run is trained again only when its config changes, so rows may "
+                "differ in code version (compare the commits in the JSON report's `trained_at`).",
                 "",
             ]
     for t in rep["tables"]:
