@@ -198,6 +198,11 @@ def test_experiment_end_to_end(tmp_path, capsys):
     # nothing runs twice
     again = Experiment.load(spec_path, runs).run(log=lambda s: None)
     assert again.finished == [] and again.ok
+    # --seeds without the search's seed: the same search and its choice, no new trials
+    later = Experiment.load(spec_path, runs, seeds=(2,))
+    assert search_state(later.planner, "student").tasks == state.tasks
+    assert later.planner.task("student", 2) == planner.task("student", 2)
+    assert later.run(log=lambda s: None).finished == []
 
     rep = exp.report(tmp_path / "out")
     table = rep["tables"][0]

@@ -176,7 +176,11 @@ class Planner:
     def search_seed(self, run: str) -> int:
         search = self.spec.runs[run].search
         assert search is not None
-        return search.seed if search.seed is not None else self.seeds_of(run)[0]
+        if search.seed is not None:
+            return search.seed
+        # the spec's first seed, whatever --seeds selects: a search run with --seeds 3 reuses
+        # the search, it does not start another at seed 3
+        return (self.spec.runs[run].seeds or self.spec.seeds)[0]
 
     # ---- configs ----
     def config(self, run: RunSpec, seed: int, params: dict[str, Any]) -> Config:
