@@ -776,7 +776,7 @@ def test_status_piped_into_head_ends_quietly(tmp_path):
 def test_code_version_is_the_src_tree_of_the_commit(tmp_path):
     import subprocess
 
-    from recdistill.experiment.report import code_version
+    from recdistill.experiment.report import code_version, commit_id
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -802,3 +802,10 @@ def test_code_version_is_the_src_tree_of_the_commit(tmp_path):
     assert code_version(a, tmp_path) == code_version(b, tmp_path) != code_version(c, tmp_path)
     assert code_version(a + "+dirty", tmp_path) == a + "+dirty"
     assert code_version("0ld0ld0ld0ld", tmp_path) == "0ld0ld0ld0ld"
+    # the commit a run records: +dirty only for uncommitted code, configs or specs
+    assert commit_id(tmp_path) == c
+    (tmp_path / "README.md").write_text("more docs\n")
+    assert commit_id(tmp_path) == c
+    (tmp_path / "src" / "m.py").write_text("x = 3\n")
+    assert commit_id(tmp_path) == c + "+dirty"
+    assert commit_id(tmp_path / "src" / "no-such-dir") == "unknown"

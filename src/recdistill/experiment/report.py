@@ -46,28 +46,18 @@ VERDICTS = (
 )
 
 
+def _git(*args: str, cwd: Path | None = None) -> str:
+    """``git args`` in ``cwd``, its stdout stripped; raises OSError / CalledProcessError."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def commit_id(cwd: Path | None = None) -> str:
     """The checkout's commit (short), with ``+dirty`` when the code, configs or specs (tracked
     files under ``src``, ``configs``, ``experiments``) differ from it; results may."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ":/src",
-                ":/configs",
-                ":/experiments",
-            ],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short=12", "HEAD", cwd=cwd)
+        paths = ("--", ":/src", ":/configs", ":/experiments")
+        dirty = _git("status", "--porcelain", "--untracked-files=no", *paths, cwd=cwd)
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -80,13 +70,7 @@ def code_version(commit: str, cwd: Path | None = None) -> str:
     if commit.endswith("+dirty") or commit == "unknown":
         return commit
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short=12", f"{commit}:src"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        return _git("rev-parse", "--short=12", f"{commit}:src", cwd=cwd)
     except (OSError, subprocess.CalledProcessError):
         return commit
 
