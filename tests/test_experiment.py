@@ -166,6 +166,22 @@ def test_tasks_share_runs_and_dependencies(tmp_path):
     assert {t.key for t in other.tasks()[0]} == {t.key for t in tasks}
 
 
+def test_only_restricts_to_the_named_runs_and_what_they_need(tmp_path, capsys):
+    planner = Planner(parse_spec(_spec(tmp_path)), tmp_path / "runs")
+    assert planner.wanted(("rd",)) == ["teacher", "rd"]  # rd starts from the teacher
+    assert planner.wanted(("student", "rd")) == ["student", "teacher", "rd"]
+    tasks, pending = planner.tasks(("rd",))
+    assert {t.run for t in tasks} == {"teacher", "rd"} and pending == []
+    with pytest.raises(RecdistillError, match="--only 'rdd': no such run; runs: teacher, student, rd"):
+        planner.wanted(("rd", "rdd"))
+    # the command takes --only several times
+    path = _write(tmp_path, _spec(tmp_path))
+    args = ["experiment", "status", str(path), "--runs-dir", str(tmp_path / "runs"), "--records", ""]
+    assert main([*args, "--only", "teacher", "--only", "rd"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher seed 0" in out and "rd seed 2" in out and "student" not in out
+
+
 # ---- running, searching, resuming, reporting ----
 
 

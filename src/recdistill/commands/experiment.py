@@ -63,7 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--seeds", type=_seeds, help="seeds instead of the spec's, e.g. 0-4 or 0,2")
         p.add_argument(
-            "--only", action="append", default=[], metavar="RUN", help="only this run (and what it needs)"
+            "--only",
+            action="append",
+            default=[],
+            metavar="RUN",
+            help="only this run (and what it needs); repeat for several: --only rd --only cd",
         )
         if name == "run":
             p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (1)")
