@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from scipy import stats
 
@@ -704,6 +705,97 @@ def test_discrepancy_figure_matches_the_analysis(tmp_path):
     assert "Rank discrepancy (DCD Fig. 1a)" in (tmp_path / "out" / "toy.md").read_text()
     with pytest.raises(RecdistillError, match="no table named 'nope'"):
         parse_spec({**spec, "figures": [{"kind": "discrepancy", "run": "teacher", "table": "nope"}]})
+
+
+def _eq6_brute(teacher, student, ds) -> float:
+    """BD Eq. 6 by hand: for each user's test item, its rank among the items outside the user's
+    training row and other held-out item (1 + higher + equal / 2) under each model."""
+    test, valid = ds.heldout("test"), ds.heldout("valid")
+    total = 0.0
+    for u in np.flatnonzero(test >= 0):
+        cand = np.ones(ds.n_items, dtype=bool)
+        cand[ds.train.indices[ds.train.indptr[u] : ds.train.indptr[u + 1]]] = False
+        if valid[u] >= 0:
+            cand[valid[u]] = False
+        ranks = []
+        for m in (teacher, student):
+            with torch.no_grad():
+                sc = m.score_all(torch.tensor([int(u)]))[0].numpy()
+            x, c = sc[test[u]], sc[cand]
+            ranks.append(1 + (c > x).sum() + ((c == x).sum() - 1) / 2)  # the test item is in cand
+        total += abs(ranks[0] - ranks[1])
+    return total / (ds.n_users * ds.n_items)
+
+
+def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
+    from recdistill.runs import load_run
+
+    spec = _spec(tmp_path)
+    spec["seeds"] = [0, 1]
+    spec["runs"] = {
+        "teacher": {"set": {"model.dim": 16}},
+        "student": {"set": {"model.dim": 4}},
+        "bd": {
+            "method": "bd",
+            "teacher": "teacher",
+            "student": "student",
+            "set": {"train.epochs": 2, "distill.params.warmup_epochs": 0, "distill.params.period": 1},
+        },
+    }
+    spec["tables"] = [
+        {
+            "name": "main",
+            "metrics": ["H@10"],
+            "rows": [
+                {"label": "Teacher", "run": "teacher"},
+                {"label": "BD-Teacher", "run": "bd", "model": "teacher"},
+            ],
+        }
+    ]
+    spec["findings"] = []
+    spec["figures"] = [{"kind": "rank-difference", "run": "bd", "paper": {"before": 0.138, "after": 0.1064}}]
+    exp = Experiment(parse_spec(spec), tmp_path / "runs", records_dir=tmp_path / "records")
+    assert exp.run(log=lambda s: None).ok
+    rep = exp.report(tmp_path / "out")
+    d = rep["rank_difference"]["bd"]
+    assert d["seeds"] == [0, 1] and d["paper"] == {"before": 0.138, "after": 0.1064}
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        bd = load_run(exp.planner.task("bd", seed).directory(root))
+        t0, s0 = (
+            load_run(exp.planner.task(r, seed).directory(root), dataset=bd.dataset)
+            for r in ("teacher", "student")
+        )
+        before = _eq6_brute(t0.models["model"], s0.models["model"], bd.dataset)
+        after = _eq6_brute(bd.models["teacher"], bd.models["student"], bd.dataset)
+        assert d["eq6"]["before"][str(seed)] == pytest.approx(before, rel=1e-9)
+        assert d["eq6"]["after"][str(seed)] == pytest.approx(after, rel=1e-9)
+        assert before != pytest.approx(after)  # BD moved the models: before and after are not mixed up
+    (finding,) = [f for f in rep["findings"] if f["metric"] == "Eq. 6"]  # in the index too
+    assert finding["verdict"] == d["verdict"] and finding["seeds"] == 2
+    assert finding["row_mean"] == pytest.approx(np.mean(list(d["eq6"]["before"].values())))
+    md = (tmp_path / "out" / "toy.md").read_text()
+    assert "Average rank difference (BD Table 4, Eq. 6), before and after run bd" in md
+    assert "| 0.1380 | 0.1064 |" in md
+    assert (tmp_path / "out" / "toy_bd_rank-difference.png").read_bytes()[:4] == b"\x89PNG"
+    # kept in the records: the same report without the run folders
+    assert exp.record() > 0
+    shutil.rmtree(root)
+    again = Experiment(parse_spec(spec), root, records_dir=tmp_path / "records").report(tmp_path / "out2")
+    assert again["rank_difference"] == rep["rank_difference"]
+    for bad, match in (
+        (
+            {"kind": "rank-difference", "run": "teacher"},
+            "a run that starts from a teacher run and a student run",
+        ),
+        ({"kind": "rank-difference", "run": "bd", "paper": {"during": 1.0}}, "paper.during"),
+        (
+            {"kind": "discrepancy", "run": "teacher", "table": "main", "paper": {"before": 1.0}},
+            "only a rank-difference",
+        ),
+    ):
+        with pytest.raises(RecdistillError, match=match):
+            parse_spec({**spec, "figures": [bad]})
 
 
 def test_bad_yaml_names_the_file_and_line(tmp_path, capsys):

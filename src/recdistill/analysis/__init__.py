@@ -6,6 +6,7 @@ from recdistill.analysis.rank_diff import (
     heldout_ranks,
     high_ranked_pairs,
     rank_difference,
+    rank_difference_summary,
     student_better_share,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "heldout_ranks",
     "high_ranked_pairs",
     "rank_difference",
+    "rank_difference_summary",
     "student_better_share",
 ]

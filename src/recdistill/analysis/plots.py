@@ -88,3 +88,24 @@ def plot_heatmap(
                 ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(im, ax=ax)
     return _save(fig, path)
+
+
+def plot_rank_difference_curves(curves: dict[str, dict], path: str | Path) -> Path:
+    """BD Figs. 1a and 4 side by side: per panel (title -> a
+    :func:`recdistill.analysis.rank_diff.rank_difference_summary`), the sorted Eq. 1 differences
+    (its quantile curve) as in :func:`plot_rank_difference`, with Eq. 6 and the share of held-out
+    items the student ranks better in the title."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.4), sharey=True, squeeze=False)
+    for ax, (title, summary) in zip(axes[0], curves.items()):
+        d = np.asarray(summary["curve"], dtype=np.float64)
+        x = np.linspace(0.0, 1.0, len(d))
+        ax.fill_between(x, 0, d, where=d <= 0, color="tab:blue", linewidth=0)
+        ax.fill_between(x, 0, d, where=d > 0, color="tab:red", linewidth=0)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_xlabel("test interactions (sorted, share)")
+        ax.set_title(
+            f"{title}\nEq. 6 {summary['eq6']:.4f}, student better on {100 * summary['student_better']:.1f}%",
+            fontsize=9,
+        )
+    axes[0][0].set_ylabel("rank_T - rank_S")
+    return _save(fig, path)

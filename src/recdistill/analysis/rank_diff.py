@@ -14,8 +14,10 @@ is not a candidate) and count the items scoring strictly higher plus half of the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,3 +135,50 @@ def high_ranked_pairs(
             src.append(np.full(items.numel(), name))
     cat = np.concatenate
     return RankPairs(cat(us), cat(its), cat(rs), cat(rt), cat(src))
+
+
+def rank_difference_summary(
+    teacher: Any,
+    student: Any,
+    dataset: Dataset,
+    split: str = "test",
+    n_quantiles: int = 501,
+) -> dict[str, Any]:
+    """BD Table 4 and Figs. 1a / 4 for one teacher-student pair, small enough to keep in a record:
+    Eq. 6 (``eq6``), the share of held-out items the student ranks better (``student_better``),
+    and the Eq. 1 differences as ``n_quantiles`` evenly spaced quantiles (``curve``: the sorted
+    curve of Figs. 1a / 4, redrawn without the models). Both models are scored in eval mode."""
+    with eval_mode(teacher, student):
+        _, rank_t = heldout_ranks(model_scores(teacher), dataset, split, device=teacher.device)
+        _, rank_s = heldout_ranks(model_scores(student), dataset, split, device=student.device)
+    diff = rank_difference(rank_t, rank_s)  # (n_test,)
+    return {
+        "split": split,
+        "eq6": average_rank_difference(diff, dataset.n_users, dataset.n_items),
+        "student_better": student_better_share(diff),
+        "n": int(len(diff)),
+        "curve": [float(x) for x in np.quantile(diff, np.linspace(0.0, 1.0, n_quantiles))],
+    }
+
+
+@contextmanager
+def eval_mode(*models: Any) -> Iterator[None]:
+    """The models in eval mode (dropout off) inside the block, each back in its mode after."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+
+
+def model_scores(model: Any) -> ScoreFn:
+    """``users (B,) -> model.score_all(users) (B, n_items)`` without gradients."""
+
+    def fn(users: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.score_all(users)  # (B, n_items)
+
+    return fn

@@ -8,27 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from recdistill.analysis.plots import plot_rank_difference, plot_rank_scatter
 from recdistill.analysis.rank_diff import (
     average_rank_difference,
+    eval_mode,
     heldout_ranks,
     high_ranked_pairs,
+    model_scores,
     rank_difference,
     student_better_share,
 )
 from recdistill.atomic import atomic_json
 from recdistill.data.dataset import Dataset
 from recdistill.models.base import Recommender
-
-
-def _eval_fn(model: Recommender):
-    def fn(users: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model.score_all(users)  # (B, n_items)
-
-    return fn
 
 
 def rank_diff_report(
@@ -51,16 +44,13 @@ def rank_diff_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    modes = (teacher.training, student.training)
-    teacher.eval()
-    student.eval()
-    try:
-        users, rank_t = heldout_ranks(_eval_fn(teacher), dataset, split, device=teacher.device)
-        _, rank_s = heldout_ranks(_eval_fn(student), dataset, split, device=student.device)
+    with eval_mode(teacher, student):
+        users, rank_t = heldout_ranks(model_scores(teacher), dataset, split, device=teacher.device)
+        _, rank_s = heldout_ranks(model_scores(student), dataset, split, device=student.device)
         diff = rank_difference(rank_t, rank_s)  # (n_test,)
         pairs = high_ranked_pairs(
-            _eval_fn(teacher),
-            _eval_fn(student),
+            model_scores(teacher),
+            model_scores(student),
             dataset,
             per_user=per_user,
             t_r=t_r,
@@ -68,9 +58,6 @@ def rank_diff_report(
             device=teacher.device,
             max_users=scatter_users,
         )
-    finally:
-        teacher.train(modes[0])
-        student.train(modes[1])
     summary = {
         "split": split,
         "n_interactions": int(len(diff)),

@@ -46,7 +46,7 @@ VOLATILE_METHOD_PARAMS = ("cache_dir",)
 KEY_VERSION = 1
 #: the small files of a finished run that its record keeps (no model files, no checkpoint)
 RECORD_FILES = ("metrics.json", "config.yaml", "task.json", "distill.json", "curve.json")
-RECORD_GLOBS = ("discrepancy_*.json",)
+RECORD_GLOBS = ("discrepancy_*.json", "rank_difference_*.json")
 
 
 def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[str, Any] | None = None) -> str:

@@ -471,11 +471,8 @@ def write_report(planner: Planner, out_dir: str | Path, command: str = "") -> di
     figures = []
     for fig in planner.spec.figures:
         path = out / (fig.file or f"{planner.spec.name}_{fig.run}_{fig.kind}.png")
-        made = (
-            _heatmap(planner, fig, path, rep)
-            if fig.kind == "heatmap"
-            else _discrepancy(planner, fig, path, rep)
-        )
+        draw = {"heatmap": _heatmap, "discrepancy": _discrepancy, "rank-difference": _rank_difference}
+        made = draw[fig.kind](planner, fig, path, rep)
         if made:
             figures.append(str(path.name))
     rep["figures"] = figures
@@ -488,6 +485,8 @@ def write_report(planner: Planner, out_dir: str | Path, command: str = "") -> di
         )
         for label, v in d["mean"].items():
             md += f"| {label} | {len(d['per_seed'][label]['user'])} | {v['user']:.1f} | {v['item']:.1f} |\n"
+    for name, d in rep.get("rank_difference", {}).items():
+        md += rank_difference_markdown(name, d)
     if figures:
         md += "\n" + "\n".join(f"![{f}]({f})" for f in figures) + "\n"
     atomic_text(md, out / f"{planner.spec.name}.md")
@@ -557,6 +556,123 @@ def _discrepancy(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) ->
         return False
     plot_discrepancy(values, path, fig.n)
     return True
+
+
+RANK_DIFFERENCE_FILE = "rank_difference_test.json"
+
+
+def rank_difference_of(planner: Planner, task: Any) -> dict[str, Any] | None:
+    """BD Table 4 for one run that starts from a teacher and a student run: ``before`` (those two
+    runs' models) and ``after`` (its own ``teacher`` and ``student``), each
+    :func:`recdistill.analysis.rank_diff.rank_difference_summary` on the test split; cached in the
+    run's folder (``rank_difference_test.json``, kept in its record). None when neither the cache
+    nor the three runs' models are here."""
+    from recdistill.analysis.rank_diff import rank_difference_summary
+    from recdistill.experiment.plan import Task
+    from recdistill.runs import load_run
+
+    cached = planner.result_file(task, RANK_DIFFERENCE_FILE)
+    if cached is not None:
+        return dict(json.loads(cached.read_text()))
+    deps = [task.deps.get("teacher"), task.deps.get("student")]
+    if not all(isinstance(d, Task) and planner.status(d) == "done" for d in deps):
+        return None
+    if planner.status(task) != "done":
+        return None
+    run = load_run(task.directory(planner.root))
+    before = [load_run(d.directory(planner.root), dataset=run.dataset) for d in deps]
+    t0, s0 = (r.models.get("model", next(iter(r.models.values()))) for r in before)
+    values = {
+        "before": rank_difference_summary(t0, s0, run.dataset),
+        "after": rank_difference_summary(run.models["teacher"], run.models["student"], run.dataset),
+    }
+    atomic_json(values, task.directory(planner.root) / RANK_DIFFERENCE_FILE)
+    return values
+
+
+def _rank_difference(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) -> bool:
+    """BD Table 4 (Eq. 6 before and after ``fig.run``, every finished seed, a paired t-test of
+    after against before) into ``rep["rank_difference"][run]``, and Figs. 1a / 4 (the sorted
+    Eq. 1 differences before and after, the first finished seed) as a PNG."""
+    from recdistill.analysis.plots import plot_rank_difference_curves
+
+    per_seed: dict[str, dict[int, dict[str, Any]]] = {"before": {}, "after": {}}
+    for seed in planner.seeds_of(fig.run):
+        task = planner.task(fig.run, seed)
+        v = None if task is None else rank_difference_of(planner, task)
+        if v is not None:
+            for when in per_seed:
+                per_seed[when][seed] = v[when]
+    eq6 = {when: {s: v["eq6"] for s, v in d.items()} for when, d in per_seed.items()}
+    p, _ = paired_test(eq6["after"], eq6["before"])
+    verdict_, _ = verdict(eq6["before"], eq6["after"])  # "before above after": BD lowers it
+    common = sorted(set(eq6["before"]) & set(eq6["after"]))
+    rep["findings"].append(
+        {
+            "row_mean": float(np.mean([eq6["before"][s] for s in common])) if common else None,
+            "than_mean": float(np.mean([eq6["after"][s] for s in common])) if common else None,
+            "seeds": len(common),
+            "claim": f"{fig.run} lowers the teacher-student average rank difference (BD Table 4)",
+            "table": f"rank difference, run {fig.run}",
+            "row": f"before {fig.run}",
+            "than": f"after {fig.run}",
+            "metric": "Eq. 6",
+            "verdict": verdict_,
+            "p": p,
+            "alpha": 0.05,
+        }
+    )
+    rep.setdefault("rank_difference", {})[fig.run] = {
+        "seeds": sorted(eq6["after"]),
+        "eq6": {when: {str(s): x for s, x in d.items()} for when, d in eq6.items()},
+        "student_better": {
+            when: {str(s): v["student_better"] for s, v in d.items()} for when, d in per_seed.items()
+        },
+        "p": p,
+        "verdict": verdict_,
+        "paper": fig.paper or {},
+    }
+    if not eq6["after"]:
+        return False
+    first = min(eq6["after"])
+    plot_rank_difference_curves(
+        {f"{when} {fig.run}, seed {first}": per_seed[when][first] for when in ("before", "after")}, path
+    )
+    return True
+
+
+def rank_difference_markdown(run: str, d: dict[str, Any]) -> str:
+    """The report's BD Table 4 section for ``run`` (``rep["rank_difference"][run]``)."""
+
+    def cell(values: dict[str, float], fmt: str) -> str:
+        x = np.array(list(values.values()), dtype=np.float64)
+        if len(x) == 0:
+            return "—"
+        return fmt.format(x.mean()) + (" ± " + fmt.format(x.std(ddof=1)) if len(x) > 1 else "")
+
+    eq6, better, paper = d["eq6"], d["student_better"], d.get("paper", {})
+    seeds = len(d["seeds"])
+    change = "—"
+    if seeds:
+        b = np.mean([eq6["before"][s] for s in eq6["after"]])
+        change = f"{100 * (np.mean(list(eq6['after'].values())) / b - 1):+.1f}%" + (
+            f" (p {_p(d['p'])})" if d["p"] is not None else ""
+        )
+    return (
+        f"\n## Average rank difference (BD Table 4, Eq. 6), before and after run {run}\n\n"
+        "Eq. 6: (1 / (n·m)) Σ over test interactions of |rank_T - rank_S| (full ranking, held-out "
+        "item among the user's unobserved items), between the teacher and the student it starts "
+        "from (before) and its own two models (after); mean ± std over seeds, change after / before "
+        f"with the paired t-test's p. BD lowers it: **{d['verdict']}**.\n\n"
+        "| | seeds | before | after | change | paper before | paper after |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n"
+        f"| Eq. 6 average rank difference | {seeds} | {cell(eq6['before'], '{:.4f}')} | "
+        f"{cell(eq6['after'], '{:.4f}')} | {change} | "
+        + " | ".join(f"{paper[k]:.4f}" if k in paper else "—" for k in ("before", "after"))
+        + " |\n"
+        f"| share of held-out items the student ranks better | {seeds} | "
+        f"{cell(better['before'], '{:.3f}')} | {cell(better['after'], '{:.3f}')} |  |  |  |\n"
+    )
 
 
 def _heatmap(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) -> bool:

@@ -152,7 +152,10 @@ class FindingSpec:
 class FigureSpec:
     """heatmap: a search's validation metric over two of its keys (``run``, ``x``, ``y``).
     discrepancy (DCD Fig. 1a): the mean ``|rank_S - rank_T|`` over the teacher's top-``n``, user
-    and item side, for the rows of ``table`` (all but ``teacher``'s), averaged over seeds."""
+    and item side, for the rows of ``table`` (all but ``teacher``'s), averaged over seeds.
+    rank-difference (BD Table 4 and Figs. 1a / 4): Eq. 6 on the test split before ``run`` (a run
+    with a ``teacher`` and a ``student``: the two runs it starts from) and after it (its own
+    ``teacher`` and ``student`` models), per seed; ``paper``: the paper's ``before`` / ``after``."""
 
     kind: str
     run: str = ""
@@ -162,6 +165,7 @@ class FigureSpec:
     title: str = ""
     table: str = ""
     n: int = 50
+    paper: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -409,7 +413,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     figures = []
     for i, f in enumerate(r.get("figures", list, [])):
         at = f"{where}.figures[{i}]"
-        fr = _Reader(f, at, ("kind", "run", "x", "y", "file", "title", "table", "n"))
+        fr = _Reader(f, at, ("kind", "run", "x", "y", "file", "title", "table", "n", "paper"))
         kind = fr.get("kind", str, required=True)
         fig = FigureSpec(
             kind=kind,
@@ -420,6 +424,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             title=fr.get("title", str, ""),
             table=fr.get("table", str, required=kind == "discrepancy") or "",
             n=fr.get("n", int, 50),
+            paper=fr.get("paper", dict),
         )
         if kind == "heatmap":
             search = runs[fig.run].search if fig.run in runs else None
@@ -430,8 +435,22 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
                 raise RecdistillError(f"{at}.run: the teacher run; no run named {fig.run!r}")
             if fig.table not in {t.name for t in tables}:
                 raise RecdistillError(f"{at}.table: no table named {fig.table!r}")
+        elif kind == "rank-difference":
+            bd = runs.get(fig.run)
+            if bd is None or bd.teacher not in runs or bd.student not in runs:
+                raise RecdistillError(
+                    f"{at}.run: expected a run that starts from a teacher run and a student run "
+                    f"of this spec (e.g. BD's), got {fig.run!r}"
+                )
+            for k, v in (fig.paper or {}).items():
+                if k not in ("before", "after") or not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise RecdistillError(f"{at}.paper.{k}: expected before / after: a number, got {v!r}")
         else:
-            raise RecdistillError(f"{at}.kind: expected heatmap | discrepancy, got {kind!r}")
+            raise RecdistillError(
+                f"{at}.kind: expected heatmap | discrepancy | rank-difference, got {kind!r}"
+            )
+        if kind != "rank-difference" and fig.paper is not None:
+            raise RecdistillError(f"{at}.paper: only a rank-difference figure has the paper's values")
         figures.append(fig)
     config_file = _config_file(r.get("config", str), path, f"{where}.config")
     base = r.get("base", dict, {})
