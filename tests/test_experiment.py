@@ -739,7 +739,20 @@ def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
             "method": "bd",
             "teacher": "teacher",
             "student": "student",
-            "set": {"train.epochs": 2, "distill.params.warmup_epochs": 0, "distill.params.period": 1},
+            "set": {
+                "train.epochs": 2,
+                "train.lr": 0.1,  # a large step: BD and its control end apart
+                "distill.params.warmup_epochs": 0,
+                "distill.params.period": 1,
+            },
+        },
+    }
+    spec["runs"]["control"] = {
+        **spec["runs"]["bd"],
+        "set": {
+            **spec["runs"]["bd"]["set"],
+            "distill.params.lambda_t2s": 0.0,
+            "distill.params.lambda_s2t": 0.0,
         },
     }
     spec["tables"] = [
@@ -753,13 +766,16 @@ def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
         }
     ]
     spec["findings"] = []
-    spec["figures"] = [{"kind": "rank-difference", "run": "bd", "paper": {"before": 0.138, "after": 0.1064}}]
+    spec["figures"] = [
+        {"kind": "rank-difference", "run": "bd", "vs": "control", "paper": {"before": 0.138, "after": 0.1064}}
+    ]
     exp = Experiment(parse_spec(spec), tmp_path / "runs", records_dir=tmp_path / "records")
     assert exp.run(log=lambda s: None).ok
     rep = exp.report(tmp_path / "out")
     d = rep["rank_difference"]["bd"]
     assert d["seeds"] == [0, 1] and d["paper"] == {"before": 0.138, "after": 0.1064}
     root = tmp_path / "runs"
+    values = []
     for seed in (0, 1):
         bd = load_run(exp.planner.task("bd", seed).directory(root))
         t0, s0 = (
@@ -768,14 +784,24 @@ def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
         )
         before = _eq6_brute(t0.models["model"], s0.models["model"], bd.dataset)
         after = _eq6_brute(bd.models["teacher"], bd.models["student"], bd.dataset)
+        control = load_run(exp.planner.task("control", seed).directory(root), dataset=bd.dataset)
+        after_control = _eq6_brute(control.models["teacher"], control.models["student"], bd.dataset)
         assert d["eq6"]["before"][str(seed)] == pytest.approx(before, rel=1e-9)
         assert d["eq6"]["after"][str(seed)] == pytest.approx(after, rel=1e-9)
-        assert before != pytest.approx(after)  # BD moved the models: before and after are not mixed up
-    (finding,) = [f for f in rep["findings"] if f["metric"] == "Eq. 6"]  # in the index too
-    assert finding["verdict"] == d["verdict"] and finding["seeds"] == 2
-    assert finding["row_mean"] == pytest.approx(np.mean(list(d["eq6"]["before"].values())))
+        assert d["eq6"]["vs"][str(seed)] == pytest.approx(after_control, rel=1e-9)
+        values.append((before, after, after_control))
+    # three pairs of models, not mixed up: on some seed the three values differ
+    assert any(len(set(v)) == 3 for v in values), values
+    # two findings, in the index too: before above after; the control's after above BD's
+    found = {f["row"]: f for f in rep["findings"] if f["metric"] == "Eq. 6"}
+    assert set(found) == {"before bd", "after control"}
+    assert found["before bd"]["verdict"] == d["verdict"]["before"] and found["before bd"]["seeds"] == 2
+    assert found["before bd"]["row_mean"] == pytest.approx(np.mean(list(d["eq6"]["before"].values())))
+    assert found["after control"]["row_mean"] == pytest.approx(np.mean(list(d["eq6"]["vs"].values())))
+    assert found["after control"]["than_mean"] == pytest.approx(np.mean(list(d["eq6"]["after"].values())))
     md = (tmp_path / "out" / "toy.md").read_text()
     assert "Average rank difference (BD Table 4, Eq. 6), before and after run bd" in md
+    assert "| after control | after / after control | paper before | paper after |" in md
     assert "| 0.1380 | 0.1064 |" in md
     assert (tmp_path / "out" / "toy_bd_rank-difference.png").read_bytes()[:4] == b"\x89PNG"
     # kept in the records: the same report without the run folders
@@ -791,8 +817,9 @@ def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
         ({"kind": "rank-difference", "run": "bd", "paper": {"during": 1.0}}, "paper.during"),
         (
             {"kind": "discrepancy", "run": "teacher", "table": "main", "paper": {"before": 1.0}},
-            "only a rank-difference",
+            "paper and vs belong to a rank-difference figure",
         ),
+        ({"kind": "rank-difference", "run": "bd", "vs": "student"}, "figures.0.vs|figures\\[0\\].vs"),
     ):
         with pytest.raises(RecdistillError, match=match):
             parse_spec({**spec, "figures": [bad]})

@@ -590,54 +590,91 @@ def rank_difference_of(planner: Planner, task: Any) -> dict[str, Any] | None:
     return values
 
 
+def _lower_finding(
+    claim: str, table: str, row: str, than: str, a: dict[int, float], b: dict[int, float]
+) -> dict[str, Any]:
+    """A finding "``than`` (values ``b``) is lower than ``row`` (``a``)" on Eq. 6, as the index
+    lists findings: the verdict of ``a`` above ``b`` and the paired t-test."""
+    common = sorted(set(a) & set(b))
+    v, p = verdict(a, b)
+    return {
+        "row_mean": float(np.mean([a[s] for s in common])) if common else None,
+        "than_mean": float(np.mean([b[s] for s in common])) if common else None,
+        "seeds": len(common),
+        "claim": claim,
+        "table": table,
+        "row": row,
+        "than": than,
+        "metric": "Eq. 6",
+        "verdict": v,
+        "p": p,
+        "alpha": 0.05,
+    }
+
+
 def _rank_difference(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) -> bool:
-    """BD Table 4 (Eq. 6 before and after ``fig.run``, every finished seed, a paired t-test of
-    after against before) into ``rep["rank_difference"][run]``, and Figs. 1a / 4 (the sorted
-    Eq. 1 differences before and after, the first finished seed) as a PNG."""
+    """BD Table 4 (Eq. 6 before and after ``fig.run``, every finished seed, paired t-tests of
+    after against before and, with ``fig.vs``, against ``vs``'s after) into
+    ``rep["rank_difference"][run]`` and two findings, and Figs. 1a / 4 (the sorted Eq. 1
+    differences before and after, the first finished seed) as a PNG."""
     from recdistill.analysis.plots import plot_rank_difference_curves
 
     per_seed: dict[str, dict[int, dict[str, Any]]] = {"before": {}, "after": {}}
+    if fig.vs:
+        per_seed["vs"] = {}
     for seed in planner.seeds_of(fig.run):
-        task = planner.task(fig.run, seed)
-        v = None if task is None else rank_difference_of(planner, task)
-        if v is not None:
-            for when in per_seed:
-                per_seed[when][seed] = v[when]
+        for run in (fig.run, fig.vs) if fig.vs else (fig.run,):
+            task = planner.task(run, seed)
+            v = None if task is None else rank_difference_of(planner, task)
+            if v is None:
+                continue
+            if run == fig.run:
+                per_seed["before"][seed], per_seed["after"][seed] = v["before"], v["after"]
+            else:
+                per_seed["vs"][seed] = v["after"]
     eq6 = {when: {s: v["eq6"] for s, v in d.items()} for when, d in per_seed.items()}
-    p, _ = paired_test(eq6["after"], eq6["before"])
-    verdict_, _ = verdict(eq6["before"], eq6["after"])  # "before above after": BD lowers it
-    common = sorted(set(eq6["before"]) & set(eq6["after"]))
-    rep["findings"].append(
-        {
-            "row_mean": float(np.mean([eq6["before"][s] for s in common])) if common else None,
-            "than_mean": float(np.mean([eq6["after"][s] for s in common])) if common else None,
-            "seeds": len(common),
-            "claim": f"{fig.run} lowers the teacher-student average rank difference (BD Table 4)",
-            "table": f"rank difference, run {fig.run}",
-            "row": f"before {fig.run}",
-            "than": f"after {fig.run}",
-            "metric": "Eq. 6",
-            "verdict": verdict_,
-            "p": p,
-            "alpha": 0.05,
-        }
-    )
+    table = f"rank difference, run {fig.run}"
+    findings = [
+        _lower_finding(
+            f"{fig.run} lowers the teacher-student average rank difference (BD Table 4)",
+            table,
+            f"before {fig.run}",
+            f"after {fig.run}",
+            eq6["before"],
+            eq6["after"],
+        )
+    ]
+    if fig.vs:
+        findings.append(
+            _lower_finding(
+                f"{fig.run} leaves a lower average rank difference than {fig.vs} (BD Table 4)",
+                table,
+                f"after {fig.vs}",
+                f"after {fig.run}",
+                eq6["vs"],
+                eq6["after"],
+            )
+        )
+    rep["findings"].extend(findings)
     rep.setdefault("rank_difference", {})[fig.run] = {
+        "vs": fig.vs,
         "seeds": sorted(eq6["after"]),
         "eq6": {when: {str(s): x for s, x in d.items()} for when, d in eq6.items()},
         "student_better": {
             when: {str(s): v["student_better"] for s, v in d.items()} for when, d in per_seed.items()
         },
-        "p": p,
-        "verdict": verdict_,
+        "p": {"before": findings[0]["p"], **({"vs": findings[1]["p"]} if fig.vs else {})},
+        "verdict": {"before": findings[0]["verdict"], **({"vs": findings[1]["verdict"]} if fig.vs else {})},
         "paper": fig.paper or {},
     }
     if not eq6["after"]:
         return False
     first = min(eq6["after"])
-    plot_rank_difference_curves(
-        {f"{when} {fig.run}, seed {first}": per_seed[when][first] for when in ("before", "after")}, path
-    )
+    curves = {f"before {fig.run}, seed {first}": per_seed["before"][first]}
+    curves[f"after {fig.run}, seed {first}"] = per_seed["after"][first]
+    if fig.vs and first in per_seed["vs"]:
+        curves[f"after {fig.vs}, seed {first}"] = per_seed["vs"][first]
+    plot_rank_difference_curves(curves, path)
     return True
 
 
@@ -650,28 +687,52 @@ def rank_difference_markdown(run: str, d: dict[str, Any]) -> str:
             return "—"
         return fmt.format(x.mean()) + (" ± " + fmt.format(x.std(ddof=1)) if len(x) > 1 else "")
 
-    eq6, better, paper = d["eq6"], d["student_better"], d.get("paper", {})
-    seeds = len(d["seeds"])
-    change = "—"
-    if seeds:
-        b = np.mean([eq6["before"][s] for s in eq6["after"]])
-        change = f"{100 * (np.mean(list(eq6['after'].values())) / b - 1):+.1f}%" + (
-            f" (p {_p(d['p'])})" if d["p"] is not None else ""
-        )
+    def change(of: dict[str, float], over: dict[str, float], p: float | None) -> str:
+        common = sorted(set(of) & set(over))
+        if not common:
+            return "—"
+        r = np.mean([of[s] for s in common]) / np.mean([over[s] for s in common]) - 1
+        return f"{100 * r:+.1f}%" + (f" (p {_p(p)})" if p is not None else "")
+
+    eq6, better, paper, vs = d["eq6"], d["student_better"], d.get("paper", {}), d.get("vs", "")
+    head = ["", "seeds", "before", "after", "after / before"]
+    row_eq6 = [
+        "Eq. 6 average rank difference",
+        str(len(d["seeds"])),
+        cell(eq6["before"], "{:.4f}"),
+        cell(eq6["after"], "{:.4f}"),
+        change(eq6["after"], eq6["before"], d["p"]["before"]),
+    ]
+    row_share = [
+        "share of held-out items the student ranks better",
+        str(len(d["seeds"])),
+        cell(better["before"], "{:.3f}"),
+        cell(better["after"], "{:.3f}"),
+        "",
+    ]
+    if vs:
+        head += [f"after {vs}", f"after / after {vs}"]
+        row_eq6 += [cell(eq6["vs"], "{:.4f}"), change(eq6["after"], eq6["vs"], d["p"]["vs"])]
+        row_share += [cell(better["vs"], "{:.3f}"), ""]
+    head += ["paper before", "paper after"]
+    row_eq6 += [f"{paper[k]:.4f}" if k in paper else "—" for k in ("before", "after")]
+    row_share += ["", ""]
+    verdicts = f"{run} lowers it: **{d['verdict']['before']}**" + (
+        f"; lower than after {vs}: **{d['verdict']['vs']}**" if vs else ""
+    )
     return (
         f"\n## Average rank difference (BD Table 4, Eq. 6), before and after run {run}\n\n"
         "Eq. 6: (1 / (n·m)) Σ over test interactions of |rank_T - rank_S| (full ranking, held-out "
         "item among the user's unobserved items), between the teacher and the student it starts "
-        "from (before) and its own two models (after); mean ± std over seeds, change after / before "
-        f"with the paired t-test's p. BD lowers it: **{d['verdict']}**.\n\n"
-        "| | seeds | before | after | change | paper before | paper after |\n"
-        "|---|---:|---:|---:|---:|---:|---:|\n"
-        f"| Eq. 6 average rank difference | {seeds} | {cell(eq6['before'], '{:.4f}')} | "
-        f"{cell(eq6['after'], '{:.4f}')} | {change} | "
-        + " | ".join(f"{paper[k]:.4f}" if k in paper else "—" for k in ("before", "after"))
-        + " |\n"
-        f"| share of held-out items the student ranks better | {seeds} | "
-        f"{cell(better['before'], '{:.3f}')} | {cell(better['after'], '{:.3f}')} |  |  |  |\n"
+        "from (before) and its own two models (after)"
+        + (f", and after run {vs} (from the same two runs)" if vs else "")
+        + f"; mean ± std over seeds, ratios of means with the paired t-test's p. {verdicts}.\n\n"
+        + "| "
+        + " | ".join(head)
+        + " |\n|---|"
+        + "---:|" * (len(head) - 1)
+        + "\n"
+        + "".join("| " + " | ".join(r) + " |\n" for r in (row_eq6, row_share))
     )
 
 

@@ -155,7 +155,8 @@ class FigureSpec:
     and item side, for the rows of ``table`` (all but ``teacher``'s), averaged over seeds.
     rank-difference (BD Table 4 and Figs. 1a / 4): Eq. 6 on the test split before ``run`` (a run
     with a ``teacher`` and a ``student``: the two runs it starts from) and after it (its own
-    ``teacher`` and ``student`` models), per seed; ``paper``: the paper's ``before`` / ``after``."""
+    ``teacher`` and ``student`` models), per seed; ``vs``: another such run (e.g. BD's λ = 0
+    control) whose after is compared with ``run``'s; ``paper``: the paper's ``before`` / ``after``."""
 
     kind: str
     run: str = ""
@@ -166,6 +167,7 @@ class FigureSpec:
     table: str = ""
     n: int = 50
     paper: dict[str, float] | None = None
+    vs: str = ""
 
 
 @dataclass(frozen=True)
@@ -413,7 +415,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     figures = []
     for i, f in enumerate(r.get("figures", list, [])):
         at = f"{where}.figures[{i}]"
-        fr = _Reader(f, at, ("kind", "run", "x", "y", "file", "title", "table", "n", "paper"))
+        fr = _Reader(f, at, ("kind", "run", "x", "y", "file", "title", "table", "n", "paper", "vs"))
         kind = fr.get("kind", str, required=True)
         fig = FigureSpec(
             kind=kind,
@@ -425,6 +427,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             table=fr.get("table", str, required=kind == "discrepancy") or "",
             n=fr.get("n", int, 50),
             paper=fr.get("paper", dict),
+            vs=fr.get("vs", str, "") or "",
         )
         if kind == "heatmap":
             search = runs[fig.run].search if fig.run in runs else None
@@ -436,12 +439,14 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             if fig.table not in {t.name for t in tables}:
                 raise RecdistillError(f"{at}.table: no table named {fig.table!r}")
         elif kind == "rank-difference":
-            bd = runs.get(fig.run)
-            if bd is None or bd.teacher not in runs or bd.student not in runs:
-                raise RecdistillError(
-                    f"{at}.run: expected a run that starts from a teacher run and a student run "
-                    f"of this spec (e.g. BD's), got {fig.run!r}"
-                )
+            for key, name in (("run", fig.run), ("vs", fig.vs)):
+                bd = runs.get(name)
+                starts_from_two = bd is not None and bd.teacher in runs and bd.student in runs
+                if (key == "run" or name) and not starts_from_two:
+                    raise RecdistillError(
+                        f"{at}.{key}: expected a run that starts from a teacher run and a student run "
+                        f"of this spec (e.g. BD's), got {name!r}"
+                    )
             for k, v in (fig.paper or {}).items():
                 if k not in ("before", "after") or not isinstance(v, (int, float)) or isinstance(v, bool):
                     raise RecdistillError(f"{at}.paper.{k}: expected before / after: a number, got {v!r}")
@@ -449,8 +454,8 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             raise RecdistillError(
                 f"{at}.kind: expected heatmap | discrepancy | rank-difference, got {kind!r}"
             )
-        if kind != "rank-difference" and fig.paper is not None:
-            raise RecdistillError(f"{at}.paper: only a rank-difference figure has the paper's values")
+        if kind != "rank-difference" and (fig.paper is not None or fig.vs):
+            raise RecdistillError(f"{at}: paper and vs belong to a rank-difference figure")
         figures.append(fig)
     config_file = _config_file(r.get("config", str), path, f"{where}.config")
     base = r.get("base", dict, {})
