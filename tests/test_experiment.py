@@ -286,10 +286,13 @@ def test_experiment_end_to_end(tmp_path, capsys):
     other["name"], other["findings"][0]["claim"] = "other", "a claim from elsewhere"
     (tmp_path / "other.json").write_text(json.dumps(other))
     out2, index = tmp_path / "out2", tmp_path / "out2" / "README.md"
+    out2.mkdir()
+    (out2 / "toy_notes.md").write_text("# What the toy runs say\n")  # a written summary: listed
     argv = ["experiment", "report", str(spec_path), "--runs-dir", str(runs), "--out", str(out2)]
     assert main([*argv, "--index", str(index), "--with", str(tmp_path / "other.json")]) == 0
     text = index.read_text()
     assert "[toy](toy.md)" in text and "[other](other.md)" in text and "a claim from elsewhere" in text
+    assert "- [toy_notes.md](toy_notes.md): What the toy runs say" in text
     capsys.readouterr()
     assert main([*argv, "--index", str(index), "--with", str(tmp_path / "missing.json")]) == 2
     assert (

@@ -803,7 +803,8 @@ def write_index(
 ) -> None:
     """One page of every finding's verdict across ``reports`` (their JSON data), grouped by
     claim; a claim checked under both protocols (a spec's ``protocol`` tag in its name, e.g.
-    ``-paper`` / ``-tuned``) shows both verdicts."""
+    ``-paper`` / ``-tuned``) shows both verdicts. Lists the ``*_notes.md`` next to ``path`` and
+    the markdown files in ``archive``."""
     lines = [
         "# Reproduction report",
         "",
@@ -840,6 +841,10 @@ def write_index(
         ]
         for c in both:
             lines.append(f"| {c['claim']} | {c['metric']} | {c['paper']} | {c['tuned']} | {c['verdict']} |")
+    notes = sorted(Path(path).parent.glob("*_notes.md"))
+    if notes:
+        lines += ["", "## Notes", "", "Summaries written from these reports (each cites its reports):", ""]
+        lines += [f"- [{md.name}]({md.name}): {_title(md)}" for md in notes]
     lines += ["", "## Reports", ""]
     for rep in reports:
         n_done = sum(
@@ -861,8 +866,12 @@ def write_index(
             "",
         ]
         for md in sorted(Path(archive).glob("*.md")):
-            first = md.read_text().splitlines()[:1]
-            title = first[0].lstrip("# ").strip() if first else md.stem
             rel = md.relative_to(Path(path).parent) if md.is_relative_to(Path(path).parent) else md
-            lines.append(f"- [{md.name}]({rel.as_posix()}): {title}")
+            lines.append(f"- [{md.name}]({rel.as_posix()}): {_title(md)}")
     atomic_text("\n".join(lines) + "\n", Path(path))
+
+
+def _title(md: Path) -> str:
+    """A markdown file's first line without its ``#`` (its name if empty)."""
+    first = md.read_text().splitlines()[:1]
+    return first[0].lstrip("# ").strip() if first else md.stem
