@@ -590,7 +590,7 @@ def test_a_checkpoint_from_before_a_new_setting_resumes(toy_dataset, tmp_path):
     c = make_config(overrides={"model": {"size": None, "dim": 4}, "train": {"epochs": 4, "progress": False}})
     _, full = train_run(c, tmp_path / "a", dataset=toy_dataset)
     train_run(c, tmp_path / "b", dataset=toy_dataset, stop_after=2)
-    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     del ck["config"]["train"]["report_last"]  # written before the setting existed
     torch.save(ck, tmp_path / "b" / "checkpoint.pt")
     _, resumed = train_run(c, tmp_path / "b", dataset=toy_dataset, resume=True)

@@ -140,7 +140,7 @@ def results(tmp_path_factory):
     mp.start_processes(_worker, args=(str(tmp),), nprocs=WORLD, start_method="spawn")
     ds = make_toy_dataset(n_users=45, n_items=50, seed=5)
     one = _work(ds, tmp)
-    many = [torch.load(tmp / f"out{r}.pt", weights_only=False) for r in range(WORLD)]
+    many = [torch.load(tmp / f"out{r}.pt", weights_only=True) for r in range(WORLD)]
     return ds, tmp, one, many
 
 

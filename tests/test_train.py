@@ -161,7 +161,7 @@ def test_objective_contract_two_models(toy_dataset, tmp_path):
     log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert set(log[0]["loss"]["student"]) == {"loss", "base", "kd"}
     assert set(log[0]["valid"]) == {"teacher", "student"}
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["objective"] == {"started": [0, 1]}
 
 
@@ -249,7 +249,7 @@ def test_resume_with_sparse_checkpoints(toy_dataset, tmp_path):
     c = cfg(epochs=5, eval_every=1, patience=50, checkpoint_every=2)
     _, full = train_run(c, tmp_path / "full", dataset=toy_dataset)
     train_run(c, tmp_path / "cut", dataset=toy_dataset, stop_after=3)  # checkpoint at epoch 2 only
-    state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
     _, resumed = train_run(c, tmp_path / "cut", dataset=toy_dataset, resume=True)
     assert resumed["models"] == full["models"]
