@@ -140,6 +140,8 @@ def test_run_key_is_the_resolved_config():
     same = {"data": {"name": "x", "data_dir": "/b"}, "train": {"lr": 0.1, "progress": False}, "distill": {}}
     other = {"data": {"name": "x", "data_dir": "/a"}, "train": {"lr": 0.2, "progress": True}, "distill": {}}
     assert run_key(cfg, {}) == run_key(same, {})  # data_dir and progress cannot change results
+    on_cpu, on_gpu = ({**cfg, "train": {**cfg["train"], "device": d}} for d in ("cpu", "cuda:1"))
+    assert run_key(on_cpu, {}) == run_key(on_gpu, {})  # the same run on any device
     assert run_key(cfg, {}) != run_key(other, {})
     assert run_key(cfg, {"teacher": "k1"}) != run_key(cfg, {"teacher": "k2"})
     # the method's parameters with defaults filled in: explicit default == left out
@@ -148,6 +150,32 @@ def test_run_key_is_the_resolved_config():
     full = {"alpha": 0.5, "k": 10, "cache_dir": "/somewhere"}
     assert run_key(d1, {}, full) == run_key(d2, {}, {**full, "cache_dir": None})
     assert run_key(d1, {}, full) != run_key(d1, {}, {**full, "alpha": 0.2})
+
+
+def test_committed_records_keep_their_keys():
+    """Every committed base-model record (no dependency, no search trial) is still found under its
+    key: a change to :func:`run_key` that moved old keys would retrain every finished run."""
+    checked = 0
+    for task_file in sorted((Path(__file__).parents[1] / "results" / "runs").glob("*/task.json")):
+        t = json.loads(task_file.read_text())
+        if t["deps"] or t["trial"] is not None or t["config"].get("distill", {}).get("method"):
+            continue
+        assert run_key(t["config"], {}) == t["key"], task_file
+        assert t["key"].startswith(task_file.parent.name)
+        checked += 1
+    assert checked >= 10
+
+
+def test_device_override_trains_the_same_runs(tmp_path):
+    spec = parse_spec(_spec(tmp_path))
+    plain = Experiment(spec, tmp_path / "runs", records_dir=None)
+    on_gpu = Experiment(spec, tmp_path / "runs", records_dir=None, overrides={"train": {"device": "cuda"}})
+    a, b = plain.tasks()[0], on_gpu.tasks()[0]
+    assert [t.key for t in a] == [t.key for t in b]
+    assert {t.config["train"]["device"] for t in b} == {"cuda"}
+    path = _write(tmp_path, _spec(tmp_path))
+    argv = ["experiment", "run", str(path), "--dry-run", "--device", "cuda", "--records", ""]
+    assert main([*argv, "--runs-dir", str(tmp_path / "runs")]) == 0
 
 
 def test_tasks_share_runs_and_dependencies(tmp_path):

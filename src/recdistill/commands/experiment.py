@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             )
             p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
             p.add_argument(
+                "--device",
+                default=None,
+                help="train the runs left on this device (cpu | cuda | cuda:N); a run's key does "
+                "not depend on it, so runs finished on another device count as finished",
+            )
+            p.add_argument(
                 "--report", default=None, metavar="DIR", help="write the report(s) to DIR afterwards"
             )
         if name == "report":
@@ -230,7 +236,12 @@ def _experiments(args: argparse.Namespace) -> list[Any]:
     from recdistill.experiment import Experiment
 
     records = args.records or None
-    return [Experiment.load(s, args.runs_dir, args.seeds, records_dir=records) for s in args.specs]
+    device = getattr(args, "device", None)
+    overrides = {"train": {"device": device}} if device else None
+    return [
+        Experiment.load(s, args.runs_dir, args.seeds, records_dir=records, overrides=overrides)
+        for s in args.specs
+    ]
 
 
 def _single_process(what: str) -> None:

@@ -68,8 +68,9 @@ class Experiment:
         runs_dir: str | Path = DEFAULT_RUNS_DIR,
         seeds: tuple[int, ...] | None = None,
         records_dir: str | Path | None = DEFAULT_RECORDS_DIR,
+        overrides: dict[str, Any] | None = None,
     ) -> Experiment:
-        return cls(load_spec(path), runs_dir, seeds, records_dir=records_dir)
+        return cls(load_spec(path), runs_dir, seeds, overrides, records_dir=records_dir)
 
     def record(self, only: tuple[str, ...] | None = None) -> int:
         """Write the record of every finished run (:meth:`Planner.write_record`); returns how many."""

@@ -41,6 +41,9 @@ VOLATILE_KEYS = (
 NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
     ("train", "report_last"): False,
 }
+#: the device a run trains on: the same experiment on any device (``experiment run --device``),
+#: so it reads as this value in every key (the value every key held before this rule: old keys stay)
+KEY_DEVICE = "cpu"
 #: method parameters left out of a run's key (where a cache lives)
 VOLATILE_METHOD_PARAMS = ("cache_dir",)
 KEY_VERSION = 1
@@ -50,12 +53,16 @@ RECORD_GLOBS = ("discrepancy_*.json", "rank_difference_*.json")
 
 
 def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[str, Any] | None = None) -> str:
-    """The content address of a run: its config without :data:`VOLATILE_KEYS`, ``deps`` (role ->
-    the key of the run it starts from, or ``path:<file>``) and the method's parameters with their
-    defaults filled in (``method_params``, so that a changed default is a new run)."""
+    """The content address of a run: its config without :data:`VOLATILE_KEYS` and with
+    ``train.device`` read as :data:`KEY_DEVICE` (a run trained on a GPU is the run of the same
+    config on the CPU: its ``config.yaml`` says where it ran), ``deps`` (role -> the key of the run
+    it starts from, or ``path:<file>``) and the method's parameters with their defaults filled in
+    (``method_params``, so that a changed default is a new run)."""
     cfg = json.loads(json.dumps(config))
     for section, key in VOLATILE_KEYS:
         cfg.get(section, {}).pop(key, None)
+    if "device" in cfg.get("train", {}):
+        cfg["train"]["device"] = KEY_DEVICE
     for (section, key), neutral in NEUTRAL_DEFAULTS.items():
         if cfg.get(section, {}).get(key, neutral) == neutral:
             cfg.get(section, {}).pop(key, None)
