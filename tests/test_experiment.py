@@ -176,6 +176,20 @@ def test_device_override_trains_the_same_runs(tmp_path):
     path = _write(tmp_path, _spec(tmp_path))
     argv = ["experiment", "run", str(path), "--dry-run", "--device", "cuda", "--records", ""]
     assert main([*argv, "--runs-dir", str(tmp_path / "runs")]) == 0
+    # the report says which device trained its runs (task.json's config)
+    small = _spec(tmp_path)
+    small["runs"] = {"teacher": {"set": {"model.dim": 4}}}
+    small["seeds"], small["findings"] = [0, 1], []
+    small["tables"] = [{"name": "t", "metrics": ["H@10"], "rows": [{"label": "T", "run": "teacher"}]}]
+    exp = Experiment(parse_spec(small), tmp_path / "r2", records_dir=None)
+    assert exp.run(log=lambda s: None).ok
+    assert exp.report_data()["trained_on"] == {"cpu": 2}
+    task_file = exp.planner.task("teacher", 1).directory(tmp_path / "r2") / "task.json"
+    t = json.loads(task_file.read_text())
+    t["config"]["train"]["device"] = "cuda:0"  # as a run trained with --device cuda:0 records it
+    task_file.write_text(json.dumps(t))
+    exp.report(tmp_path / "out")
+    assert "Runs trained on (runs): `cpu` (1), `cuda:0` (1)." in (tmp_path / "out" / "toy.md").read_text()
 
 
 def test_tasks_share_runs_and_dependencies(tmp_path):

@@ -391,6 +391,16 @@ class Planner:
         except (OSError, json.JSONDecodeError):
             return None
 
+    def trained_on(self, task: Task) -> str:
+        """The device that trained this run (its task.json's ``train.device``; "unknown" when
+        not recorded): not part of the run's key (:func:`run_key`), so the report says it."""
+        p = self.result_file(task, "task.json")
+        try:
+            device = json.loads(p.read_text())["config"]["train"]["device"] if p is not None else None
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            device = None
+        return str(device) if device else "unknown"
+
     def trained_at(self, task: Task) -> list[str]:
         """The commits of the code that trained this run (its task.json's ``commits``: more than
         one when it was resumed under another commit); empty when unknown."""

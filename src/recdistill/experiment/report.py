@@ -119,6 +119,7 @@ def _row_values(
     times: list[float] = []
     keys: dict[int, str] = {}
     commits: dict[int, list[str]] = {}
+    devices: dict[int, str] = {}
     n_params = None
     protocol = table.protocol
     proto = protocol
@@ -143,12 +144,14 @@ def _row_values(
             values[name][seed] = float(m[table.split][proto][name])
         times.append(float(metrics.get("train_time_s", math.nan)))
         commits[seed] = planner.trained_at(task)
+        devices[seed] = planner.trained_on(task)
         n_params = m.get("n_parameters")
     return {
         "values": values,
         "times": times,
         "keys": keys,
         "commits": commits,
+        "devices": devices,
         "n_parameters": n_params,
         "protocol": proto,
     }
@@ -167,6 +170,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
     tables = []
     row_values: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
     trained_at: dict[str, set[str]] = {}  # commit -> the keys of the runs it trained
+    trained_on: dict[str, set[str]] = {}  # device -> the keys of the runs it trained
     for table in spec.tables:
         rows = []
         protocols = []
@@ -177,6 +181,8 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
             for seed, commits in rv["commits"].items():
                 for c in commits or ["unknown"]:
                     trained_at.setdefault(c, set()).add(rv["keys"][seed])
+            for seed, device in rv["devices"].items():
+                trained_on.setdefault(device, set()).add(rv["keys"][seed])
             entry: dict[str, Any] = {
                 "label": row.label,
                 "run": row.run,
@@ -281,6 +287,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
         "commit": commit_id(spec.path.parent if spec.path else None),
         "command": command,
         "trained_at": {c: len(keys) for c, keys in sorted(trained_at.items())},
+        "trained_on": {d: len(keys) for d, keys in sorted(trained_on.items())},
         "code_versions": len({code_version(c, spec.path.parent if spec.path else None) for c in trained_at}),
         "tables": tables,
         "findings": findings,
@@ -374,6 +381,10 @@ def report_markdown(rep: dict[str, Any]) -> str:
     if trained:
         listed = ", ".join(f"`{c}` ({n})" for c, n in trained.items())
         out += [f"Runs trained at commit (runs): {listed}.", ""]
+        devices = rep.get("trained_on") or {}
+        if devices:
+            on = ", ".join(f"`{d}` ({n})" for d, n in devices.items())
+            out += [f"Runs trained on (runs): {on}.", ""]
         if rep.get("code_versions", len(trained)) > 1:
             out += [
                 f"These runs were trained by {rep.get('code_versions', len(trained))} versions of the "
