@@ -4,6 +4,7 @@ computed before timing), and the cost of one correction refresh (both sides), as
 first (both models ranked) and a later one (the frozen teacher's ranks kept, the student ranked).
 
     python benchmarks/bench_dcd.py [--data-dir ../shared/data] [--threads 1] [--epochs 3]
+        [--epochs-only | --profile-refresh]
 
 Last line (for scripts): ``dcd_vs_rrd=<DCD epoch with a later refresh amortised over its period /
 RRD epoch> refresh_vs_rrd_epoch=<one later refresh / RRD epoch>``.
@@ -35,6 +36,25 @@ def epochs(models: dict, objective: Any, ds: Any, n: int) -> float:
     return timed(lambda: (models, objective), ds, "adam", n)
 
 
+def profile_refresh(reg: Any, teacher: Any, student: Any, ds: Any, top: int = 8) -> None:
+    """The ops of one later DCD refresh (both sides, the teacher's ranks kept), by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dcd = reg.get("dcd")(student, teacher, ds, reg.get("dcd").build_config({}), seed=0)
+    dcd.refresh()  # the first: ranks the teacher and keeps its ranks
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        dcd.refresh()
+        seconds = time.perf_counter() - t0
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    print(f"one later refresh (both sides, teacher's ranks kept): {seconds:.2f} s under the profiler")
+    print("| op | share of self CPU time | calls |")
+    print("|---|---:|---:|")
+    for e in ops[:top]:
+        print(f"| {e.key} | {100 * e.self_cpu_time_total / total:.1f}% | {e.count} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None)
@@ -42,6 +62,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument(
         "--epochs-only", action="store_true", help="print RRD's and DCD's epochs only (no refresh)"
+    )
+    p.add_argument(
+        "--profile-refresh",
+        action="store_true",
+        help="profile one later refresh (torch.profiler): each op's share of its CPU time, then stop",
     )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -54,6 +79,9 @@ def main() -> None:
         torch.manual_seed(0)
         return build_model("bpr", ds, dim=20)
 
+    if a.profile_refresh:
+        profile_refresh(reg, teacher, student(), ds)
+        return
     s = student()
     plain = epochs({"student": s}, BaseObjective({"student": s}), ds, a.epochs)
     rrd = reg.get("rrd")(student(), teacher, ds, reg.get("rrd").build_config({}), seed=0)
