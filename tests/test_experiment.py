@@ -753,10 +753,15 @@ def test_discrepancy_figure_matches_the_analysis(tmp_path):
 
 
 def _eq6_brute(teacher, student, ds) -> float:
-    """BD Eq. 6 by hand: for each user's test item, its rank among the items outside the user's
-    training row and other held-out item (1 + higher + equal / 2) under each model."""
+    return _rank_diff_brute(teacher, student, ds)["eq6"]
+
+
+def _rank_diff_brute(teacher, student, ds) -> dict:
+    """BD Eqs. 1 and 6 by hand: for each user's test item, its rank among the items outside the
+    user's training row and other held-out item (1 + higher + equal / 2) under each model;
+    Eq. 6, the share the student ranks strictly better, and the sorted differences."""
     test, valid = ds.heldout("test"), ds.heldout("valid")
-    total = 0.0
+    diffs = []
     for u in np.flatnonzero(test >= 0):
         cand = np.ones(ds.n_items, dtype=bool)
         cand[ds.train.indices[ds.train.indptr[u] : ds.train.indptr[u + 1]]] = False
@@ -768,8 +773,13 @@ def _eq6_brute(teacher, student, ds) -> float:
                 sc = m.score_all(torch.tensor([int(u)]))[0].numpy()
             x, c = sc[test[u]], sc[cand]
             ranks.append(1 + (c > x).sum() + ((c == x).sum() - 1) / 2)  # the test item is in cand
-        total += abs(ranks[0] - ranks[1])
-    return total / (ds.n_users * ds.n_items)
+        diffs.append(float(ranks[0] - ranks[1]))
+    total = sum(abs(x) for x in diffs)
+    return {
+        "eq6": total / (ds.n_users * ds.n_items),
+        "student_better": sum(x > 0 for x in diffs) / len(diffs),
+        "sorted": sorted(diffs),
+    }
 
 
 def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
@@ -827,7 +837,14 @@ def test_rank_difference_figure_is_eq6_before_and_after_bd(tmp_path):
             load_run(exp.planner.task(r, seed).directory(root), dataset=bd.dataset)
             for r in ("teacher", "student")
         )
-        before = _eq6_brute(t0.models["model"], s0.models["model"], bd.dataset)
+        ref = _rank_diff_brute(t0.models["model"], s0.models["model"], bd.dataset)
+        before = ref["eq6"]
+        kept_file = exp.planner.task("bd", seed).directory(root) / "rank_difference_test.json"
+        kept = json.loads(kept_file.read_text())
+        assert kept["before"]["student_better"] == pytest.approx(ref["student_better"], rel=1e-12)
+        curve = kept["before"]["curve"]  # quantiles of the Eq. 1 differences: min, median, max
+        assert (curve[0], curve[-1]) == (ref["sorted"][0], ref["sorted"][-1])
+        assert curve[len(curve) // 2] == pytest.approx(float(np.median(ref["sorted"])))
         after = _eq6_brute(bd.models["teacher"], bd.models["student"], bd.dataset)
         control = load_run(exp.planner.task("control", seed).directory(root), dataset=bd.dataset)
         after_control = _eq6_brute(control.models["teacher"], control.models["student"], bd.dataset)

@@ -38,17 +38,22 @@ def plot_discrepancy(values: dict[str, dict[str, float]], path: str | Path, n: i
     return _save(fig, path)
 
 
+def _sorted_differences(ax: plt.Axes, x: np.ndarray, d: np.ndarray) -> None:
+    """Sorted Eq. 1 differences ``d`` at ``x``: blue where the teacher ranks better, red where the
+    student does, and the zero line."""
+    ax.fill_between(x, 0, d, where=d <= 0, color="tab:blue", step="mid", linewidth=0)
+    ax.fill_between(x, 0, d, where=d > 0, color="tab:red", step="mid", linewidth=0)
+    ax.axhline(0, color="black", linewidth=0.5)
+
+
 def plot_rank_difference(diff: np.ndarray, path: str | Path, title: str = "") -> Path:
     """Figs. 1a and 4: Eq. 1 rank differences on test interactions sorted increasingly, as bars.
 
     Bars above zero are interactions the student ranks better than the teacher.
     """
     d = np.sort(np.asarray(diff, dtype=np.float64))
-    x = np.arange(len(d))
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.fill_between(x, 0, d, where=d <= 0, color="tab:blue", step="mid", linewidth=0)
-    ax.fill_between(x, 0, d, where=d > 0, color="tab:red", step="mid", linewidth=0)
-    ax.axhline(0, color="black", linewidth=0.5)
+    _sorted_differences(ax, np.arange(len(d)), d)
     ax.set_xlabel("test interactions (sorted)")
     ax.set_ylabel("rank_T - rank_S")
     share = student_better_share(d)
@@ -98,10 +103,7 @@ def plot_rank_difference_curves(curves: dict[str, dict], path: str | Path) -> Pa
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.4), sharey=True, squeeze=False)
     for ax, (title, summary) in zip(axes[0], curves.items()):
         d = np.asarray(summary["curve"], dtype=np.float64)
-        x = np.linspace(0.0, 1.0, len(d))
-        ax.fill_between(x, 0, d, where=d <= 0, color="tab:blue", linewidth=0)
-        ax.fill_between(x, 0, d, where=d > 0, color="tab:red", linewidth=0)
-        ax.axhline(0, color="black", linewidth=0.5)
+        _sorted_differences(ax, np.linspace(0.0, 1.0, len(d)), d)
         ax.set_xlabel("test interactions (sorted, share)")
         ax.set_title(
             f"{title}\nEq. 6 {summary['eq6']:.4f}, student better on {100 * summary['student_better']:.1f}%",

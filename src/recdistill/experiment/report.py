@@ -89,6 +89,35 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float | None,
     return float(stats.ttest_rel(x, y).pvalue), len(seeds)
 
 
+def finding(
+    claim: str,
+    table: str,
+    row: str,
+    than: str,
+    metric: str,
+    a: dict[int, float],
+    b: dict[int, float],
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """A finding "``row`` (per-seed values ``a``) beats ``than`` (``b``)" as reports and the index
+    list it: both means over the seeds both have, the :func:`verdict` and its paired p."""
+    common = sorted(set(a) & set(b))
+    v, p = verdict(a, b, alpha)
+    return {
+        "row_mean": float(np.mean([a[s] for s in common])) if common else None,
+        "than_mean": float(np.mean([b[s] for s in common])) if common else None,
+        "seeds": len(common),
+        "claim": claim,
+        "table": table,
+        "row": row,
+        "than": than,
+        "metric": metric,
+        "verdict": v,
+        "p": p,
+        "alpha": alpha,
+    }
+
+
 def verdict(row: dict[int, float], than: dict[int, float], alpha: float = 0.05) -> tuple[str, float | None]:
     """``reproduced`` (row's mean above, paired p < alpha), ``same direction, not significant``,
     ``not reproduced`` (mean not above), ``incomplete (1 seed)`` or ``not run yet`` (no common
@@ -251,23 +280,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
     for f in spec.findings:
         assert f.table is not None
         a, b = row_values[(f.table, f.row)][f.metric], row_values[(f.table, f.than)][f.metric]
-        v, p = verdict(a, b, f.alpha)
-        common = sorted(set(a) & set(b))
-        findings.append(
-            {
-                "row_mean": float(np.mean([a[s] for s in common])) if common else None,
-                "than_mean": float(np.mean([b[s] for s in common])) if common else None,
-                "seeds": len(common),
-                "claim": f.claim,
-                "table": f.table,
-                "row": f.row,
-                "than": f.than,
-                "metric": f.metric,
-                "verdict": v,
-                "p": p,
-                "alpha": f.alpha,
-            }
-        )
+        findings.append(finding(f.claim, f.table, f.row, f.than, f.metric, a, b, f.alpha))
     searches = []
     for name, run in spec.runs.items():
         if run.search is not None:
@@ -601,28 +614,6 @@ def rank_difference_of(planner: Planner, task: Any) -> dict[str, Any] | None:
     return values
 
 
-def _lower_finding(
-    claim: str, table: str, row: str, than: str, a: dict[int, float], b: dict[int, float]
-) -> dict[str, Any]:
-    """A finding "``than`` (values ``b``) is lower than ``row`` (``a``)" on Eq. 6, as the index
-    lists findings: the verdict of ``a`` above ``b`` and the paired t-test."""
-    common = sorted(set(a) & set(b))
-    v, p = verdict(a, b)
-    return {
-        "row_mean": float(np.mean([a[s] for s in common])) if common else None,
-        "than_mean": float(np.mean([b[s] for s in common])) if common else None,
-        "seeds": len(common),
-        "claim": claim,
-        "table": table,
-        "row": row,
-        "than": than,
-        "metric": "Eq. 6",
-        "verdict": v,
-        "p": p,
-        "alpha": 0.05,
-    }
-
-
 def _rank_difference(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]) -> bool:
     """BD Table 4 (Eq. 6 before and after ``fig.run``, every finished seed, paired t-tests of
     after against before and, with ``fig.vs``, against ``vs``'s after) into
@@ -646,22 +637,24 @@ def _rank_difference(planner: Planner, fig: Any, path: Path, rep: dict[str, Any]
     eq6 = {when: {s: v["eq6"] for s, v in d.items()} for when, d in per_seed.items()}
     table = f"rank difference, run {fig.run}"
     findings = [
-        _lower_finding(
+        finding(  # "before above after": BD lowers it
             f"{fig.run} lowers the teacher-student average rank difference (BD Table 4)",
             table,
             f"before {fig.run}",
             f"after {fig.run}",
+            "Eq. 6",
             eq6["before"],
             eq6["after"],
         )
     ]
     if fig.vs:
         findings.append(
-            _lower_finding(
+            finding(
                 f"{fig.run} leaves a lower average rank difference than {fig.vs} (BD Table 4)",
                 table,
                 f"after {fig.vs}",
                 f"after {fig.run}",
+                "Eq. 6",
                 eq6["vs"],
                 eq6["after"],
             )
