@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 from recdistill.config import make_config
 from recdistill.data.dataset import Dataset
@@ -203,30 +204,57 @@ def test_neumf_matches_plain_forward_and_chunking(toy_dataset):
     assert model.base_loss(b).item() == pytest.approx(manual.item(), rel=1e-10)
 
 
-def test_cdae_rows_dropout_and_loss_reference(toy_dataset):
-    model = _double(make("cdae", toy_dataset, dim=6))
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_cdae_rows_dropout_and_loss_reference(toy_dataset, n_layers):
+    """The sparse training path (encoder on the observed entries, decoder on the weighted items)
+    against the dense CDAE, float64: logits, the dropout corruption, the loss by a loop, and the
+    loss's gradients against the dense weighted BCE."""
+    model = _double(make("cdae", toy_dataset, dim=6, n_layers=n_layers, user_init_std=0.7))
     users = torch.tensor([4, 0, 9])
     dense = torch.from_numpy(toy_dataset.train.toarray()).double()
     torch.testing.assert_close(model.rows(users).double(), dense[users])
     model.eval()
-    torch.testing.assert_close(model.score_all(users), model.score_all(users))  # no dropout
+    full = model.score_all(users)
+    torch.testing.assert_close(full, model.forward_rows(users, dense[users]))  # no dropout
+    items = torch.tensor([[3, 3, 0], [1, 29, 5], [7, 2, 2]])
+    torch.testing.assert_close(model.score(users, items), full.gather(1, items))
+    rows, its = torch.tensor([2, 0, 0, 1]), torch.tensor([5, 5, 11, 0])
+    torch.testing.assert_close(model.score_pairs(users, rows, its), full[rows, its])
     model.train()
+    # dropout: each observed entry kept with probability 1/2 and scaled by 2, the zeros stay zero
+    row, cols = model.input_pairs(users)
+    torch.manual_seed(3)
+    keep = torch.empty(row.numel(), dtype=torch.float64).bernoulli_(0.5)
+    y = torch.zeros_like(dense[users])
+    y[row, cols] = keep / 0.5
     torch.manual_seed(3)
     a = model.score_all(users)
+    model.eval()  # the reference with the same corruption and no further dropout
+    torch.testing.assert_close(a, model.forward_rows(users, y))
+    model.train()
     torch.manual_seed(4)
-    assert not torch.equal(a, model.score_all(users))  # dropout in train mode
+    assert not torch.equal(a, model.score_all(users))  # a new draw
+    assert 0 < keep.sum() < keep.numel()
+    # the loss by a loop (eval mode: no dropout), then its gradients against the dense weighted BCE
+    model.eval()
     b = a_batch(model, toy_dataset)
-    torch.manual_seed(5)
-    loss = model.base_loss(b).item()
-    torch.manual_seed(5)
-    z = model.forward_rows(b.users, model.rows(b.users).double()).detach()  # same dropout mask
+    loss = model.base_loss(b)
+    z = model.score_all(b.users).detach()
     ref = 0.0
     for r, u in enumerate(b.users.tolist()):  # observed items (label 1), each sampled negative
         for i in toy_dataset.train[u].indices:
             ref += math.log1p(math.exp(-float(z[r, i])))
         for j in b.neg[b.neg_row == r].tolist():
             ref += math.log1p(math.exp(float(z[r, j])))
-    assert loss == pytest.approx(ref / b.users.numel(), rel=1e-8)
+    assert loss.item() == pytest.approx(ref / b.users.numel(), rel=1e-10)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    yb = dense[b.users]
+    weight = yb.clone()
+    weight.index_put_((b.neg_row, b.neg), torch.ones(b.neg.numel(), dtype=torch.float64), accumulate=True)
+    zd = model.forward_rows(b.users, yb)
+    ref_loss = F.binary_cross_entropy_with_logits(zd, yb, weight=weight, reduction="sum") / b.users.numel()
+    for g, r in zip(grads, torch.autograd.grad(ref_loss, list(model.parameters()))):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------------ presets and errors
@@ -285,6 +313,11 @@ def test_cdae_one_layer_is_the_original_cdae(toy_dataset):
     d, n = 6, toy_dataset.n_items
     assert model.n_parameters == toy_dataset.n_users * d + n * d + d + d * n + n
     assert "n_layers" not in make("cdae", toy_dataset, dim=6).init_kwargs  # old saved models: 2
+    assert "user_init_std" not in make("cdae", toy_dataset, dim=6).init_kwargs  # old: 0.01
+    wide = make("cdae", toy_dataset, dim=6, user_init_std=1.0)
+    assert wide.init_kwargs["user_init_std"] == 1.0 and 0.8 < float(wide.user_emb.weight.detach().std()) < 1.2
+    with pytest.raises(RecdistillError, match="user_init_std"):
+        make("cdae", toy_dataset, dim=6, user_init_std=0)
     with pytest.raises(RecdistillError, match="n_layers"):
         make("cdae", toy_dataset, dim=6, n_layers=3)
 

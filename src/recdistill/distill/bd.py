@@ -368,9 +368,9 @@ class BD(Distiller):
                 z_x = self._standardize(name, z_x, batch.users[:, None])  # (B, s)
                 z_y = self._standardize(other_name, z_y, batch.users[:, None])  # (B, s)
             return bd_loss(z_x, z_y, self.cfg.tau, self.cfg.label_only_tau, reduction="mean")
-        z_x = learner.score_all(batch.users)[rows, items]  # (N,)
+        z_x = learner.score_pairs(batch.users, rows, items)  # (N,)
         with torch.no_grad():
-            z_y = other.score_all(batch.users)[rows, items]  # (N,)
+            z_y = other.score_pairs(batch.users, rows, items)  # (N,)
         if self.cfg.standardize:
             z_x = self._standardize(name, z_x, batch.users[rows])  # (N,)
             z_y = self._standardize(other_name, z_y, batch.users[rows])  # (N,)

@@ -119,6 +119,12 @@ class Recommender(nn.Module):
         it = items[:, None].expand(r, k)  # (I, k)
         return self.score(users.reshape(-1), it.reshape(-1, 1)).reshape(r, k)
 
+    def score_pairs(self, users: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of the pairs ``(users[rows], items)``: users (B,), rows (N,) into ``users``,
+        items (N,) -> (N,), computed as one batch of ``users`` (a model with a stochastic
+        forward, e.g. CDAE's dropout, draws it once per user). Default: :meth:`score_all`."""
+        return self.score_all(users)[rows, items]
+
     def base_loss(self, batch: Batch) -> torch.Tensor:
         """The model's own collaborative-filtering loss on a batch (a scalar)."""
         raise NotImplementedError
