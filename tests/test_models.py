@@ -209,28 +209,40 @@ def test_cdae_rows_dropout_and_loss_reference(toy_dataset, n_layers):
     """The sparse training path (encoder on the observed entries, decoder on the weighted items)
     against the dense CDAE, float64: logits, the dropout corruption, the loss by a loop, and the
     loss's gradients against the dense weighted BCE."""
-    model = _double(make("cdae", toy_dataset, dim=6, n_layers=n_layers, user_init_std=0.7))
+    model = _double(make("cdae", toy_dataset, dim=6, n_layers=n_layers, user_init_std=0.7, dropout=0.3))
     users = torch.tensor([4, 0, 9])
     dense = torch.from_numpy(toy_dataset.train.toarray()).double()
     torch.testing.assert_close(model.rows(users).double(), dense[users])
+
+    def by_hand(y):  # the dense CDAE, layer by layer (no dropout)
+        h = torch.sigmoid(y @ model.enc1.weight.T + model.enc1.bias + model.user_emb.weight[users])
+        if n_layers == 2:
+            h = torch.sigmoid(h @ model.enc2.weight.T + model.enc2.bias)
+            h = torch.sigmoid(h @ model.dec1.weight.T + model.dec1.bias)
+        return h @ model.dec2.weight.T + model.dec2.bias
+
     model.eval()
     full = model.score_all(users)
-    torch.testing.assert_close(full, model.forward_rows(users, dense[users]))  # no dropout
+    torch.testing.assert_close(full, by_hand(dense[users]))
+    torch.testing.assert_close(full, model.forward_rows(users, dense[users]))
     items = torch.tensor([[3, 3, 0], [1, 29, 5], [7, 2, 2]])
     torch.testing.assert_close(model.score(users, items), full.gather(1, items))
     rows, its = torch.tensor([2, 0, 0, 1]), torch.tensor([5, 5, 11, 0])
     torch.testing.assert_close(model.score_pairs(users, rows, its), full[rows, its])
+    pick = torch.tensor([[0, 2], [1, 1]])  # the item side: users per item
+    torch.testing.assert_close(
+        model.score_users(torch.tensor([7, 3]), users[pick]), full[pick, torch.tensor([[7], [3]])]
+    )
     model.train()
-    # dropout: each observed entry kept with probability 1/2 and scaled by 2, the zeros stay zero
+    # dropout: each observed entry kept with probability 0.7 and scaled by 1/0.7, the zeros stay zero
     row, cols = model.input_pairs(users)
     torch.manual_seed(3)
-    keep = torch.empty(row.numel(), dtype=torch.float64).bernoulli_(0.5)
+    keep = torch.empty(row.numel(), dtype=torch.float64).bernoulli_(0.7)
     y = torch.zeros_like(dense[users])
-    y[row, cols] = keep / 0.5
+    y[row, cols] = keep / 0.7
     torch.manual_seed(3)
     a = model.score_all(users)
-    model.eval()  # the reference with the same corruption and no further dropout
-    torch.testing.assert_close(a, model.forward_rows(users, y))
+    torch.testing.assert_close(a, by_hand(y))
     model.train()
     torch.manual_seed(4)
     assert not torch.equal(a, model.score_all(users))  # a new draw
@@ -255,6 +267,14 @@ def test_cdae_rows_dropout_and_loss_reference(toy_dataset, n_layers):
     ref_loss = F.binary_cross_entropy_with_logits(zd, yb, weight=weight, reduction="sum") / b.users.numel()
     for g, r in zip(grads, torch.autograd.grad(ref_loss, list(model.parameters()))):
         torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
+    # negatives as a (B, n_neg) matrix: the same loss as the flat form of the same pairs
+    grid = NegativeSampler(toy_dataset.train).sample(b.users, 3, torch.Generator().manual_seed(1))  # (B, 3)
+    flat_row = torch.arange(b.users.numel()).repeat_interleave(3)
+    as_grid = model.base_loss(Batch(b.users, None, grid, b.users))
+    as_flat = model.base_loss(Batch(b.users, None, grid.reshape(-1), b.users, flat_row))
+    torch.testing.assert_close(as_grid, as_flat)
+    with pytest.raises(RecdistillError, match="dropout"):
+        make("cdae", toy_dataset, dim=6, dropout=1.0)
 
 
 # ------------------------------------------------------------------ presets and errors

@@ -9,7 +9,8 @@ Loss (BD Sec. 5.1.5): binary cross-entropy on the observed items (label 1) and o
 ``5 x |I_u^+|`` sampled unobserved items (label 0), summed per user and averaged over the
 batch's users. Training touches only those entries: the encoder sums W1's columns of the
 observed items (dropout on them alone) and the decoder scores only the weighted items, so a
-batch costs O(nnz d), not O(B n_items d); full rows (:meth:`CDAE.score_all`) are for ranking.
+batch's forward and backward cost O(nnz d), not O(B n_items d) (the optimiser step still
+updates the dense weights); full rows (:meth:`CDAE.score_all`) are for ranking.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class CDAE(Recommender):
             raise RecdistillError(f"unknown activation {activation!r}; known: {sorted(_ACTIVATIONS)}")
         if n_layers not in (1, 2):
             raise RecdistillError(f"CDAE n_layers: expected 1 or 2, got {n_layers!r}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise RecdistillError(f"CDAE dropout: expected a number in [0, 1), got {dropout!r}")
         if not (isinstance(user_init_std, (int, float)) and user_init_std > 0):
             raise RecdistillError(f"CDAE user_init_std: expected a number > 0, got {user_init_std!r}")
         self.init_kwargs.update(dim=dim, dropout=dropout, activation=activation)
@@ -128,7 +131,8 @@ class CDAE(Recommender):
         return self._hidden(pre + self.enc1.bias + lookup(self.user_emb, users))  # (B, d)
 
     def decode(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Logits of the given items from the codes: h (..., d), items (...) -> (...)."""
+        """Logits of the given items from the codes: items (...) -> (...), with h (..., d)
+        broadcasting against them (e.g. h (B, 1, d) with items (B, k))."""
         q = self.dec2.weight.index_select(0, items.reshape(-1)).view(*items.shape, self.dim)  # (..., d)
         return (q * h).sum(-1) + self.dec2.bias[items]
 
@@ -142,10 +146,12 @@ class CDAE(Recommender):
         return self.decode(self.encode(users)[rows], items)  # (N,)
 
     def base_loss(self, batch: Batch) -> torch.Tensor:
-        """BCE on observed items (label 1) and the batch's negatives (label 0: the samplers draw
-        unobserved items; ``neg`` flat with ``neg_row``, or (B, n_neg)); a negative drawn twice
-        counts twice (sampling with replacement). Only these entries carry weight, so only their
-        logits are computed (:meth:`decode`)."""
+        """BCE on observed items (label 1) and the batch's negatives (label 0; ``neg`` flat with
+        ``neg_row``, or (B, n_neg)); a negative drawn twice counts twice (sampling with
+        replacement). Only these entries carry weight, so only their logits are computed
+        (:meth:`decode`). The negatives must be unobserved items (not checked here: the
+        trainer's ``NegativeSampler`` and BD's draws as negatives guarantee it); an observed item
+        given as a negative would count as a label-0 term."""
         if batch.neg is None:
             raise RecdistillError("CDAE needs batches with sampled negatives (neg)")
         h = self.encode(batch.users)  # (B, d)
