@@ -27,10 +27,13 @@ from recdistill.models import build_model
 from recdistill.train import BaseObjective, Trainer
 
 
-def timed(make: Any, ds: Any, optimizer: str, epochs: int, first: int = 0) -> float:
-    """Median seconds of ``epochs`` epochs of ``make() -> (models, objective)`` after one more."""
+def timed(
+    make: Any, ds: Any, optimizer: str, epochs: int, first: int = 0, sets: tuple[str, ...] = ()
+) -> float:
+    """Median seconds of ``epochs`` epochs of ``make() -> (models, objective)`` after one more
+    (lr 1e-3; ``sets``: further ``train.*`` overrides, e.g. the batch size)."""
     models, objective = make()
-    cfg = make_config(sets=["train.progress=false", "train.lr=1e-3", f"train.optimizer={optimizer}"])
+    cfg = make_config(sets=["train.progress=false", "train.lr=1e-3", f"train.optimizer={optimizer}", *sets])
     tr = Trainer(models, objective, ds, cfg, primary=next(reversed(models)))
     times = []
     for e in range(first, first + epochs + 1):
