@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from conftest import make_toy_dataset
-from recdistill.data.pairs import csr_pairs
+from recdistill.data.pairs import csr_pairs, csr_positions
 from recdistill.ranking.negatives import NegativeSampler
 
 
@@ -50,3 +50,20 @@ def test_user_with_every_item_is_an_error():
     train = sp.csr_matrix(np.ones((2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="user 0 has observed all 3 items"):
         NegativeSampler(train)
+
+
+def test_csr_positions_against_a_loop():
+    ds = make_toy_dataset(n_users=30, n_items=40, density=0.1, seed=4)
+    m = ds.train.tocsr()
+    rows = torch.tensor([7, 0, 7, 29, 3, 12])  # a repeated row
+    local, pos = csr_positions(torch.from_numpy(m.indptr.astype(np.int64)), rows)
+    want_local, want_pos = [], []
+    for r, u in enumerate(rows.tolist()):
+        for p in range(m.indptr[u], m.indptr[u + 1]):
+            want_local.append(r)
+            want_pos.append(p)
+    assert local.tolist() == want_local and pos.tolist() == want_pos
+    assert local.dtype == pos.dtype == torch.int64
+    assert csr_positions(torch.from_numpy(m.indptr.astype(np.int64)), rows[:0])[0].numel() == 0
+    local, pos = csr_positions(torch.tensor([0, 2, 2, 5]), torch.tensor([1, 2, 0]))  # row 1 is empty
+    assert local.tolist() == [1, 1, 1, 2, 2] and pos.tolist() == [2, 3, 4, 0, 1]

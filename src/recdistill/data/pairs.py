@@ -17,7 +17,7 @@ import torch
 
 from recdistill.errors import RecdistillError
 
-__all__ = ["PairSet", "csr_pairs"]
+__all__ = ["PairSet", "csr_pairs", "csr_positions"]
 
 
 def csr_pairs(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +25,17 @@ def csr_pairs(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     csr = sp.csr_matrix(m)
     rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))  # (nnz,)
     return rows, csr.indices.astype(np.int64)  # (nnz,)
+
+
+def csr_positions(indptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stored entries of ``rows`` (B,) of a CSR matrix with row pointer ``indptr`` (n+1,),
+    row by row in CSR order -> ``(local_row (nnz_B,) into rows, position (nnz_B,) into the
+    matrix's indices / values)``, int64, on ``indptr``'s device; no loop over rows."""
+    start = indptr[rows]  # (B,)
+    deg = indptr[rows + 1] - start  # (B,)
+    local = torch.repeat_interleave(torch.arange(rows.numel(), device=indptr.device), deg)  # (nnz_B,)
+    first = torch.cumsum(deg, 0) - deg  # (B,) each row's first entry among the nnz_B
+    return local, torch.arange(local.numel(), device=indptr.device) - first[local] + start[local]
 
 
 class PairSet:

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from recdistill.data.dataset import Dataset
+from recdistill.data.pairs import csr_positions
 from recdistill.distill.base import DISTILLERS, Distiller
 from recdistill.errors import RecdistillError
 from recdistill.losses import bd_loss
@@ -345,11 +346,8 @@ class BD(Distiller):
             raise RuntimeError(f"no BD draws for {name!r}: on_epoch_start was not called after warm-up")
         d = self.draws[name][self.draw_round(epoch)]  # (nnz, s) int32
         if self.all_models[name].batch_unit == "user":
-            start, end = self.indptr[batch.users], self.indptr[batch.users + 1]  # (B,), (B,)
-            deg = end - start  # (B,)
-            row = torch.repeat_interleave(torch.arange(len(deg), device=deg.device), deg)  # (nnz_B,)
-            off = torch.arange(row.numel(), device=deg.device) - (torch.cumsum(deg, 0) - deg)[row]
-            items = d[start[row] + off].long()  # (nnz_B, s)
+            row, pos = csr_positions(self.indptr, batch.users)  # (nnz_B,), (nnz_B,)
+            items = d[pos].long()  # (nnz_B, s)
             s = items.shape[1]
             return row.repeat_interleave(s), items.reshape(-1)  # (N,), (N,)
         return None, d[batch.idx].long()  # (B, s)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recdistill.data.pairs import csr_positions
 from recdistill.errors import RecdistillError
 from recdistill.models.base import Batch, Recommender, lookup
 
@@ -88,13 +89,8 @@ class CDAE(Recommender):
     def input_pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The users' training rows as pairs: users (B,) -> (row (nnz_B,) into ``users``,
         item (nnz_B,)), row by row in CSR order."""
-        start, end = self.indptr[users], self.indptr[users + 1]  # (B,), (B,)
-        deg = end - start  # (B,)
-        row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), deg)  # (nnz_B,)
-        offset = torch.arange(row.numel(), device=users.device) - torch.repeat_interleave(
-            torch.cumsum(deg, 0) - deg, deg
-        )  # (nnz_B,) position within the user's row
-        return row, self.indices[start[row] + offset]
+        row, pos = csr_positions(self.indptr, users)  # (nnz_B,), (nnz_B,)
+        return row, self.indices[pos]
 
     def rows(self, users: torch.Tensor) -> torch.Tensor:
         """The users' binary training rows: users (B,) -> (B, n_items) float."""

@@ -48,6 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdistill.data.pairs import csr_positions
 from recdistill.errors import RecdistillError
 from recdistill.parallel import all_sum_, block, rank_generator, world
 from recdistill.ranking.listranks import ListRanks
@@ -92,11 +93,7 @@ class SideMatrix:
 
     def observed(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coordinates ``(local_row, col)`` int64 (nnz_B,) of the observed entries of ``rows`` (B,)."""
-        start = self.indptr[rows]  # (B,)
-        deg = self.indptr[rows + 1] - start  # (B,)
-        local = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), deg)  # (nnz_B,)
-        first = torch.cumsum(deg, 0) - deg  # (B,)
-        pos = torch.arange(local.numel(), device=rows.device) - first[local] + start[local]  # (nnz_B,)
+        local, pos = csr_positions(self.indptr, rows)  # (nnz_B,), (nnz_B,)
         return local, self.indices[pos]
 
 
