@@ -36,7 +36,7 @@ def epochs(models: dict, objective: Any, ds: Any, n: int) -> float:
     return timed(lambda: (models, objective), ds, "adam", n)
 
 
-def profile_refresh(reg: Any, teacher: Any, student: Any, ds: Any, top: int = 8) -> None:
+def profile_refresh(reg: Any, teacher: Any, student: Any, ds: Any, top: int = 16) -> None:
     """The ops of one later DCD refresh (both sides, the teacher's ranks kept), by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 

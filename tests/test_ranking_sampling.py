@@ -11,6 +11,7 @@ import torch
 from scipy.stats import chisquare
 
 import recdistill.ranking.engine as engine_mod
+import recdistill.ranking.sampling as sampling_mod
 from recdistill.errors import RecdistillError
 from recdistill.ranking import (
     DrawSpec,
@@ -114,6 +115,54 @@ def test_without_replacement_is_plackett_luce() -> None:
     pos = {k: i for i, k in enumerate(keys)}
     counts = np.bincount([pos[(a, b)] for a, b in idx.tolist()], minlength=len(keys))
     check_counts(counts, np.array([pairs[k] for k in keys]))
+
+
+def plackett_luce_triples(w: np.ndarray) -> dict[tuple[int, int, int], float]:
+    p = w / w.sum()
+    return {
+        (i, j, l): p[i] * p[j] / (1 - p[i]) * p[l] / (1 - p[i] - p[j])
+        for i, j, l in itertools.permutations(range(len(w)), 3)
+        if p[i] > 0 and p[j] > 0 and p[l] > 0
+    }
+
+
+@pytest.mark.parametrize("oversample", [1, 2])
+def test_without_replacement_mixed_rows_are_plackett_luce(
+    oversample: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordered triples against the exact Plackett-Luce law, for rows drawn by successive sampling
+    (skewed: many rows finish with the race, more so with ``oversample`` 1) interleaved with rows
+    of fewer than k positive weights (races and the uniform tier), in one call."""
+    monkeypatch.setattr(sampling_mod, "_OVERSAMPLE", oversample)
+    a = torch.tensor([8.0, 1.0, 2.0, 0.0, 4.0, 0.5])  # 5 positive >= k = 3
+    b = torch.tensor([0.0, 4.0, 0.0, 0.0, 0.0, 0.0])  # 1 positive < k
+    n = 20000
+    w = torch.stack([a, b]).repeat(n, 1)  # (2n, 6): a, b, a, b, ...
+    idx = sample_without_replacement(w, 3, gen(5))  # (2n, 3)
+    ia, ib = idx[0::2], idx[1::2]
+    triples = plackett_luce_triples(a.double().numpy())
+    keys = list(triples)
+    pos = {t: i for i, t in enumerate(keys)}
+    assert all(tuple(t) in pos for t in ia.tolist())  # distinct, positive weights only
+    counts = np.bincount([pos[tuple(t)] for t in ia.tolist()], minlength=len(keys))
+    check_counts(counts, np.array([triples[t] for t in keys]))
+    assert (ib[:, 0] == 1).all()
+    pairs = [(x, y) for x, y in itertools.permutations([0, 2, 3, 4, 5], 2)]  # uniform tier
+    pid = {t: i for i, t in enumerate(pairs)}
+    rest = np.bincount([pid[(x, y)] for x, y in ib[:, 1:].tolist()], minlength=len(pairs))
+    check_counts(rest, np.ones(len(pairs)))
+
+
+def test_without_replacement_races_finish_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one draw per wanted entry, most rows of a skewed row finish with the race: that path
+    runs (counted) and keeps every row distinct and within the positive weights."""
+    calls = []
+    real = torch.topk
+    monkeypatch.setattr(sampling_mod, "_OVERSAMPLE", 1)
+    monkeypatch.setattr(sampling_mod.torch, "topk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    w = torch.tensor([[100.0, 1.0, 1.0, 1.0, 0.0]]).repeat(1000, 1)
+    idx = sample_without_replacement(w, 4, gen(6))  # (1000, 4)
+    assert calls and (idx.sort(1).values == torch.arange(4)).all()
 
 
 def test_without_replacement_fallbacks() -> None:

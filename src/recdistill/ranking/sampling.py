@@ -6,9 +6,15 @@
   with one ``searchsorted``; then a float64 cumulative sum inside each drawn block only. This
   costs one reduction over the weights instead of a full float64 scan; block sums are float32
   pairwise sums (relative error below 1e-6 of a block's mass).
-- :func:`sample_without_replacement` (DCD, RRD): exponential races (equivalently Gumbel-top-k):
-  the k largest ``w_i / E_i``, ``E_i ~ Exp(1)``; the result is in the order the races were won,
-  i.e. a Plackett-Luce draw (first = a draw ``∝ w``, second ``∝ w`` among the rest, ...).
+- :func:`sample_without_replacement` (DCD's corrections, RD, CD): a Plackett-Luce draw (first =
+  a draw ``∝ w``, second ``∝ w`` among the rest, ...) as successive sampling: ``2k`` draws with
+  replacement from the row's CDF, of which the first k distinct entries are kept, in order (the
+  first draw not yet taken is ``∝ w`` over the entries not yet taken: the same law). A row that
+  got fewer than k distinct entries finishes with an exponential race over its entries not yet
+  taken, which continues the same successive draw. This touches every entry once (the CDF)
+  instead of a random number, a log, a division and a top-k per entry.
+- :func:`sample_without_replacement_partial` (RRD's lists): exponential races (equivalently
+  Gumbel-top-k): the k largest ``w_i / E_i``, ``E_i ~ Exp(1)``, in the order the races were won.
 - :func:`top_m` (DCD "w/o sampling"): the k largest weights, ties to the lower index.
 - :func:`uniform_excluding` (base-loss negatives, RRD's uninteresting items): uniform columns
   outside a :class:`~recdistill.data.pairs.PairSet`, by rejection (only rejected draws are
@@ -107,10 +113,17 @@ def _row_cdf(weights: torch.Tensor, avail: torch.Tensor) -> RowCDF:
         w[empty, :m] = avail[empty].float()
         bsum[empty] = w[empty].view(-1, nb, _G).sum(-1).double()
     block = torch.cumsum(bsum, dim=1)  # (B, nb)
+    return RowCDF(w, block, _offsets(block), m)
+
+
+def _offsets(block: torch.Tensor) -> torch.Tensor:
+    """float64 (B, nb): each row's cumulative block sums normalised to [0, 1], plus the row's
+    index, so that the flattened rows form one sorted sequence (rows with no available entry are
+    never drawn from; callers check)."""
     last = block[:, -1:].clone()  # (B, 1)
-    last[last <= 0] = 1.0  # rows with no available entry: never drawn from (checked by callers)
-    offset = block / last + torch.arange(b, device=w.device, dtype=torch.float64)[:, None]  # (B, nb)
-    return RowCDF(w, block, offset, m)
+    last[last <= 0] = 1.0
+    rows = torch.arange(block.shape[0], device=block.device, dtype=torch.float64)[:, None]  # (B, 1)
+    return block / last + rows
 
 
 def draw_from_cdf(cdf: RowCDF, counts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -131,10 +144,10 @@ def draw_from_cdf(cdf: RowCDF, counts: torch.Tensor, generator: torch.Generator)
     total = cdf.block[rows, nb - 1]  # (N,)
     before = torch.where(blk > 0, cdf.block[rows, (blk - 1).clamp_min(0)], 0.0)  # (N,)
     x = (u * total - before).clamp_min(0.0)  # (N,) mass to cover inside the block
-    inner = cdf.w.view(b, nb, _G)[rows, blk].cumsum(1, dtype=torch.float64)  # (N, G)
-    j = torch.searchsorted(inner, x[:, None], right=True)  # (N, 1) first cumsum > x
-    j_max = torch.searchsorted(inner, inner[:, -1:].contiguous(), right=False)  # (N, 1) last positive entry
-    item = blk * _G + torch.minimum(j, j_max)[:, 0]  # (N,)
+    inner = cdf.w.view(b * nb, _G).index_select(0, rows * nb + blk).cumsum(1, dtype=torch.float64)  # (N, G)
+    j = (inner <= x[:, None]).sum(1)  # (N,) first cumsum > x (a search of a sorted row)
+    j_max = (inner < inner[:, -1:]).sum(1)  # (N,) the last positive entry (first equal to the total)
+    item = blk * _G + torch.minimum(j, j_max)  # (N,)
     return item
 
 
@@ -168,10 +181,64 @@ def sample_without_replacement(
 ) -> torch.Tensor:
     """Draw k distinct entries per row (Plackett-Luce order) -> int64 (B, k).
 
-    Race keys ``log(U) / w`` (= ``-E / w``, ``E = -log U ~ Exp(1)``), the k smallest win. Rows
-    with fewer than k positive weights are redone with a second, uniform tier for the rest.
+    Successive sampling (:func:`_successive`); a row with fewer than k positive available weights
+    gets them all, in race order, then a uniform draw among its other available entries
+    (:func:`_races`).
     """
-    return _races(weights, k, generator, available, partial=False)[0]
+    avail = _check(weights, available)
+    m = weights.shape[1]
+    if not 1 <= k <= m:
+        raise RecdistillError(f"k={k}: expected 1 <= k <= {m} (entries per row)")
+    return _successive(_row_cdf(weights, avail), k, generator, weights, avail)
+
+
+#: draws with replacement per row and per wanted entry in :func:`_successive`
+_OVERSAMPLE = 2
+
+
+def _successive(
+    cdf: RowCDF, k: int, generator: torch.Generator, weights: torch.Tensor, avail: torch.Tensor
+) -> torch.Tensor:
+    """k distinct entries per row of ``cdf`` in Plackett-Luce order -> int64 (B, k).
+
+    ``_OVERSAMPLE · k`` draws with replacement (:func:`draw_from_cdf`); each entry's first
+    occurrence, in draw order, is the next entry of the successive draw (conditional on the
+    entries taken so far, the first draw outside them is ``∝ w`` over the rest). A row left with
+    j < k distinct entries either has fewer than k positive weights (then every draw of it falls
+    short, so the choice depends on the weights only) and is drawn by :func:`_races` from
+    ``weights`` / ``avail``, or races for the remaining k - j among the entries not yet taken,
+    which is that same conditional law (a Plackett-Luce draw of the rest)."""
+    b, m = cdf.w.shape[0], cdf.m
+    dev = cdf.w.device
+    n = _OVERSAMPLE * k
+    items = draw_from_cdf(cdf, torch.full((b,), n, dtype=torch.int64, device=dev), generator).view(b, n)
+    srt, perm = items.sort(dim=1, stable=True)  # (B, n): equal entries in draw order
+    first_s = torch.ones_like(srt, dtype=torch.bool)  # (B, n) first occurrence, sorted order
+    first_s[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    first = torch.empty_like(first_s).scatter_(1, perm, first_s)  # (B, n) in draw order
+    slot = first.long().cumsum(1) - 1  # (B, n) position among the distinct entries
+    take = first & (slot < k)  # (B, n)
+    out = torch.empty((b, k), dtype=torch.int64, device=dev)
+    row = torch.arange(b, device=dev)[:, None].expand(b, n)  # (B, n)
+    out[row[take], slot[take]] = items[take]
+    found = take.sum(1)  # (B,)
+    lack = (found < k).nonzero()[:, 0]  # (L,)
+    if not lack.numel():
+        return out
+    few = torch.sign(cdf.w[lack]).sum(1) < k  # (L,) fewer than k positive weights
+    short, cont = lack[few], lack[~few]
+    if cont.numel():  # finish with a race over the entries not yet taken
+        w = cdf.w[cont, :m].clone()  # (C, m)
+        have = found[cont]  # (C,) >= 1
+        j = torch.arange(k, device=dev)[None, :]  # (1, k)
+        w.scatter_(1, torch.where(j < have[:, None], out[cont], out[cont, :1]), 0.0)  # taken -> 0
+        logu = _rand(tuple(w.shape), generator, dev).log_()  # (C, m)
+        rest = torch.topk(torch.div(w, logu), k, dim=1, largest=False).indices  # (C, k) race order
+        more = rest.gather(1, (j - have[:, None]).clamp_min(0))  # (C, k) the race's first k - have
+        out[cont] = torch.where(j < have[:, None], out[cont], more)
+    if short.numel():
+        out[short] = _races(weights[short], k, generator, avail[short], partial=False)[0]
+    return out
 
 
 def sample_without_replacement_partial(
