@@ -1006,3 +1006,18 @@ def test_code_version_is_the_src_tree_of_the_commit(tmp_path):
     (tmp_path / "src" / "m.py").write_text("x = 3\n")
     assert commit_id(tmp_path) == c + "+dirty"
     assert commit_id(tmp_path / "src" / "no-such-dir") == "unknown"
+
+
+def test_process_commit_stamps_the_code_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit made while a process trains its runs in-process does not change its stamp."""
+    import recdistill.experiment.execute as execute
+    import recdistill.experiment.report as report
+
+    execute.process_commit.cache_clear()
+    ids = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    monkeypatch.setattr(report, "commit_id", lambda cwd=None: next(ids))
+    try:
+        assert execute.process_commit() == "aaaaaaaaaaaa"
+        assert execute.process_commit() == "aaaaaaaaaaaa"  # HEAD moved on: the loaded code did not
+    finally:
+        execute.process_commit.cache_clear()

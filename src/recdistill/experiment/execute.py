@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import json
 import multiprocessing
 import time
@@ -71,6 +72,17 @@ def execute_task(
         return _execute_locked(record, out, quiet, fresh)
 
 
+@functools.cache
+def process_commit() -> str:
+    """The commit of the code this process runs: the checkout's when the process first trains
+    a run (its code is loaded then), kept for its later runs. A commit made while a command runs
+    its runs in-process (``--jobs 1``) does not change what that process stamps, because it does
+    not change the code it has loaded (``task.json``'s ``commits``)."""
+    from recdistill.experiment.report import commit_id
+
+    return commit_id(Path(__file__).resolve().parent)
+
+
 def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool) -> float:
     from recdistill.config import make_config
     from recdistill.runs import distill_run, train_run
@@ -78,15 +90,13 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
     if (out / "metrics.json").is_file() and not fresh:  # finished by another command meanwhile
         return 0.0
     (out / "error.txt").unlink(missing_ok=True)
-    from recdistill.experiment.report import commit_id
-
     # the code that trains it (a resumed run may list several)
     previous = (
         json.loads((out / "task.json").read_text()).get("commits", [])
         if (out / "task.json").is_file()
         else []
     )
-    commit = commit_id(Path(__file__).resolve().parent)
+    commit = process_commit()
     record = {**record, "commits": previous + ([commit] if commit not in previous else [])}
     atomic_json(record, out / "task.json")
     cfg_dict = dict(record["config"])
