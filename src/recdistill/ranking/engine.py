@@ -13,7 +13,7 @@ and draws a contiguous block of whole chunks of rows per process (the same chunk
 ranks, as one process), each with its own random stream, and sums the zero-filled outputs over
 processes; every process gets the whole refresh.
 
-Memory: a chunk holds a few (B, m) buffers (scores, ranks, weights, race keys): ``chunk_size``
+Memory: a chunk holds a few (B, m) buffers (scores, ranks, weights, their CDF): ``chunk_size``
 defaults to about 2**22 entries (16 MB per float32 buffer; about 7% faster than 2**23 on a 2-core
 CPU, the passes over a chunk stay closer to cache). Nothing users x items is kept, except where a
 caller asks for a frozen teacher's ranks to be kept between refreshes (:class:`TeacherRanks`).

@@ -6,14 +6,14 @@
   with one ``searchsorted``; then a float64 cumulative sum inside each drawn block only. This
   costs one reduction over the weights instead of a full float64 scan; block sums are float32
   pairwise sums (relative error below 1e-6 of a block's mass).
-- :func:`sample_without_replacement` (DCD's corrections, RD, CD): a Plackett-Luce draw (first =
+- :func:`sample_without_replacement` (DCD's corrections, the rank engine): a Plackett-Luce draw (first =
   a draw ``∝ w``, second ``∝ w`` among the rest, ...) as successive sampling: ``2k`` draws with
   replacement from the row's CDF, of which the first k distinct entries are kept, in order (the
   first draw not yet taken is ``∝ w`` over the entries not yet taken: the same law). A row that
   got fewer than k distinct entries finishes with an exponential race over its entries not yet
   taken, which continues the same successive draw. This touches every entry once (the CDF)
   instead of a random number, a log, a division and a top-k per entry.
-- :func:`sample_without_replacement_partial` (RRD's lists): exponential races (equivalently
+- :func:`sample_without_replacement_partial` (RRD's and CD's top-N lists): exponential races (equivalently
   Gumbel-top-k): the k largest ``w_i / E_i``, ``E_i ~ Exp(1)``, in the order the races were won.
 - :func:`top_m` (DCD "w/o sampling"): the k largest weights, ties to the lower index.
 - :func:`uniform_excluding` (base-loss negatives, RRD's uninteresting items): uniform columns
