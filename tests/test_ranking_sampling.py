@@ -176,6 +176,10 @@ def test_without_replacement_fallbacks() -> None:
     check_counts(rest, np.array([1, 0, 1, 0, 1, 1, 1], dtype=float))
     with pytest.raises(ValueError, match="fewer than k=7"):
         sample_without_replacement(w[:2], 7, gen(), avail[:2])
+    rows = torch.ones(3, 7)  # rows 0 and 2 can give 6 distinct entries, row 1 only 5
+    ok = torch.tensor([[True] * 7, [True] * 5 + [False] * 2, [True] * 7])
+    with pytest.raises(ValueError, match="row 1 of the block has fewer than k=6"):
+        sample_without_replacement(rows, 6, gen(), ok)
 
 
 def test_top_m_ties_to_lower_index() -> None:
