@@ -154,15 +154,63 @@ def test_without_replacement_mixed_rows_are_plackett_luce(
 
 
 def test_without_replacement_races_finish_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With one draw per wanted entry, most rows of a skewed row finish with the race: that path
-    runs (counted) and keeps every row distinct and within the positive weights."""
+    """With one draw per wanted entry, many rows of a skewed row finish with the race over the
+    entries not yet taken (top-k runs), never with the short-row races (enough positive weights);
+    every row stays distinct and within the positive weights."""
     calls = []
     real = torch.topk
     monkeypatch.setattr(sampling_mod, "_OVERSAMPLE", 1)
     monkeypatch.setattr(sampling_mod.torch, "topk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(sampling_mod, "_races", lambda *a, **k: pytest.fail("short-row races called"))
     w = torch.tensor([[100.0, 1.0, 1.0, 1.0, 0.0]]).repeat(1000, 1)
     idx = sample_without_replacement(w, 4, gen(6))  # (1000, 4)
     assert calls and (idx.sort(1).values == torch.arange(4)).all()
+
+
+def test_without_replacement_finishing_race_never_ties(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finishing race's keys stay apart from the excluded entries: subnormal weights, and
+    uniforms of exactly 0, never yield a duplicate, a zero-weight or an unavailable entry."""
+    w = torch.tensor([[1.0, 1e-45, 0.5, 0.0, 0.0]]).repeat(5000, 1)
+    avail = torch.tensor([[True, True, True, False, True]]).expand(5000, -1)
+    for k in (2, 3):
+        idx = sample_without_replacement(w, k, gen(7), avail)  # (5000, k)
+        srt = idx.sort(1).values
+        assert (srt[:, 1:] != srt[:, :-1]).all() and (idx < 3).all()  # distinct, positive weights
+    real = sampling_mod._rand
+
+    def zeros(shape: tuple[int, ...], *a: object) -> torch.Tensor:  # the race's uniforms all 0
+        return torch.zeros(shape, dtype=torch.float64) if len(shape) == 2 else real(shape, *a)
+
+    monkeypatch.setattr(sampling_mod, "_OVERSAMPLE", 1)
+    monkeypatch.setattr(sampling_mod, "_rand", zeros)
+    w = torch.tensor([[10.0, 10.0, 1.0, 0.0, 0.0]]).repeat(2000, 1)
+    idx = sample_without_replacement(w, 3, gen(8))  # (2000, 3)
+    assert (idx.sort(1).values == torch.arange(3)).all()
+
+
+def test_without_replacement_across_blocks_and_huge_weights() -> None:
+    """Plackett-Luce pairs over entries in three CDF blocks (m = 70); weights near the float32
+    limit (block sums would overflow) drawn uniformly as their ratios say, with and without
+    replacement; a row with no available entry is an error even for k = 1."""
+    w = torch.zeros(70)
+    w[[3, 35, 40, 69]] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    n = 30000
+    idx = sample_without_replacement(w.expand(n, -1).contiguous(), 2, gen(9))  # (n, 2)
+    pairs = plackett_luce_pairs(w.double().numpy())
+    keys = list(pairs)
+    pos = {t: i for i, t in enumerate(keys)}
+    counts = np.bincount([pos[(a, b)] for a, b in idx.tolist()], minlength=len(keys))
+    check_counts(counts, np.array([pairs[t] for t in keys]))
+    huge = torch.full((20000, 40), 2e37)
+    firsts = (
+        sample_without_replacement(huge, 5, gen(10))[:, 0],
+        sample_with_replacement(huge, 1, gen(11))[:, 0],
+    )
+    for got in firsts:
+        check_counts(np.bincount(got.numpy(), minlength=40), np.ones(40))
+    avail = torch.tensor([[True] * 5, [False] * 5])
+    with pytest.raises(ValueError, match="row 1 of the block has fewer than k=1"):
+        sample_without_replacement(torch.ones(2, 5), 1, gen(), avail)
 
 
 def test_without_replacement_fallbacks() -> None:

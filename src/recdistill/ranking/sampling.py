@@ -108,6 +108,9 @@ def _row_cdf(weights: torch.Tensor, avail: torch.Tensor) -> RowCDF:
     zero = torch.zeros((), dtype=torch.float32, device=weights.device)
     torch.where(avail, weights.float(), zero, out=w[:, :m])  # (B, m) one pass
     bsum = w.view(b, nb, _G).sum(-1).double()  # (B, nb) pairwise float32 sums (rel. error < 1e-6)
+    if not bool(torch.isfinite(bsum).all()):  # float32 block sums overflowed (weights ~1e37)
+        w /= w.amax(dim=1, keepdim=True).clamp_min(1e-38)  # only ratios within a row matter
+        bsum = w.view(b, nb, _G).sum(-1).double()
     empty = bsum.sum(1) <= 0  # (B,)
     if bool(empty.any()):  # uniform fallback
         w[empty, :m] = avail[empty].float()
@@ -207,9 +210,12 @@ def _successive(
     j < k distinct entries either has fewer than k positive weights (then every draw of it falls
     short, so the choice depends on the weights only) and is drawn by :func:`_races` from
     ``weights`` / ``avail``, or races for the remaining k - j among the entries not yet taken,
-    which is that same conditional law (a Plackett-Luce draw of the rest)."""
+    which is that same conditional law (a Plackett-Luce draw of the rest). The race's keys are
+    float64 ``E / w`` with ``E = -log1p(-U)`` finite and ``+inf`` where ``w = 0``, so neither a
+    subnormal weight nor ``U = 0`` ties a drawable entry with an excluded one."""
     b, m = cdf.w.shape[0], cdf.m
     dev = cdf.w.device
+    _first_bad_row(cdf.block[:, -1] <= 0, f"fewer than k={k} available entries")  # none at all
     n = _OVERSAMPLE * k
     items = draw_from_cdf(cdf, torch.full((b,), n, dtype=torch.int64, device=dev), generator).view(b, n)
     srt, perm = items.sort(dim=1, stable=True)  # (B, n): equal entries in draw order
@@ -232,8 +238,10 @@ def _successive(
         have = found[cont]  # (C,) >= 1
         j = torch.arange(k, device=dev)[None, :]  # (1, k)
         w.scatter_(1, torch.where(j < have[:, None], out[cont], out[cont, :1]), 0.0)  # taken -> 0
-        logu = _rand(tuple(w.shape), generator, dev).log_()  # (C, m)
-        rest = torch.topk(torch.div(w, logu), k, dim=1, largest=False).indices  # (C, k) race order
+        e = -torch.log1p(-_rand(tuple(w.shape), generator, dev, torch.float64))  # (C, m) Exp(1), finite
+        inf = torch.full((), float("inf"), dtype=torch.float64, device=dev)
+        key = torch.where(w > 0, e / w.double(), inf)  # (C, m) float64: no underflow to a tie
+        rest = torch.topk(key, k, dim=1, largest=False).indices  # (C, k) race order
         more = rest.gather(1, (j - have[:, None]).clamp_min(0))  # (C, k) the race's first k - have
         out[cont] = torch.where(j < have[:, None], out[cont], more)
     if short.numel():
