@@ -1008,16 +1008,27 @@ def test_code_version_is_the_src_tree_of_the_commit(tmp_path):
     assert commit_id(tmp_path / "src" / "no-such-dir") == "unknown"
 
 
-def test_process_commit_stamps_the_code_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A commit made while a process trains its runs in-process does not change its stamp."""
+def test_process_commit_stamps_the_code_loaded(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs trained in-process by one command carry the commit current at its first run, even
+    when HEAD moves on between runs (the process keeps the code it loaded)."""
     import recdistill.experiment.execute as execute
     import recdistill.experiment.report as report
 
+    spec = _spec(tmp_path)
+    spec["runs"] = {"student": {"set": {"model.dim": 4, "train.epochs": 1}}}
+    for key in ("tables", "figures", "findings"):  # they name the runs dropped here
+        spec.pop(key, None)
+    spec["seeds"] = [0, 1]
+    path = _write(tmp_path, spec)
+    heads = iter(f"{i:012d}" for i in range(100))  # every call sees a newer HEAD
+    monkeypatch.setattr(report, "commit_id", lambda cwd=None: next(heads))
     execute.process_commit.cache_clear()
-    ids = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
-    monkeypatch.setattr(report, "commit_id", lambda cwd=None: next(ids))
     try:
-        assert execute.process_commit() == "aaaaaaaaaaaa"
-        assert execute.process_commit() == "aaaaaaaaaaaa"  # HEAD moved on: the loaded code did not
+        exp = Experiment.load(path, tmp_path / "runs")
+        assert sorted(exp.run(log=lambda s: None).finished) == ["student seed 0", "student seed 1"]
+        dirs = [exp.planner.task("student", s).directory(tmp_path / "runs") for s in (0, 1)]
+        stamps = [json.loads((d / "task.json").read_text()) for d in dirs]
+        first = stamps[0]["commits"]
+        assert len(first) == 1 and all(st["commits"] == first for st in stamps)
     finally:
         execute.process_commit.cache_clear()
