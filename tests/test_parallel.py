@@ -39,6 +39,7 @@ RRD_PARAMS = {
     "item_n_interesting": 2,
     "item_n_uninteresting": 3,
 }
+DCD_PARAMS = {**RRD_PARAMS, "chunk": 7, "n_under": 3, "n_over": 3, "item_n_under": 2, "item_n_over": 2}
 WORLD = 2
 ROUNDS = 300  # draws per interaction slot for the chi-square test
 
@@ -121,6 +122,29 @@ def _work(ds, tmp: Path) -> dict[str, object]:
         out[f"rrd_{model}_stream"] = d.generator.get_state()  # in step across processes
         log = tmp / f"rrd-{model}-{tag}" / "log.jsonl"
         out[f"rrd_{model}_log"] = log.read_text() if world()[0] == 0 else ""
+    # DCD: the M largest errors from one refresh before training (the one-process student), and
+    # drawn corrections refreshed every 2 epochs
+    for sampling in (False, True):
+        g = torch.Generator().manual_seed(0)
+        t = ScoreTeacher(torch.randn(ds.n_users, ds.n_items, generator=g))
+        kd_cfg = make_config(
+            overrides={
+                "data": {"name": "toy"},
+                "model": {"name": "bpr", "size": None, "dim": 4},
+                "train": {"epochs": 3, "batch_size": 22, "progress": False, "ks": [5], "monitor": "H@5"},
+                "distill": {
+                    "method": "dcd",
+                    "params": {**DCD_PARAMS, "correction_sampling": sampling, "period": 2 if sampling else 5},
+                },
+            }
+        )
+        name = f"dcd-{'sampled' if sampling else 'top'}"
+        _, d, _ = distill_run(kd_cfg, tmp / f"{name}-{tag}", dataset=ds, teacher=t, log=lambda s: None)
+        out[f"{name}_corr"] = dict(d.corr)
+        out[f"{name}_refreshes"] = d.n_refresh
+        out[f"{name}_stream"] = d.generator.get_state()
+        log = tmp / f"{name}-{tag}" / "log.jsonl"
+        out[f"{name}_log"] = log.read_text() if world()[0] == 0 else ""
     return out
 
 
@@ -234,6 +258,38 @@ def test_rrd_distillation_equals_one_process_up_to_rounding(results, model) -> N
     for a, b in zip(log1, log2):
         for part in ("RRD", "IR", "base"):
             assert b["loss"]["student"][part] == pytest.approx(a["loss"]["student"][part], rel=tol), part
+
+
+def test_dcd_distillation_under_several_processes(results) -> None:
+    # Every process holds the whole, summed refresh of the corrections and draws in step. Without
+    # sampling (the M largest errors), refreshed once before training, the corrections are the
+    # one-process ones, so the run equals one process up to rounding; with sampling each block
+    # draws from its own stream.
+    ds, _, one, many = results
+    for name, refreshes in (("dcd-top", 1), ("dcd-sampled", 2)):  # sampled: epochs 1 and 2
+        assert many[0][f"{name}_refreshes"] == many[1][f"{name}_refreshes"] == refreshes
+        assert torch.equal(many[0][f"{name}_stream"], many[1][f"{name}_stream"])
+        c0, c1 = many[0][f"{name}_corr"], many[1][f"{name}_corr"]
+        assert sorted(c0) == ["item.over", "item.under", "user.over", "user.under"]
+        for key in c0:
+            assert torch.equal(c0[key], c1[key]), (name, key)
+            n_rows = ds.n_users if key.startswith("user") else ds.n_items
+            assert c0[key].shape[0] == n_rows
+    for key, want in one["dcd-top_corr"].items():
+        assert torch.equal(many[0]["dcd-top_corr"][key], want), key
+    log1 = [json.loads(x) for x in one["dcd-top_log"].splitlines()]
+    log2 = [json.loads(x) for x in many[0]["dcd-top_log"].splitlines()]
+    assert len(log1) == len(log2) == 3
+    for a, b in zip(log1, log2):
+        for part in ("RRD", "IR", "UCD", "ICD", "base"):
+            assert b["loss"]["student"][part] == pytest.approx(a["loss"]["student"][part], rel=1e-4), part
+    # sampled corrections: observed entries are never drawn, in either process's blocks
+    train = ds.train.tocoo() if hasattr(ds.train, "tocoo") else ds.train
+    observed = set(zip(train.row.tolist(), train.col.tolist()))
+    user_draws = many[0]["dcd-sampled_corr"]["user.under"]
+    assert not any((u, int(i)) in observed for u in range(ds.n_users) for i in user_draws[u])
+    lo = block(ds.n_users, 1, WORLD, 7)[0]  # the second process's rows: its own stream
+    assert not torch.equal(user_draws[lo:], one["dcd-sampled_corr"]["user.under"][lo:])
 
 
 def test_resume_needs_the_same_number_of_processes(results) -> None:
