@@ -245,10 +245,9 @@ def _successive(
         more = rest.gather(1, (j - have[:, None]).clamp_min(0))  # (C, k) the race's first k - have
         out[cont] = torch.where(j < have[:, None], out[cont], more)
     if short.numel():
-        bad = avail[short].sum(1) < k  # (S,)
-        if bool(bad.any()):  # the row's index in the block, not in ``short``
-            r = int(short[bad][0])
-            raise RecdistillError(f"row {r} of the block has fewer than k={k} available entries")
+        bad = torch.zeros(b, dtype=torch.bool, device=dev)  # (B,): the row's index in the block
+        bad[short] = avail[short].sum(1) < k
+        _first_bad_row(bad, f"fewer than k={k} available entries")
         out[short] = _races(weights[short], k, generator, avail[short], partial=False)[0]
     return out
 
