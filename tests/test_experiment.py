@@ -561,7 +561,7 @@ def test_a_run_locked_by_another_command_is_waited_for(tmp_path):
     assert any("another command" in str(x) for x in lines)
 
 
-def test_demo_spec_runs_reuses_and_retrains(tmp_path):
+def test_demo_spec_runs_reuses_and_retrains(tmp_path, monkeypatch):
     from recdistill.experiment.demo import DEMO_SPEC, run_demo
 
     load_spec(DEMO_SPEC)  # the packaged spec is valid
@@ -588,6 +588,17 @@ def test_demo_spec_runs_reuses_and_retrains(tmp_path):
     short = run_demo(tmp_path / "demo", spec=path, print_fn=lines.append, epochs=1, jobs=1)
     assert sum(x.startswith("[starting]") for x in lines) == 3  # other settings: other runs
     assert short["configs"]["rd"]["config"]["train"]["epochs"] == 1
+    # a checkout whose results/runs records these runs (metrics, no models): the demo in a new
+    # folder trains them, as it times the models (a record standing in failed on load)
+    monkeypatch.chdir(tmp_path)
+    assert Experiment.load(path, tmp_path / "demo", seeds=(0,)).record() == 3
+    assert len(list((tmp_path / "results" / "runs").iterdir())) == 3
+    lines.clear()
+    fresh_dir = run_demo(tmp_path / "elsewhere", spec=path, print_fn=lines.append, jobs=1)
+    assert sum(x.startswith("[starting]") for x in lines) == 3
+    assert "fewer parameters than the teacher" in "\n".join(lines)
+    metrics = [[r["metrics"] for r in t["rows"]] for t in (fresh_dir["tables"][0], rep["tables"][0])]
+    assert metrics[0] == metrics[1]  # the same runs, trained again (same seed)
 
 
 def test_report_last_and_neutral_new_settings(tmp_path):

@@ -33,7 +33,8 @@ def run_demo(
     jobs: int | None = None,
 ) -> dict[str, Any]:
     """Run the demo spec (default :data:`DEMO_SPEC`) into ``out`` and print its table and
-    summary. Finished runs are reused (a changed setting is another run); ``fresh`` trains every
+    summary. Finished runs in ``out`` are reused (a changed setting is another run; committed
+    records under ``results/runs`` are not, as they keep no model); ``fresh`` trains every
     run again; ``epochs`` sets every run's epochs (a quick look); ``jobs``: runs in parallel
     processes with one thread each (None: 2 where the machine has 2 or more cores, so the plain
     student trains next to the teacher). Returns the report's data."""
@@ -45,7 +46,8 @@ def run_demo(
         overrides["data"] = {"data_dir": str(data_dir)}
     if epochs is not None:
         overrides["train"]["epochs"] = epochs
-    exp = Experiment(spec, out, (seed,), overrides)
+    # no records: the summary times the models themselves, and a record keeps no model
+    exp = Experiment(spec, out, (seed,), overrides, records_dir=None)
     if jobs is None:
         jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
     if jobs < 1:
