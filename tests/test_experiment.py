@@ -965,6 +965,26 @@ def test_records_count_as_finished_and_retrain_only_what_a_new_run_needs(tmp_pat
     argv = ["experiment", "record", str(path), "--runs-dir", str(tmp_path / "runs")]
     assert main([*argv, "--records", str(tmp_path / "rec2")]) == 0
     assert len(list((tmp_path / "rec2").glob("*/metrics.json"))) == n
+    # --fresh trains a recorded run again here (and the teacher it starts from): its model is
+    # back, with its record's metrics
+    t2 = second.planner.task("rd", 1)
+    shutil.rmtree(t2.directory(tmp_path / "elsewhere"))
+    argv = [
+        "experiment",
+        "run",
+        str(path),
+        "--runs-dir",
+        str(tmp_path / "elsewhere"),
+        "--records",
+        str(records),
+    ]
+    assert main([*argv, "--only", "rd", "--seeds", "1"]) == 0
+    assert not t2.directory(tmp_path / "elsewhere").exists()  # recorded: not trained
+    assert main([*argv, "--only", "rd", "--seeds", "1", "--fresh"]) == 0
+    out = t2.directory(tmp_path / "elsewhere")
+    assert list(out.glob("*.pt"))
+    rec = json.loads((second.planner.record_dir(t2) / "metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text())["models"] == rec["models"]
 
 
 def test_status_piped_into_head_ends_quietly(tmp_path):

@@ -76,6 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             )
             p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
             p.add_argument(
+                "--fresh",
+                action="store_true",
+                help="train the selected runs again, finished and recorded ones too, and the runs "
+                "they start from (each replaced only once its new run has finished), e.g. for "
+                "the models behind a record",
+            )
+            p.add_argument(
                 "--device",
                 default=None,
                 help="train the runs left on this device (cpu | cuda | cuda:N); a run's key does "
@@ -306,7 +313,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     ok = True
     for e in exps:
-        summary = e.run(jobs=args.jobs, only=only, threads=args.threads)
+        summary = e.run(jobs=args.jobs, only=only, threads=args.threads, fresh=args.fresh)
         print(
             f"{e.spec.name}: {len(summary.finished)} runs finished in {summary.seconds:.0f} s"
             + (f"; failed: {', '.join(summary.failed)}" if summary.failed else "")
