@@ -45,8 +45,21 @@ SMALL: dict[str, Any] = {
 FIRST_KD_EPOCH = 1
 
 
+#: golden variants: name -> (registered method, params over SMALL); "dcd(item_side)" is DCD's
+#: objective before issue #33 (Eq. 9 plus IR-RRD), whose golden values it kept from then
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dcd(item_side)": ("dcd", {"item_side": True}),
+    "dcd(teacher_top)": ("dcd", {"candidates": "teacher_top", "n_candidates": 12}),
+    "rrd+ir-rrd(item_rows=lists)": ("rrd+ir-rrd", {"item_rows": "lists"}),
+}
+
+
 def methods() -> list[str]:
     return load_distillers().names()
+
+
+def golden_names() -> list[str]:
+    return methods() + list(VARIANTS)
 
 
 def dataset() -> Dataset:
@@ -54,9 +67,10 @@ def dataset() -> Dataset:
 
 
 def small_params(method: str) -> dict[str, Any]:
+    method, extra = VARIANTS.get(method, (method, {}))
     cls = load_distillers().get(method)
     names = {f.name for f in dataclasses.fields(cls.Config)}
-    return {k: v for k, v in SMALL.items() if k in names}
+    return {**{k: v for k, v in SMALL.items() if k in names}, **extra}
 
 
 def run_config(method: str, model: str = "bpr", epochs: int = 4, **train: Any) -> Any:
@@ -95,8 +109,9 @@ def _spread(m: Any, seed: int) -> Any:
 
 def build(method: str, ds: Dataset, model: str = "bpr", seed: int = 0, spread: bool = False) -> Any:
     """The distiller ``method`` over fresh models (BD: both of architecture ``model``; frozen
-    methods: a student of ``model`` and a random BPR teacher). ``spread``: N(0, 0.5) weights."""
-    cls = load_distillers().get(method)
+    methods: a student of ``model`` and a random BPR teacher). ``spread``: N(0, 0.5) weights.
+    ``method`` may name a :data:`VARIANTS` entry."""
+    cls = load_distillers().get(VARIANTS.get(method, (method, {}))[0])
     params = cls.build_config(small_params(method))
     torch.manual_seed(seed)
     fix = (lambda m, k: _spread(m, seed + k)) if spread else (lambda m, k: m)

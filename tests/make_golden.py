@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from contract import golden_record, methods  # noqa: E402
+from contract import golden_names, golden_record  # noqa: E402
 from recdistill.atomic import atomic_json  # noqa: E402
 
 if __name__ == "__main__":
-    out = {m: golden_record(m) for m in methods()}
+    out = {m: golden_record(m) for m in golden_names()}
     path = Path(__file__).resolve().parent / "golden" / "distillers.json"
     atomic_json(out, path)
     print(f"wrote {path} ({', '.join(out)})")

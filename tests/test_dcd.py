@@ -64,6 +64,19 @@ def _ranks(scores: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return out
 
 
+def _assert_first_under_draw_follows(d, u: int, w: np.ndarray, n: int = 3000) -> None:  # type: ignore[no-untyped-def]
+    """User ``u``'s first underestimation draw over ``n`` refreshes has law ``w / w.sum()``
+    (chi-square), and never an entry of weight 0."""
+    p = w / w.sum()
+    counts = np.zeros(len(w))
+    for _ in range(n):
+        d.refresh()
+        counts[int(d.corr["user.under"][u, 0])] += 1
+    assert counts[p == 0].sum() == 0
+    keep = p > 0
+    assert chisquare(counts[keep], n * p[keep]).pvalue > 1e-3
+
+
 def _student_scores(s: BPR) -> np.ndarray:
     return (s.user_emb.weight @ s.item_emb.weight.T).detach().numpy()
 
@@ -132,8 +145,11 @@ def test_ucd_and_icd_are_relaxed_permutation_losses_of_the_corrections() -> None
         zo = s.score(o, torch.full((len(o), 1), i)).squeeze(1)
         loop += float(relaxed_permutation_loss(zr[None], zo[None], reduction="sum").detach())
     assert float(terms["ICD"].detach()) == pytest.approx(loop / 3, rel=1e-6)
-    assert set(terms) == {"RRD", "IR", "UCD", "ICD"}
-    assert d.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR + 0.001·L_UCD + 0.001·L_ICD"
+    assert set(terms) == {"RRD", "UCD", "ICD"}  # Eq. 9: no IR-RRD term
+    assert d.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_UCD + 0.001·L_ICD"
+    _, _, _, with_ir = _setup(item_side=True)  # the objective recorded before issue #33
+    assert set(with_ir.kd_terms("student", batch, 0)) == {"RRD", "IR", "UCD", "ICD"}
+    assert with_ir.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR + 0.001·L_UCD + 0.001·L_ICD"
 
 
 def test_corrections_refresh_every_period_only() -> None:
@@ -169,6 +185,8 @@ def test_ablations_are_settings() -> None:
         _, _, _, d = _setup(**params)
         assert terms in d.formula() and ("UCD" if terms == "ICD" else "ICD") not in d.formula()
     _, _, _, plain = _setup(user_correction=False, item_correction=False)
+    assert plain.formula() == "L_student = L_base + 0.001·L_RRD"  # λ's 0: "corresponds to RRD"
+    _, _, _, plain = _setup(user_correction=False, item_correction=False, item_side=True)
     assert plain.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR"  # = RRD + IR-RRD
     plain.on_epoch_start(0)
     assert plain.corr == {}
@@ -182,7 +200,7 @@ def test_ablations_are_settings() -> None:
 def test_a_list_teacher_needs_scores_for_the_item_side_only() -> None:
     ds = make_toy_dataset(n_users=12, n_items=40, density=0.2, n_candidates=2, seed=4)
     lists = np.tile(np.arange(10, dtype=np.int32), (ds.n_users, 1))
-    for params in ({}, {"item_side": False}, {"item_correction": False}):
+    for params in ({}, {"item_side": True}, {"item_side": True, "item_correction": False}):
         with pytest.raises(ValueError, match="item side needs teacher scores.*item_correction=false"):
             REG.get("dcd")(
                 BPR(ds.n_users, ds.n_items, dim=3),
@@ -222,15 +240,7 @@ def test_a_list_teacher_draws_against_the_midrank_of_its_unlisted_items() -> Non
     rt[lists[u]] = np.arange(1, 7)
     rs = _ranks(_student_scores(s), obs)[u]
     w = np.where(~obs[u], np.tanh(np.maximum(MU * (rs - rt), 0)), 0.0)
-    p = w / w.sum()
-    counts = np.zeros(ds.n_items)
-    n = 3000
-    for _ in range(n):
-        d.refresh()
-        counts[int(d.corr["user.under"][u, 0])] += 1
-    assert counts[p == 0].sum() == 0
-    keep = p > 0
-    assert chisquare(counts[keep], n * p[keep]).pvalue > 1e-3
+    _assert_first_under_draw_follows(d, u, w)
 
 
 def test_bad_values_are_one_line() -> None:
@@ -331,3 +341,57 @@ def test_cli_dcd_from_a_ranked_list_file(tmp_path, capsys) -> None:  # type: ign
     assert main([*common, *sets, "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "item side needs teacher scores" in err
+
+
+def test_teacher_top_candidates_draw_inside_the_teachers_top_n() -> None:
+    """``candidates=teacher_top``: every draw (both sides, both lists) lies in the row's
+    teacher top-n unobserved entries, and the first draw follows D over those entries only, with
+    D from the ranks over every unobserved entry (chi-square)."""
+    n_cand = 10
+    ds, t, s, d = _setup(candidates="teacher_top", n_candidates=n_cand, n_under=1, n_over=1)
+    obs = ds.train.toarray() > 0
+    rt, rs = _ranks(t, obs), _ranks(_student_scores(s), obs)
+    rt_item = _ranks(t.T.copy(), obs.T.copy())
+    d.refresh()
+    for u in range(ds.n_users):
+        for which in ("under", "over"):
+            j = d.corr[f"user.{which}"][u].tolist()
+            assert all(1 <= rt[u, x] <= n_cand for x in j)
+    for i in range(ds.n_items):
+        for which in ("under", "over"):
+            v = d.corr[f"item.{which}"][i].tolist()
+            assert all(1 <= rt_item[i, x] <= n_cand for x in v)
+    u = 0
+    cand = (rt[u] >= 1) & (rt[u] <= n_cand)
+    w = np.where(cand, np.tanh(np.maximum(MU * (rs[u] - rt[u]), 0)), 0.0)
+    assert (w > 0).sum() >= 2, "the test needs a row with several underestimated candidates"
+    _assert_first_under_draw_follows(d, u, w)
+    # the shares logged per refresh: every draw inside the top n_cand <= 50
+    assert d.draw_shares and all(x["top50"] == 1.0 and x["top500"] == 1.0 for x in d.draw_shares)
+    assert d.run_metrics()["draw_shares"] == d.draw_shares
+
+
+def test_draw_shares_against_brute_force() -> None:
+    from recdistill.distill.dcd import draw_shares
+
+    r = torch.tensor([[1, 50, 51, 499], [500, 501, 7000, 2]], dtype=torch.int32)
+    got = draw_shares(r)
+    flat = sorted(r.reshape(-1).tolist())
+    assert got["top50"] == pytest.approx(sum(x <= 50 for x in flat) / 8)
+    assert got["top500"] == pytest.approx(sum(x <= 500 for x in flat) / 8)
+    assert got["median_rank"] == flat[3]  # torch's median: the lower of the two middle values
+    _, _, _, d = _setup()
+    d.refresh()  # all unobserved entries: shares below 1 on 40 items with top-50 = everything
+    assert {(x["side"], x["list"]) for x in d.draw_shares} == {
+        ("user", "under"),
+        ("user", "over"),
+        ("item", "under"),
+        ("item", "over"),
+    }
+
+
+def test_candidates_bad_values_are_one_line() -> None:
+    with pytest.raises(ValueError, match="distill.params.candidates: expected one of"):
+        _setup(candidates="top")
+    with pytest.raises(ValueError, match="distill.params.n_candidates: expected an integer >= 1"):
+        _setup(candidates="teacher_top", n_candidates=0)

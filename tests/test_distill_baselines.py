@@ -170,6 +170,40 @@ def test_rrd_targets_follow_the_definition(ds) -> None:
     assert d.formula() == "L_student = L_base + 0.001·L_RRD + 0.001·L_IR"
 
 
+def test_ir_rrd_item_rows_lists_are_the_batch_users_list_items(ds) -> None:
+    """``item_rows=lists`` (the IR-RRD authors' rows): the item side distils every distinct item
+    of the batch users' RRD lists (interesting and uninteresting), found here by a loop."""
+    cls = REG.get("rrd+ir-rrd")
+    params = {"n_top": 10, "n_interesting": 4, "n_uninteresting": 6, "item_n_top": 5}
+    params |= {"item_n_interesting": 3, "item_n_uninteresting": 4}
+    d = cls(_student(ds), _teacher(ds), ds, cls.build_config({**params, "item_rows": "lists"}))
+    d.on_epoch_start(0)
+    batch = Batch(torch.tensor([2, 2, 5]), torch.tensor([7, 8, 7]), torch.tensor([[1], [1], [1]]))
+    users, items = d.batch_rows(batch)
+    want: set[int] = set()
+    for u in (2, 5):
+        for lst, ok in (
+            (d.user.interesting[u], d.user.i_valid[u]),
+            (d.user.uninteresting[u], d.user.u_valid[u]),
+        ):
+            want |= {int(i) for i, v in zip(lst.tolist(), ok.tolist()) if v}
+    assert users.tolist() == [2, 5] and items.tolist() == sorted(want)
+    assert len(want) > 2  # more rows than the batch's positives {7, 8}
+    terms = d.kd_terms("student", batch, 0)
+    s = d.student
+    zi = torch.stack([s.score(d.item.interesting[i], torch.full((3, 1), int(i))).squeeze(1) for i in items])
+    zu = torch.stack([s.score(d.item.uninteresting[i], torch.full((4, 1), int(i))).squeeze(1) for i in items])
+    want_i = relaxed_permutation_loss(zi, zu, d.item.i_valid[items], d.item.u_valid[items], "sum") / 3
+    torch.testing.assert_close(terms["IR"], want_i)
+    pos = cls(_student(ds), _teacher(ds), ds, cls.build_config(params))
+    pos.on_epoch_start(0)
+    assert pos.batch_rows(batch)[1].tolist() == [7, 8]  # the default: the batch's positives
+    with pytest.raises(ValueError, match="item_rows: expected one of"):
+        cls.build_config({"item_rows": "all"})
+    with pytest.raises(ValueError, match="needs user_side=true"):
+        REG.get("ir-rrd").build_config({"item_rows": "lists"})
+
+
 def test_variants_and_teacher_requirements(ds) -> None:
     assert REG.get("ir-rrd").build_config().user_side is False
     assert REG.get("rrd").build_config().item_side is False

@@ -17,7 +17,7 @@ from recdistill.cli import main
 from recdistill.errors import RecdistillError
 from recdistill.experiment import Experiment, load_spec, parse_spec, run_key
 from recdistill.experiment.plan import Planner
-from recdistill.experiment.report import paired_test, verdict
+from recdistill.experiment.report import finding, paired_test, verdict
 from recdistill.experiment.search import search_state
 
 
@@ -466,7 +466,7 @@ def test_paired_test_and_verdicts():
     assert n == 4
     assert p == pytest.approx(stats.ttest_rel([0.50, 0.52, 0.51, 0.53], [0.48, 0.49, 0.50, 0.50]).pvalue)
     assert verdict(a, b)[0] == "reproduced"
-    assert verdict(b, a)[0] == "not reproduced"
+    assert verdict(b, a)[0] == "contradicted"  # significantly below (was "not reproduced")
     assert verdict({0: 0.5, 1: 0.4}, {0: 0.45, 1: 0.44})[0] == "same direction, not significant"
     assert verdict({0: 0.5}, {0: 0.4})[0] == "incomplete (1 seed)"
     assert verdict(a, {})[0] == "not run yet"
@@ -1063,3 +1063,105 @@ def test_process_commit_stamps_the_code_loaded(tmp_path, monkeypatch: pytest.Mon
         assert len(first) == 1 and all(st["commits"] == first for st in stamps)
     finally:
         execute.process_commit.cache_clear()
+
+
+def _bh_reference(ps):
+    """Benjamini-Hochberg by its definition: q_(i) = min over j >= i of p_(j) m / j, at most 1."""
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    q = [0.0] * m
+    for rank_i, i in enumerate(order, start=1):
+        q[i] = min(1.0, min(ps[order[j - 1]] * m / j for j in range(rank_i, m + 1)))
+    return q
+
+
+def test_verdicts_contradicted_and_flagged():
+    a = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53}
+    b = {0: 0.48, 1: 0.49, 2: 0.50, 3: 0.50}
+    assert verdict(b, a)[0] == "contradicted"  # significantly below: its own verdict
+    assert verdict({0: 0.4, 1: 0.45}, {0: 0.45, 1: 0.44})[0] == "not reproduced"  # below, not significant
+    f = finding("c", "t", "r", "o", "H@5", a, b, flag="comparator collapsed")
+    assert f["verdict"] == "flagged: comparator collapsed" and f["flag"] == "comparator collapsed"
+    assert finding("c", "t", "r", "o", "H@5", a, {}, flag="x")["verdict"] == "not run yet"
+
+
+def test_adjust_findings_bh_against_reference():
+    from recdistill.experiment.report import adjust_findings
+
+    rng = np.random.default_rng(0)
+    fs = []
+    for i in range(12):
+        base = rng.uniform(0.3, 0.5, 5)
+        shift = rng.normal(0.0, 0.01, 5) + (0.02 if i % 3 == 0 else -0.03 if i % 3 == 1 else 0.0)
+        a, b = dict(enumerate(base + shift)), dict(enumerate(base))
+        fs.append(finding(f"c{i}", "t", "r", "o", "H@5", a, b))
+    fs.append(
+        finding(
+            "flagged",
+            "t",
+            "r",
+            "o",
+            "H@5",
+            dict(enumerate([0.9] * 3 + [0.8, 0.7])),
+            dict(enumerate([0.1, 0.2, 0.3, 0.2, 0.1])),
+            flag="comparator collapsed",
+        )
+    )
+    fs.append(finding("one seed", "t", "r", "o", "H@5", {0: 0.5}, {0: 0.4}))
+    out = adjust_findings(fs)
+    ps = [f["p"] for f in fs[:12]]
+    ref = _bh_reference(ps)
+    for f, q in zip(out[:12], ref):
+        assert f["q"] == pytest.approx(q, rel=1e-12)
+        diff = f["row_mean"] - f["than_mean"]
+        want = (
+            ("reproduced" if diff > 0 else "contradicted")
+            if q < 0.05
+            else ("same direction, not significant" if diff > 0 else "not reproduced")
+        )
+        assert f["verdict"] == want
+    assert any(f["verdict"] == "contradicted" for f in out) and any(f["verdict"] == "reproduced" for f in out)
+    # q never below p; a p < 0.05 can lose its verdict after adjustment
+    assert all(f["q"] >= f["p"] - 1e-15 for f in out[:12])
+    assert out[12]["q"] is None and out[12]["verdict"].startswith("flagged")
+    assert out[13]["q"] is None and out[13]["verdict"] == "incomplete (1 seed)"
+    # the family excludes flagged findings: adding one does not move the others' q
+    again = adjust_findings(fs[:12])
+    assert [f["q"] for f in again] == [f["q"] for f in out[:12]]
+
+
+def test_index_lists_q_values(tmp_path):
+    from recdistill.experiment.report import write_index
+
+    a = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53}
+    b = {0: 0.48, 1: 0.49, 2: 0.50, 3: 0.50}
+    rep = {
+        "name": "r",
+        "title": "t",
+        "commit": "abc",
+        "protocol": None,
+        "tables": [],
+        "findings": [finding("up", "t", "r", "o", "H@5", a, b), finding("down", "t", "r", "o", "H@5", b, a)],
+    }
+    write_index([rep], tmp_path / "README.md", "cmd")
+    text = (tmp_path / "README.md").read_text()
+    assert "| p | q |" in text and "contradicted" in text and "Benjamini-Hochberg" in text
+
+
+def test_settings_added_by_issue_33_keep_earlier_keys():
+    """DCD's ``candidates`` / ``n_candidates`` and RRD's ``item_rows`` at the values that give
+    what earlier runs did leave a run's key as it was; another value is another run."""
+    cfg = {"data": {"name": "toy"}, "distill": {"method": "dcd", "params": {}}}
+    old = {"lambda_ucd": 1e-3, "item_side": True}
+    key = run_key(cfg, {}, old)
+    neutral = dict(old, candidates="all", n_candidates=500, item_rows="positives")
+    assert run_key(cfg, {}, neutral) == key
+    assert run_key(cfg, {}, dict(neutral, candidates="teacher_top")) != key
+    assert run_key(cfg, {}, dict(neutral, item_rows="lists")) != key
+    assert run_key(cfg, {}, dict(neutral, item_side=False)) != key  # Eq. 9: a new run
+    # the committed DCD specs still find their recorded runs (the pre-#33 objective, pinned)
+    spec = Path(__file__).resolve().parents[1] / "experiments" / "dcd-table2.yaml"
+    records = Path(__file__).resolve().parents[1] / "results" / "runs"
+    exp = Experiment.load(spec, Path("/nonexistent/runs"), records_dir=records)
+    states = {r["state"] for r in exp.status(only=("dcd",))}
+    assert states == {"recorded"}, states

@@ -1,8 +1,11 @@
 """DCD: Dual Correction Distillation (Lee & Kim, CIKM 2021; paper 000, Sec. 2.3), from a frozen
 teacher, on top of RRD and item-side RRD.
 
-Student objective (Eq. 9): ``L_base + λ_RRD·L_RRD + λ_IR·L_IR + λ_UCD·L_UCD + λ_ICD·L_ICD``;
-``L_RRD`` / ``L_IR`` keep drawing from the teacher's fixed top-N lists (``recdistill.distill.rrd``).
+Student objective (Eq. 9): ``L_base + λ_RRD·L_RRD + λ_UCD·L_UCD + λ_ICD·L_ICD``; ICD is DCD's
+item side, and λ_UCD = λ_ICD = 0 "corresponds to RRD" (Sec. 3.2.3). ``L_RRD`` keeps drawing from
+the teacher's fixed top-N lists (``recdistill.distill.rrd``). ``item_side=true`` adds IR-RRD's
+``λ_IR·L_IR`` (the objective of every DCD run recorded before issue #33, kept as that variant;
+with both corrections off it is the paper's "w/o Correction" row, RRD + IR-RRD).
 
 Every ``period`` epochs (5) the rank engine ranks every unobserved entry under the teacher and the
 student (:meth:`recdistill.ranking.RankEngine.refresh`) and draws, without replacement:
@@ -12,6 +15,15 @@ student (:meth:`recdistill.ranking.RankEngine.refresh`) and draws, without repla
   order (``ρ^u``), and ``n_over`` (M_u^- = 40) overestimated items with ``p ∝ D(T,S)``
   (``dcd_over``); μ = 1e-3;
 - item side (Eq. 6): the same with users per item from item-side ranks.
+
+Where the draws look (``candidates``): ``"all"`` (default; the paper's "the list of the unobserved
+items") over every unobserved entry of the row, or ``"teacher_top"`` over the teacher's
+``n_candidates`` (500) best unobserved entries of the row only, as the public user-side DCD
+(``woriazzc/KDs`` ``modeling/KD/cf/baseline.py:417``, ``torch.topk(inter_mat, self.mxK)``,
+mxK = 500) and the paper's aim (the high-ranked items; Fig. 1a measures the teacher's top 50).
+D keeps the ranks over all unobserved entries (both models); only the entries that may be drawn
+change. Each refresh logs, per side and list, the share of draws inside the teacher's top 50 and
+top 500 and their median teacher rank (``distill.json``: ``draw_shares``).
 
 UCD (Eq. 7) is the relaxed permutation loss of ``ρ^u`` with the overestimated items as the tail
 (``recdistill.losses.rrd_loss``); ICD (Eq. 8) the same per item. Rows of a batch (the choice RRD
@@ -54,6 +66,10 @@ from recdistill.models.base import Batch, Recommender
 from recdistill.ranking import DrawSpec, ListRanks, RankEngine, TeacherRanks, make_weight
 
 SIDES = ("user", "item")
+#: where the corrections draw (``DCDConfig.candidates``)
+CANDIDATES = ("all", "teacher_top")
+#: teacher-rank cut-offs of the logged draw shares
+SHARE_TOPS = (50, 500)
 
 
 @dataclass(frozen=True)
@@ -67,9 +83,12 @@ class DCDConfig(RRDConfig):
     n_under, n_over: M_u^+, M_u^- per user; item_n_under, item_n_over: M_i^+, M_i^- per item.
     correction_sampling: False = the M largest errors (Table 3 "w/o Sampling").
     user_correction, item_correction: the UCD / ICD terms (Table 3 ablations).
+    candidates: "all" (every unobserved entry may be drawn) or "teacher_top" (the teacher's
+        ``n_candidates`` best unobserved entries of the row), both sides.
+    item_side: IR-RRD's term (False: Eq. 9; True: the objective recorded before issue #33).
     """
 
-    item_side: bool = True
+    item_side: bool = False
     lambda_ucd: float = 1e-3
     lambda_icd: float = 1e-3
     mu: float = 1e-3
@@ -81,10 +100,16 @@ class DCDConfig(RRDConfig):
     correction_sampling: bool = True
     user_correction: bool = True
     item_correction: bool = True
+    candidates: str = "all"
+    n_candidates: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("period", "n_under", "n_over", "item_n_under", "item_n_over"):
+        if self.candidates not in CANDIDATES:
+            raise RecdistillError(
+                f"distill.params.candidates: expected one of {list(CANDIDATES)}, got {self.candidates!r}"
+            )
+        for key in ("period", "n_under", "n_over", "item_n_under", "item_n_over", "n_candidates"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise RecdistillError(f"distill.params.{key}: expected an integer >= 1, got {v!r}")
@@ -97,9 +122,21 @@ class DCDConfig(RRDConfig):
                 )
 
 
+def draw_shares(rank_t: torch.Tensor) -> dict[str, float]:
+    """Of drawn entries with teacher ranks ``rank_t`` (any shape, int; 1 = the teacher's best
+    unobserved entry), the share with rank <= each of :data:`SHARE_TOPS` and the median rank."""
+    r = rank_t.reshape(-1).double()
+    if not r.numel():
+        return {**{f"top{n}": float("nan") for n in SHARE_TOPS}, "median_rank": float("nan")}
+    out = {f"top{n}": round(float((r <= n).double().mean()), 6) for n in SHARE_TOPS}
+    out["median_rank"] = float(r.median())
+    return out
+
+
 @DISTILLERS.register("dcd")
 class DCD(RRD):
-    """``L = L_base + λ_RRD·L_RRD + λ_IR·L_IR + λ_UCD·L_UCD + λ_ICD·L_ICD`` (Eq. 9)."""
+    """``L = L_base + λ_RRD·L_RRD + λ_UCD·L_UCD + λ_ICD·L_ICD`` (Eq. 9; ``+ λ_IR·L_IR`` with
+    ``item_side``)."""
 
     name = "dcd"
     Config = DCDConfig
@@ -127,6 +164,8 @@ class DCD(RRD):
         self.corr: dict[str, torch.Tensor] = {}
         self.n_refresh = 0
         self.refresh_seconds: list[float] = []
+        #: per refresh, side and list: the draws' share in the teacher's top 50 / 500, median rank
+        self.draw_shares: list[dict[str, Any]] = []
         #: the frozen teacher's ranks per side, kept after the first refresh (not checkpointed:
         #: a resumed run ranks the teacher again and gets the same ranks)
         self.teacher_ranks = TeacherRanks()
@@ -163,6 +202,9 @@ class DCD(RRD):
             room = int(
                 sm.n_cols - int(np.diff(sm.csr.indptr).max(initial=0))
             )  # the sparsest row's unobserved
+            cand = c.n_candidates if c.candidates == "teacher_top" else 0
+            if cand:
+                room = min(room, cand)
             k_under, k_over = (c.n_under, c.n_over) if side == "user" else (c.item_n_under, c.item_n_over)
             det = not c.correction_sampling
             specs = {
@@ -171,10 +213,10 @@ class DCD(RRD):
                     k=min(k_under, room),
                     order="teacher",
                     deterministic=det,
-                    keep_ranks=False,
+                    candidates=cand,
                 ),
                 "over": DrawSpec(
-                    make_weight("dcd_over", mu=c.mu), k=min(k_over, room), deterministic=det, keep_ranks=False
+                    make_weight("dcd_over", mu=c.mu), k=min(k_over, room), deterministic=det, candidates=cand
                 ),
             }
             out = self.engine.refresh(
@@ -189,6 +231,11 @@ class DCD(RRD):
             self.corr[f"{side}.under"] = out.draws["under"].index[0]  # (n_rows, M+) int32
             self.corr[f"{side}.over"] = out.draws["over"].index[0]  # (n_rows, M-) int32
             self.refresh_seconds.append(out.seconds)
+            for kind in ("under", "over"):
+                rank_t = out.draws[kind].rank_t
+                assert rank_t is not None  # kept by the specs
+                shares = draw_shares(rank_t[0])
+                self.draw_shares.append({"refresh": self.n_refresh, "side": side, "list": kind, **shares})
         self.n_refresh += 1
 
     def kd_terms(self, name: str, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
@@ -216,7 +263,11 @@ class DCD(RRD):
         return {**super().targets(), **{f"corr.{k}": v for k, v in self.corr.items()}}
 
     def run_metrics(self) -> dict[str, Any]:
-        return {"refresh_seconds": [round(x, 3) for x in self.refresh_seconds], "n_refresh": self.n_refresh}
+        return {
+            "refresh_seconds": [round(x, 3) for x in self.refresh_seconds],
+            "n_refresh": self.n_refresh,
+            "draw_shares": self.draw_shares,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {

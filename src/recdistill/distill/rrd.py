@@ -13,8 +13,14 @@ drawn with ``exp(-r/T)``, L uninteresting users uniformly from the rest of ``U_i
 Which rows a batch distils (a choice the papers leave open; documented here):
 
 - user side: the distinct users of the batch (as the official RRD code, ``batch_user.unique()``);
-- item side: the distinct positive items of an interaction batch (the items the batch trains);
-  for user batches (CDAE, no ``pos``) as many items as rows, drawn uniformly.
+- item side (``item_rows``): ``"positives"`` (default) the distinct positive items of an
+  interaction batch (the items the batch trains); for user batches (CDAE, no ``pos``) as many
+  items as rows, drawn uniformly. ``"lists"``: every distinct item of the batch users' RRD lists
+  (their interesting and uninteresting items this epoch), as the IR-RRD authors ran it
+  (``SeongKu-Kang/DE-RRD_CIKM20`` ``run.py:58``, ``batch_item = torch.cat([interesting_items,
+  uninteresting_items]).unique()``; about 17k of citeulike-dcd's 25k items per batch of 1024,
+  18x the positives), with their K = L = 20 and λ_IR = 5e-4 (``main_IR_RRD.py``); needs the
+  user side.
 
 Scale: the official code sums the base (BPR) loss and the RRD loss over the batch and uses
 ``λ_RRD = 1e-3``. Our base losses are means over the batch's rows, so ``L_RRD`` here is the
@@ -42,6 +48,9 @@ from recdistill.models.base import Batch, Recommender
 from recdistill.parallel import block
 from recdistill.ranking import TopLists, WeightFn, make_weight, uniform_indices
 
+#: the item rows a batch distils (``RRDConfig.item_rows``)
+ITEM_ROWS = ("positives", "lists")
+
 
 @dataclass(frozen=True)
 class RRDConfig:
@@ -58,6 +67,9 @@ class RRDConfig:
     lambda_rrd: λ_RRD (1e-3, with the official summed scale, see the module docstring).
     item_n_top, item_n_interesting, item_n_uninteresting, item_temperature, lambda_ir: the
         same for the item side (rows are items, targets users).
+    item_rows: which items a batch distils on the item side: "positives" (the batch's distinct
+        positive items) or "lists" (every item of the batch users' RRD lists, the IR-RRD
+        authors' choice; see the module docstring).
     chunk: rows per chunk when the teacher's top-N lists are computed (None: the rank engine's default).
     cache_dir: where the teacher's top-N lists are cached (None: not cached).
     """
@@ -75,10 +87,20 @@ class RRDConfig:
     item_n_uninteresting: int = 40
     item_temperature: float = 10.0
     lambda_ir: float = 1e-3
+    item_rows: str = "positives"
     chunk: int | None = None
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.item_rows not in ITEM_ROWS:
+            raise RecdistillError(
+                f"distill.params.item_rows: expected one of {list(ITEM_ROWS)}, got {self.item_rows!r}"
+            )
+        if self.item_rows == "lists" and not self.user_side:
+            raise RecdistillError(
+                "distill.params.item_rows=lists takes the items of the users' RRD lists: "
+                "it needs user_side=true"
+            )
         for key in ("n_top", "n_interesting", "n_uninteresting", "item_n_top", "item_n_interesting"):
             if getattr(self, key) < 1:
                 raise RecdistillError(
@@ -215,7 +237,14 @@ class RRD(FrozenTeacherDistiller):
         whole = batch.whole if batch.whole is not None else batch
         users, items = torch.unique(whole.users), None  # (U,)
         if self.item_rows_needed():
-            if whole.pos is not None:
+            if self.config.item_rows == "lists":
+                assert self.user is not None  # checked by the config
+                u = users.cpu()
+                side = self.user
+                lists = torch.cat([side.interesting[u].reshape(-1), side.uninteresting[u].reshape(-1)])
+                valid = torch.cat([side.i_valid[u].reshape(-1), side.u_valid[u].reshape(-1)])
+                items = torch.unique(lists[valid.bool()].long()).to(self.device)  # (I,)
+            elif whole.pos is not None:
                 items = torch.unique(whole.pos)  # (I,)
             else:
                 n = whole.users.numel()

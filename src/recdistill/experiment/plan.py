@@ -46,6 +46,9 @@ NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
 KEY_DEVICE = "cpu"
 #: method parameters left out of a run's key (where a cache lives)
 VOLATILE_METHOD_PARAMS = ("cache_dir",)
+#: method parameters added after runs were stored, left out of a key at the value that gives
+#: what earlier runs did (issue #33: DCD's candidates, IR-RRD's rows), so those runs keep their keys
+NEUTRAL_METHOD_PARAMS: dict[str, Any] = {"candidates": "all", "n_candidates": 500, "item_rows": "positives"}
 KEY_VERSION = 1
 #: the small files of a finished run that its record keeps (no model files, no checkpoint)
 RECORD_FILES = ("metrics.json", "config.yaml", "task.json", "distill.json", "curve.json")
@@ -68,7 +71,12 @@ def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[st
             cfg.get(section, {}).pop(key, None)
     cfg.get("distill", {}).pop("teacher", None)  # a dependency: stands in ``deps``
     if method_params is not None:
-        params = {k: v for k, v in method_params.items() if k not in VOLATILE_METHOD_PARAMS}
+        params = {
+            k: v
+            for k, v in method_params.items()
+            if k not in VOLATILE_METHOD_PARAMS
+            and not (k in NEUTRAL_METHOD_PARAMS and v == NEUTRAL_METHOD_PARAMS[k])
+        }
         cfg["distill"]["params"] = json.loads(json.dumps(params))
     blob = json.dumps({"v": KEY_VERSION, "config": cfg, "deps": deps}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -33,6 +33,7 @@ __all__ = [
     "commit_id",
     "paired_test",
     "verdict",
+    "adjust_findings",
     "write_index",
     "write_report",
 ]
@@ -41,8 +42,10 @@ VERDICTS = (
     "reproduced",
     "same direction, not significant",
     "not reproduced",
+    "contradicted",
     "incomplete (1 seed)",
     "not run yet",
+    "flagged",
 )
 
 
@@ -98,11 +101,15 @@ def finding(
     a: dict[int, float],
     b: dict[int, float],
     alpha: float = 0.05,
+    flag: str | None = None,
 ) -> dict[str, Any]:
     """A finding "``row`` (per-seed values ``a``) beats ``than`` (``b``)" as reports and the index
-    list it: both means over the seeds both have, the :func:`verdict` and its paired p."""
+    list it: both means over the seeds both have, the :func:`verdict` and its paired p; a
+    ``flag`` (why the comparison is not fair) makes the verdict ``flagged: <flag>``."""
     common = sorted(set(a) & set(b))
     v, p = verdict(a, b, alpha)
+    if flag and v != "not run yet":
+        v = f"flagged: {flag}"
     return {
         "row_mean": float(np.mean([a[s] for s in common])) if common else None,
         "than_mean": float(np.mean([b[s] for s in common])) if common else None,
@@ -115,13 +122,14 @@ def finding(
         "verdict": v,
         "p": p,
         "alpha": alpha,
+        "flag": flag,
     }
 
 
 def verdict(row: dict[int, float], than: dict[int, float], alpha: float = 0.05) -> tuple[str, float | None]:
     """``reproduced`` (row's mean above, paired p < alpha), ``same direction, not significant``,
-    ``not reproduced`` (mean not above), ``incomplete (1 seed)`` or ``not run yet`` (no common
-    seed)."""
+    ``contradicted`` (row's mean below, p < alpha), ``not reproduced`` (mean not above, not
+    significant), ``incomplete (1 seed)`` or ``not run yet`` (no common seed)."""
     seeds = set(row) & set(than)
     if not seeds:
         return "not run yet", None
@@ -129,11 +137,36 @@ def verdict(row: dict[int, float], than: dict[int, float], alpha: float = 0.05) 
         return "incomplete (1 seed)", None
     diff = float(np.mean([row[s] for s in seeds]) - np.mean([than[s] for s in seeds]))
     p, _ = paired_test(row, than)
-    if diff <= 0:
-        return "not reproduced", p
-    if p is not None and p < alpha:
-        return "reproduced", p
-    return "same direction, not significant", p
+    return _direction_verdict(diff, p, alpha), p
+
+
+def _direction_verdict(diff: float, p: float | None, alpha: float) -> str:
+    significant = p is not None and p < alpha
+    if diff > 0:
+        return "reproduced" if significant else "same direction, not significant"
+    return "contradicted" if significant and diff < 0 else "not reproduced"
+
+
+def adjust_findings(findings: Sequence[dict[str, Any]], alpha: float = 0.05) -> list[dict[str, Any]]:
+    """The findings with Benjamini-Hochberg q-values over the family of those that have a paired
+    p (scipy ``false_discovery_control``), and verdicts read from q instead of p
+    (``reproduced``: the claimed direction with q < alpha; ``contradicted``: the opposite with
+    q < alpha). Flagged findings (an unfair comparator) and findings without p keep their
+    verdict, get no q, and are not counted in the family."""
+    from scipy import stats
+
+    out = [dict(f, q=None) for f in findings]
+    family = [
+        f
+        for f in out
+        if f.get("p") is not None and not f.get("flag") and f.get("row_mean") is not None and f["seeds"] >= 2
+    ]
+    if family:
+        qs = stats.false_discovery_control([f["p"] for f in family], method="bh")
+        for f, q in zip(family, np.atleast_1d(qs)):
+            f["q"] = float(q)
+            f["verdict"] = _direction_verdict(f["row_mean"] - f["than_mean"], f["q"], alpha)
+    return out
 
 
 def _model_name(metrics: dict[str, Any], model: str | None) -> str:
@@ -280,7 +313,7 @@ def build_report(planner: Planner, command: str = "") -> dict[str, Any]:
     for f in spec.findings:
         assert f.table is not None
         a, b = row_values[(f.table, f.row)][f.metric], row_values[(f.table, f.than)][f.metric]
-        findings.append(finding(f.claim, f.table, f.row, f.than, f.metric, a, b, f.alpha))
+        findings.append(finding(f.claim, f.table, f.row, f.than, f.metric, a, b, f.alpha, f.flag))
     searches = []
     for name, run in spec.runs.items():
         if run.search is not None:
@@ -788,6 +821,10 @@ def combined_verdicts(reports: Sequence[dict[str, Any]]) -> list[dict[str, str]]
             continue
         if "not run yet" in v.values() or any(x.startswith("incomplete") for x in v.values()):
             verdict = "not run yet"
+        elif any(x.startswith("flagged") for x in v.values()):
+            verdict = "flagged"
+        elif "contradicted" in v.values() and "reproduced" not in v.values():
+            verdict = "contradicted"
         else:
             p, t = v["paper"] == "reproduced", v["tuned"] == "reproduced"
             verdict = {
@@ -809,16 +846,24 @@ def write_index(
     claim; a claim checked under both protocols (a spec's ``protocol`` tag in its name, e.g.
     ``-paper`` / ``-tuned``) shows both verdicts. Lists the ``*_notes.md`` next to ``path`` and
     the markdown files in ``archive``."""
+    flat = [f for rep in reports for f in rep["findings"]]
+    adjusted = iter(adjust_findings(flat))
+    reports = [dict(rep, findings=[next(adjusted) for _ in rep["findings"]]) for rep in reports]
+    n_family = sum(f.get("q") is not None for rep in reports for f in rep["findings"])
     lines = [
         "# Reproduction report",
         "",
         f"Generated by `{command}` from the experiment reports below; every number links back to "
-        "its report, which names its spec, commit and runs. Verdicts: reproduced (the paper's "
-        "direction with paired p < 0.05 over seeds), same direction but not significant, not "
-        "reproduced, not run yet.",
+        "its report, which names its spec, commit and runs. p: two-sided paired t-test over the "
+        f"seeds both rows have; q: Benjamini-Hochberg adjusted over the {n_family} findings of this "
+        "page that have a p (the others: fewer than 2 seeds, or flagged). Verdicts, read from q: "
+        "reproduced (the paper's direction, q < 0.05), contradicted (the opposite direction, "
+        "q < 0.05), same direction but not significant, not reproduced (the opposite direction or "
+        "equal, not significant), not run yet, and flagged (the comparator collapsed or was not "
+        "tuned: listed, not counted). A report's own verdicts use its unadjusted p.",
         "",
-        "| claim | metric | report | row vs other (seeds) | verdict | p |",
-        "|---|---|---|---|---|---:|",
+        "| claim | metric | report | row vs other (seeds) | verdict | p | q |",
+        "|---|---|---|---|---|---:|---:|",
     ]
     for rep in reports:
         for f in rep["findings"]:
@@ -829,7 +874,8 @@ def write_index(
             )
             lines.append(
                 f"| {f['claim']} ({f['row']} vs {f['than']}) | {f['metric']} | "
-                f"[{rep['name']}]({rep['name']}.md) | {nums} | {f['verdict']} | {_p(f['p'])} |"
+                f"[{rep['name']}]({rep['name']}.md) | {nums} | {f['verdict']} | {_p(f['p'])} | "
+                f"{_p(f.get('q'))} |"
             )
     both = combined_verdicts(reports)
     if both:

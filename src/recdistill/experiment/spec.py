@@ -146,6 +146,9 @@ class FindingSpec:
     metric: str
     table: str | None = None
     alpha: float = 0.05
+    #: why the comparison is not a fair test (e.g. "comparator collapsed", "comparator untuned"):
+    #: the finding is listed with this flag and left out of the verdicts and the q-values
+    flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -393,7 +396,8 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     tables = tuple(_table(t, f"{where}.tables[{i}]", runs) for i, t in enumerate(r.get("tables", list, [])))
     findings = []
     for i, f in enumerate(r.get("findings", list, [])):
-        fr = _Reader(f, f"{where}.findings[{i}]", ("claim", "row", "than", "metric", "table", "alpha"))
+        finding_keys = ("claim", "row", "than", "metric", "table", "alpha", "flag")
+        fr = _Reader(f, f"{where}.findings[{i}]", finding_keys)
         fs = FindingSpec(
             claim=fr.get("claim", str, required=True),
             row=fr.get("row", str, required=True),
@@ -401,6 +405,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             metric=fr.get("metric", str, required=True),
             table=fr.get("table", str),
             alpha=fr.get("alpha", float, 0.05),
+            flag=fr.get("flag", str),
         )
         table = next((t for t in tables if fs.table in (None, t.name)), None)
         if table is None or not {fs.row, fs.than} <= {row.label for row in table.rows}:
@@ -411,7 +416,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             raise RecdistillError(
                 f"{where}.findings[{i}].metric: {fs.metric!r} is not a column of {table.name}"
             )
-        findings.append(FindingSpec(fs.claim, fs.row, fs.than, fs.metric, table.name, fs.alpha))
+        findings.append(FindingSpec(fs.claim, fs.row, fs.than, fs.metric, table.name, fs.alpha, fs.flag))
     figures = []
     for i, f in enumerate(r.get("figures", list, [])):
         at = f"{where}.figures[{i}]"

@@ -112,6 +112,9 @@ class DrawSpec:
     order: None (draw order; Plackett-Luce order without replacement), or "teacher"/"student":
         each row's draws sorted by that model's rank, best first (DCD's ρ, RRD's lists).
     keep_ranks: also keep the ranks of the drawn entries under both models.
+    candidates: 0 (every unobserved entry may be drawn) or n: only each row's n best unobserved
+        entries under the teacher (DCD's ``candidates="teacher_top"``); the weights still see
+        the ranks over every unobserved entry.
     """
 
     weight: WeightFn
@@ -122,8 +125,11 @@ class DrawSpec:
     rounds: int = 1
     order: str | None = None
     keep_ranks: bool = True
+    candidates: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.candidates, int) or isinstance(self.candidates, bool) or self.candidates < 0:
+            raise RecdistillError(f"DrawSpec candidates={self.candidates!r}: expected an integer >= 0")
         for name in ("k", "rounds"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -486,6 +492,8 @@ class RankEngine:
             want = tuple(c.rank_t.shape)
             raise RecdistillError(f"spec {name!r}: weight function returned {got}, expected {want}")
         avail = c.unobserved  # (B, m)
+        if spec.candidates:  # the teacher's best n unobserved entries only (ranks: 0 = observed)
+            avail = avail & (c.rank_t <= spec.candidates)  # (B, m)
         try:
             if spec.replacement:  # one CDF for all rounds
                 counts = sm.degrees(c.rows) if spec.per_interaction else torch.ones_like(c.rows)
