@@ -32,6 +32,17 @@ makes, ``RRD.batch_rows``): its distinct users for UCD and its distinct positive
 batch corrects exactly the rows it updates. Scale: like RRD, each term is summed over those rows
 and divided by the batch's rows.
 
+The λ scale (issue #33): the official RRD / IR-RRD code sums the BPR loss over the batch's 1024
+interactions and the RRD loss over its distinct users (``SeongKu-Kang/DE-RRD_CIKM20``
+``Models/BPR.py:77``, ``Utils/loss.py:12``) with λ_RRD = 1e-3; dividing both by the batch's rows,
+as here, keeps their ratio, so our λ is the official code's λ (factor 1). The paper prints batch
+means; if it meant a mean over the batch's distinct users for the distillation terms, its λ is
+ours divided by B/U = 1024/715 = 1.43 (U: distinct users in a batch of 1024 interactions of
+citeulike-dcd, expected 713.5, 715.0 ± 12.9 in a shuffled epoch). Either way the paper's 1e-3 is
+our 1e-3 to within 1.43x, less than one step of its x10 grid. No DCD code from its authors is
+public; the one public DCD (``woriazzc/KDs``) sums the correction over the batch's users with
+λ = 0.01 against a BPR loss summed over a batch of 2048 (``configs/citeulike/bpr/dcd.yaml:6``).
+
 Ablations (Table 3), each a setting: ``user_correction=false`` (w/o User-side),
 ``item_correction=false`` (w/o Item-side), both false (w/o Correction = RRD + IR-RRD),
 ``correction_sampling=false`` (w/o Sampling: the M largest errors, ties to the lower id), and
