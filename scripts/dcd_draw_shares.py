@@ -11,23 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import torch
 
-from recdistill.distill import load_distillers
+from recdistill.distill.dcd import DCD
 from recdistill.distill.teacher import ModelTeacher
 from recdistill.runs import load_run
 
 
-def shares(teacher_dir: str, student_dir: str, mu: float, seed: int) -> list[dict[str, object]]:
+def shares(teacher_dir: str, student_dir: str, mu: float, seed: int) -> list[dict[str, Any]]:
     """One DCD refresh per candidates setting; the rows of ``DCD.draw_shares`` with the setting."""
     teacher = load_run(teacher_dir)
     student = load_run(student_dir, dataset=teacher.dataset)
-    cls = load_distillers().get("dcd")
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for cand in ("all", "teacher_top"):
-        cfg = cls.build_config({"mu": mu, "candidates": cand})
-        d = cls(student.model, ModelTeacher(teacher.model), teacher.dataset, cfg, seed=seed)
+        cfg = DCD.build_config({"mu": mu, "candidates": cand})
+        d = DCD(student.model, ModelTeacher(teacher.model), teacher.dataset, cfg, seed=seed)
         d.refresh()
         rows += [{"candidates": cand, **r} for r in d.draw_shares]
     return rows
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['candidates']} | {r['side']} | {r['list']} | {float(r['top50']):.1%} | "  # type: ignore[arg-type]
-            f"{float(r['top500']):.1%} | {float(r['median_rank']):.0f} |"  # type: ignore[arg-type]
+            f"| {r['candidates']} | {r['side']} | {r['list']} | {float(r['top50']):.1%} | "
+            f"{float(r['top500']):.1%} | {float(r['median_rank']):.0f} |"
         )
     if a.json:
         with open(a.json, "w") as fh:
