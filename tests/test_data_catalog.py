@@ -65,6 +65,38 @@ def test_named_dataset_from_env_data_dir(tmp_path: Path, cache_dir: Path, monkey
         load_dataset("ml-100k", cache=False)
 
 
+def test_the_demo_dataset_ships_with_the_package(tmp_path: Path, cache_dir: Path, monkeypatch) -> None:
+    """citeulike-dcd loads with an empty data directory (the packaged copy, its sha256 checked);
+    a data directory holding the file takes precedence; a missing file without a packaged copy
+    names the command that gets it, or says it has no public download, never ``shared/``."""
+    import shutil
+
+    from recdistill.data.catalog import PACKAGED, packaged_file
+    from recdistill.data.io import sha256_file
+
+    monkeypatch.setenv("RECDISTILL_DATA", str(tmp_path / "empty"))
+    path = packaged_file("citeulike-dcd")
+    assert path is not None and sha256_file(path) == PACKAGED["citeulike-dcd"][1]
+    ds = load_dataset("citeulike-dcd", cache_dir=cache_dir)
+    assert (ds.n_users, ds.n_items, ds.n_train) == (5219, 25181, 115142)
+    assert ds.info["source_sha256"] == {str(path): PACKAGED["citeulike-dcd"][1]}
+    own = tmp_path / "mine" / "citeulike-t"
+    own.mkdir(parents=True)
+    shutil.copy(path, own / "derrd_loo_split.tsv.gz")
+    ds2 = load_dataset("citeulike-dcd", data_dir=tmp_path / "mine", cache_dir=cache_dir)
+    assert list(ds2.info["source_sha256"]) == [str(own / "derrd_loo_split.tsv.gz")]
+    with pytest.raises(FileNotFoundError, match="no public download: it was converted from") as exc:
+        load_dataset("citeulike-bd", cache=False)
+    assert "shared" not in str(exc.value)
+    # a corrupted packaged copy is refused
+    bad = tmp_path / "pkg"
+    (bad / "citeulike-t").mkdir(parents=True)
+    (bad / "citeulike-t" / "derrd_loo_split.tsv.gz").write_bytes(path.read_bytes()[:-10])
+    monkeypatch.setattr("recdistill.data.catalog.PACKAGED_DIR", bad)
+    with pytest.raises(ValueError, match="packaged file .* has sha256 .*reinstall"):
+        load_dataset("citeulike-dcd", cache=False)
+
+
 def test_options_are_checked(tmp_path: Path, cache_dir: Path) -> None:
     path = write_udata(tmp_path)
     with pytest.raises(ValueError, match="option.s. min_users do not apply.*valid: .*min_user_interactions"):

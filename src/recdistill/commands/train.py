@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the runs (default runs/demo)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int, default=None, help="every run's epochs (a quick look)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one epoch per run: checks that the demo runs end to end (CI runs it), not a result",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="retrain runs that already finished")
     p.add_argument(
@@ -119,12 +124,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if world()[1] > 1:
         raise RecdistillError("recdistill demo runs its runs itself; start it without torchrun")
 
+    epochs = args.epochs
+    if args.smoke:
+        print("smoke run: one epoch per run, a check that the demo runs end to end, not a result")
+        epochs = 1 if epochs is None else epochs
     run_demo(
         Path(args.out),
         data_dir=args.data_dir,
         device=args.device,
         seed=args.seed,
-        epochs=args.epochs,
+        epochs=epochs,
         fresh=args.fresh,
         jobs=args.jobs,
     )

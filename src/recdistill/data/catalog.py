@@ -134,6 +134,33 @@ _add(
     )
 )
 
+#: datasets shipped with the package (``recdistill/data/files``, see its README): name ->
+#: (file under that folder, sha256 of its bytes). Read when the data directory lacks the file.
+PACKAGED: dict[str, tuple[str, str]] = {
+    "citeulike-dcd": (
+        "citeulike-t/derrd_loo_split.tsv.gz",
+        "b5ade64277fe9c9fa30324fcc55a42725fab9575a4bde7be6ddafea2d2d9baca",
+    ),
+}
+PACKAGED_DIR = Path(__file__).resolve().parent / "files"
+
+
+def packaged_file(name: str) -> Path | None:
+    """The packaged copy of dataset ``name``'s file, or None if the package ships none."""
+    if name not in PACKAGED:
+        return None
+    path = PACKAGED_DIR / PACKAGED[name][0]
+    return path if path.is_file() else None
+
+
+def _missing_hint(name: str) -> str:
+    if name in dl.SOURCES:
+        return f"run `recdistill data download {name}`"
+    if name in dl.NO_SOURCE:
+        return f"it has no public download: it was {dl.NO_SOURCE[name]}; put that file there"
+    return "put the file there"
+
+
 LOG_OPTIONS = {
     "seed": 0,
     "min_user_interactions": 1,
@@ -187,22 +214,21 @@ def load_dataset(
     cache_dir = Path(options.pop("cache_dir", None) or default_cache_dir())
     want_download = bool(options.pop("download", False))
     name = str(name_or_path)
+    packaged = False  # read from the package's own copy (PACKAGED)
     if name in DATASETS:
         spec = DATASETS.get(name)
         ddir = resolve_data_dir(data_dir)
         path = find_file(ddir, spec.file)
-        if path is None and want_download:
+        if path is None and want_download and name in dl.SOURCES:
             dl.download(name, ddir)
             path = find_file(ddir, spec.file)
+        packaged = path is None and packaged_file(name) is not None
+        if packaged:
+            path = packaged_file(name)
         if path is None:
-            hint = (
-                f"run `recdistill data download {name}`"
-                if name in dl.SOURCES
-                else "see shared/data/README.md"
-            )
             raise MissingFileError(
                 f"{name}: {ddir / spec.file}[.gz|.xz] not found (data dir from --data-dir, "
-                f"RECDISTILL_DATA or the default); {hint}"
+                f"RECDISTILL_DATA or the default); {_missing_hint(name)}"
             )
         if spec.kind == "published":
             settings = _settings(PUBLISHED_OPTIONS, options, (), f"the published split {name!r}")
@@ -230,6 +256,11 @@ def load_dataset(
         kind = f"path:{fmt}"
         name = str(path)
     file_hash = sha256_file(path)
+    if spec is not None and packaged and file_hash != PACKAGED[name][1]:
+        raise RecdistillError(
+            f"{name}: the packaged file {path} has sha256 {file_hash}, expected {PACKAGED[name][1]}: "
+            "reinstall recdistill"
+        )
     key = cache_key(kind, [file_hash], {**settings, **read_opts, "format": fmt})
     cpath = cache_path(cache_dir, Path(name).name, key)
     if use_cache:

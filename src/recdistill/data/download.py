@@ -58,8 +58,8 @@ SOURCES: dict[str, list[Source]] = {
 }
 
 NO_SOURCE = {
-    "citeulike-bd": "converted from WonbinKweon/BD_WWW2021 data/cul/{train,val,test}_5.pt (data README 1b)",
-    "citeulike-dcd": "converted from SeongKu-Kang/DE-RRD_CIKM20 citeULike/LOO pickles (data README 1a)",
+    "citeulike-bd": "converted from WonbinKweon/BD_WWW2021 data/cul/{train,val,test}_5.pt",
+    "citeulike-dcd": "converted from SeongKu-Kang/DE-RRD_CIKM20 citeULike/LOO pickles",
 }
 
 
