@@ -395,3 +395,27 @@ def test_candidates_bad_values_are_one_line() -> None:
         _setup(candidates="top")
     with pytest.raises(ValueError, match="distill.params.n_candidates: expected an integer >= 1"):
         _setup(candidates="teacher_top", n_candidates=0)
+
+
+def test_draw_sizes_beyond_the_catalogue_are_refused_and_clipped_ones_said() -> None:
+    """``n_under`` larger than the catalogue (was: ran without a word, drawing fewer) is an error;
+    larger than the sparsest row's unobserved entries is drawn as far as it goes, and said."""
+    with pytest.raises(
+        ValueError,
+        match=r"distill.params.n_under: 100,000 distinct draws per user asked, but there are only 40 items",
+    ):
+        _setup(n_under=100000)
+    with pytest.raises(
+        ValueError, match=r"item_n_over: 50 distinct draws per item asked, but there are only 12 users"
+    ):
+        _setup(item_n_over=50)
+    with pytest.raises(ValueError, match=r"n_over: 11 .* only n_candidates = 10"):
+        _setup(candidates="teacher_top", n_candidates=10, n_over=11)
+    ds, _, _, d = _setup(n_under=39, item_correction=False)
+    room = int(ds.n_items - np.diff(ds.train.indptr).max())
+    assert room < 39
+    with pytest.warns(
+        UserWarning, match=rf"user side: 39 draws per row asked, the sparsest row has {room} entries"
+    ):
+        d.refresh()
+    assert d.corr["user.under"].shape == (ds.n_users, room)

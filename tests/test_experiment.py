@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -1165,3 +1166,36 @@ def test_settings_added_by_issue_33_keep_earlier_keys():
     exp = Experiment.load(spec, Path("/nonexistent/runs"), records_dir=records)
     states = {r["state"] for r in exp.status(only=("dcd",))}
     assert states == {"recorded"}, states
+
+
+@pytest.mark.parametrize(
+    "edit,where",
+    [
+        (lambda s: s.update(name="../../x"), "toy.yaml.name"),
+        (lambda s: s.update(name="a/b"), "toy.yaml.name"),
+        (lambda s: s.update(name=".hidden"), "toy.yaml.name"),
+        (lambda s: s["runs"].update({"../evil": {"set": {"model.dim": 4}}}), "toy.yaml.runs"),
+        (lambda s: s["tables"][0].update(name="../t"), "toy.yaml.tables[0].name"),
+        (
+            lambda s: s.update(
+                figures=[
+                    {
+                        "kind": "heatmap",
+                        "run": "student",
+                        "x": "train.lr",
+                        "y": "train.lr",
+                        "file": "../../f.png",
+                    }
+                ]
+            ),
+            "toy.yaml.figures[0].file",
+        ),
+    ],
+)
+def test_names_that_become_files_must_be_plain(tmp_path, edit, where):
+    """A spec's name, its runs', tables' and figure files' names become file names under the
+    output folder: a path separator, '..' or a leading dot is a one-line error, before any run."""
+    spec = _spec(tmp_path)
+    edit(spec)
+    with pytest.raises(RecdistillError, match=rf"{re.escape(where)}: .* is not a plain name"):
+        parse_spec(spec, tmp_path / "toy.yaml")

@@ -381,3 +381,15 @@ def test_progress_lines_off_a_terminal_and_version(log_csv, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("recdistill ")
+
+
+def test_a_torn_metrics_file_is_one_line(run, capsys):
+    """``recdistill evaluate`` on a run whose metrics.json is torn: one line naming the file, line
+    and column (was a JSONDecodeError traceback); the file is left as it was."""
+    torn = (run / "metrics.json").read_text()[:40]
+    (run / "metrics.json").write_text(torn)
+    capsys.readouterr()
+    rc = main(["evaluate", str(run)])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and "metrics.json: line 2, column 14" in line and "not valid JSON" in line
+    assert (run / "metrics.json").read_text() == torn

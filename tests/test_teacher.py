@@ -171,6 +171,9 @@ def test_list_files_agree_and_drop_observed(ds, tmp_path: Path) -> None:
         ("h.txt", "u0\t100 101\nu1\t102 103 102\n", r"line 2: duplicate item '102' in the list"),
         ("i.txt", "u0\t100 101\nu1\t102 5\n", r"unknown item id.*line 2: '5'"),
         ("j.txt", "u0\t100\nu0\t101\n", r"line 2: duplicate user 'u0'"),
+        # a 4-column file without a header (was a TypeError traceback)
+        ("k.tsv", "u0\t100\t1.0\tx\nu1\t101\t2.0\ty\n", r"line 1: 4 tab-separated fields; expected 2"),
+        ("l.tsv", "u0\t100 101\nu1\t101\t2.0\n", r"line 2: 3 tab-separated fields; expected 2"),
     ],
 )
 def test_file_validation_errors(ds, tmp_path: Path, name: str, text: str, msg: str) -> None:

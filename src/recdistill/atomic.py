@@ -1,5 +1,5 @@
 """Files: every file the package writes goes through :func:`atomic_write`, every torch file it
-reads through :func:`safe_torch_load`.
+reads through :func:`safe_torch_load`, every JSON file through :func:`read_json`.
 
 Writes: the content goes to a temporary file in the target's folder, flushed and fsynced, then
 moved over the target with ``os.replace`` (atomic on POSIX and Windows); on any error the
@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from recdistill.errors import MissingFileError, UnsafeFileError
+from recdistill.errors import MissingFileError, RecdistillError, UnsafeFileError
 from recdistill.parallel import is_main
 
 __all__ = [
@@ -107,3 +107,22 @@ def safe_torch_load(path: str | os.PathLike[str], what: str = "file") -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsafeFileError(f"{p}: not a readable torch {what} ({first})") from None
+
+
+def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
+    """The JSON in ``path``; a missing file raises :class:`MissingFileError`, a torn or edited
+    one (not JSON) a :class:`RecdistillError` in one line naming the file, line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RecdistillError(
+            f"{p}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}); the {what} is torn "
+            "or was edited: restore it, or train the run again"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise RecdistillError(
+            f"{p}: not a UTF-8 text file (byte {exc.start}); expected the {what} (JSON)"
+        ) from None

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from recdistill.atomic import read_json
 from recdistill.errors import RecdistillError
 
 
@@ -263,10 +264,9 @@ def _single_process(what: str) -> None:
 
 def _report_json(path: str) -> dict[str, Any]:
     """A report's JSON as written by ``experiment report`` (one-line errors otherwise)."""
-    import json
 
     try:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, "report")
     except FileNotFoundError:
         raise RecdistillError(f"--with {path}: no such file") from None
     except (OSError, ValueError) as exc:

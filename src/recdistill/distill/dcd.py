@@ -62,6 +62,7 @@ bitwise (the kept teacher ranks are not: a resumed run ranks the teacher again, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +171,7 @@ class DCD(RRD):
             )
         super().__init__(student, teacher, dataset, config, device, seed)
         self.cfg: DCDConfig = config
+        self._check_sizes(dataset)
         self.engine = RankEngine(dataset.train, self.device, chunk_size=config.chunk)
         #: "user.under" ρ^u (n_users, M+) teacher order, "user.over" (n_users, M-), "item.*" likewise
         self.corr: dict[str, torch.Tensor] = {}
@@ -181,6 +183,27 @@ class DCD(RRD):
         #: a resumed run ranks the teacher again and gets the same ranks)
         self.teacher_ranks = TeacherRanks()
         self._sources: dict[str, Any] = {}  # side -> what the engine ranks for the teacher
+
+    def _check_sizes(self, dataset: Dataset) -> None:
+        """Refuse draw sizes no row can have: more distinct entries than the catalogue (items per
+        user, users per item) or than the candidates; a row with fewer unobserved entries than
+        asked gets as many as the sparsest row allows (said once per side at the first refresh)."""
+        c = self.cfg
+        for side, n_cols, keys in (
+            ("user", dataset.n_items, ("n_under", "n_over")),
+            ("item", dataset.n_users, ("item_n_under", "item_n_over")),
+        ):
+            if side not in self.sides():
+                continue
+            cap, what = n_cols, f"{n_cols:,} {'items' if side == 'user' else 'users'}"
+            if c.candidates == "teacher_top" and c.n_candidates < cap:
+                cap, what = c.n_candidates, f"n_candidates = {c.n_candidates:,}"
+            for key in keys:
+                if getattr(c, key) > cap:
+                    raise RecdistillError(
+                        f"distill.params.{key}: {getattr(c, key):,} distinct draws per {side} asked, but "
+                        f"there are only {what} to draw from"
+                    )
 
     def sides(self) -> tuple[str, ...]:
         c = self.cfg
@@ -217,6 +240,13 @@ class DCD(RRD):
             if cand:
                 room = min(room, cand)
             k_under, k_over = (c.n_under, c.n_over) if side == "user" else (c.item_n_under, c.item_n_over)
+            if max(k_under, k_over) > room and self.n_refresh == 0:
+                warnings.warn(
+                    f"DCD {side} side: {max(k_under, k_over):,} draws per row asked, the sparsest row has "
+                    f"{room:,} entries to draw from: every row gets {min(k_under, room):,} / "
+                    f"{min(k_over, room):,} (under / over)",
+                    stacklevel=2,
+                )
             det = not c.correction_sampling
             specs = {
                 "under": DrawSpec(

@@ -478,6 +478,14 @@ def _load_ranks_tsv(path: Path, dataset: Dataset) -> ListTeacher:
 
 
 def _load_lists_lines(path: Path, dataset: Dataset) -> ListTeacher:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            fields = line.rstrip("\r\n").count("\t") + 1
+            if fields != 2 and line.strip():
+                raise RecdistillError(
+                    f"{path}: line {n}: {fields} tab-separated fields; expected 2 "
+                    "('user<TAB>item1 item2 ...'), or a header user<TAB>item<TAB>score | rank"
+                )
     df = pd.read_csv(path, sep="\t", dtype=str, header=None, keep_default_na=False, names=["user", "items"])
     first = 1
     if len(df) and df["user"].iloc[0].strip().lower() == "user":

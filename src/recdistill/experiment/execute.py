@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import functools
-import json
 import multiprocessing
 import time
 import traceback
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recdistill.atomic import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text, read_json
 from recdistill.errors import RunInterrupted
 from recdistill.experiment.plan import Planner, RunBusy, Task, run_lock
 from recdistill.experiment.pruning import trial_pruner, write_curve
@@ -91,11 +90,7 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
         return 0.0
     (out / "error.txt").unlink(missing_ok=True)
     # the code that trains it (a resumed run may list several)
-    previous = (
-        json.loads((out / "task.json").read_text()).get("commits", [])
-        if (out / "task.json").is_file()
-        else []
-    )
+    previous = read_json(out / "task.json").get("commits", []) if (out / "task.json").is_file() else []
     commit = process_commit()
     record = {**record, "commits": previous + ([commit] if commit not in previous else [])}
     atomic_json(record, out / "task.json")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recdistill.atomic import read_json
 from recdistill.config import Config, deep_merge, make_config
 from recdistill.errors import RecdistillError
 from recdistill.experiment.spec import ExperimentSpec, RunSpec, nested
@@ -395,7 +396,7 @@ class Planner:
         if p is None:
             return None
         try:
-            return json.loads(p.read_text())
+            return read_json(p)
         except (OSError, json.JSONDecodeError):
             return None
 
@@ -404,7 +405,7 @@ class Planner:
         not recorded): not part of the run's key (:func:`run_key`), so the report says it."""
         p = self.result_file(task, "task.json")
         try:
-            device = json.loads(p.read_text())["config"]["train"]["device"] if p is not None else None
+            device = read_json(p)["config"]["train"]["device"] if p is not None else None
         except (OSError, json.JSONDecodeError, KeyError, TypeError):
             device = None
         return str(device) if device else "unknown"
@@ -416,7 +417,7 @@ class Planner:
         if p is None:
             return []
         try:
-            commits = json.loads(p.read_text()).get("commits", [])
+            commits = read_json(p).get("commits", [])
         except (OSError, json.JSONDecodeError):
             return []
         return [str(c) for c in commits] if isinstance(commits, list) else []

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recdistill.atomic import read_json
 from recdistill.errors import RecdistillError
 
 #: spec name -> Optuna pruner class name (pruners that compare a trial with completed ones)
@@ -99,7 +100,7 @@ def read_curve(path: Path | None) -> list[list[float]] | None:
     if path is None:
         return None
     try:
-        return list(json.loads(path.read_text())["values"])
+        return list(read_json(path)["values"])
     except (OSError, KeyError, json.JSONDecodeError):
         return None
 

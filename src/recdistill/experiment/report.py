@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import subprocess
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from recdistill.atomic import atomic_json, atomic_text
+from recdistill.atomic import atomic_json, atomic_text, read_json
 from recdistill.errors import RecdistillError
 from recdistill.experiment.plan import Planner
 from recdistill.experiment.search import search_state
@@ -568,7 +567,7 @@ def discrepancy_of(
     name = discrepancy_file(teacher_task, model, n)
     cached = planner.result_file(student_task, name)  # here, or in the run's record
     if cached is not None:
-        return json.loads(cached.read_text())
+        return read_json(cached)
     cache = d / name
     student_run = load_run(d)
     teacher_run = load_run(teacher_task.directory(planner.root), dataset=student_run.dataset)
@@ -630,7 +629,7 @@ def rank_difference_of(planner: Planner, task: Any) -> dict[str, Any] | None:
 
     cached = planner.result_file(task, RANK_DIFFERENCE_FILE)
     if cached is not None:
-        return dict(json.loads(cached.read_text()))
+        return dict(read_json(cached))
     deps = [task.deps.get("teacher"), task.deps.get("student")]
     if not all(isinstance(d, Task) and planner.status(d) == "done" for d in deps):
         return None

@@ -44,6 +44,7 @@ value and what was expected. The format (``experiments/README.md`` has a full ex
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,21 @@ def _config_file(value: str | None, path: Path | None, where: str) -> Path | Non
     return config_file
 
 
+#: a name that becomes part of a file name (a spec's, a run's, a table's, a figure's file)
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def plain_name(value: str, where: str) -> str:
+    """``value`` if it is a plain file name (letters, digits, ``._+-``, no leading dot, no path
+    separator), else a one-line error: such names become files under the chosen folder only."""
+    if not PLAIN_NAME.fullmatch(value) or ".." in value:
+        raise RecdistillError(
+            f"{where}: {value!r} is not a plain name (letters, digits and . _ + -, not starting with a "
+            "dot, no '..' or '/'): it names files in the output folder"
+        )
+    return value
+
+
 def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
     keys = ("method", "teacher", "student", "set", "seeds", "search", "config", "inherit", "seed_offset")
     r = _Reader(data or {}, where, keys)
@@ -359,7 +375,7 @@ def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
         improvements.append(ispec)
     return TableSpec(
         improvements=tuple(improvements),
-        name=r.get("name", str, required=True),
+        name=plain_name(r.get("name", str, required=True), f"{where}.name"),
         rows=tuple(rows),
         metrics=tuple(metrics),
         title=r.get("title", str, ""),
@@ -377,7 +393,10 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     runs_data = r.get("runs", dict, required=True)
     if not runs_data:
         raise RecdistillError(f"{where}.runs: empty")
-    runs = {str(n): _run(str(n), v, f"{where}.runs.{n}", path) for n, v in runs_data.items()}
+    runs = {
+        plain_name(str(n), f"{where}.runs"): _run(str(n), v, f"{where}.runs.{n}", path)
+        for n, v in runs_data.items()
+    }
     for run in runs.values():
         for role in ("teacher", "student"):
             ref = getattr(run, role)
@@ -427,7 +446,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
             run=fr.get("run", str, required=True),
             x=fr.get("x", str, required=kind == "heatmap") or "",
             y=fr.get("y", str, required=kind == "heatmap") or "",
-            file=fr.get("file", str),
+            file=None if fr.get("file", str) is None else plain_name(fr.get("file", str), f"{at}.file"),
             title=fr.get("title", str, ""),
             table=fr.get("table", str, required=kind == "discrepancy") or "",
             n=fr.get("n", int, 50),
@@ -469,6 +488,7 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     name = r.get("name", str, path.stem if path is not None else None)
     if not name:
         raise RecdistillError(f"{where}: missing key 'name'")
+    plain_name(name, f"{where}.name")
     protocol = r.get("protocol", str)
     if protocol not in (None, "paper", "tuned"):
         raise RecdistillError(f"{where}.protocol: expected paper | tuned, got {protocol!r}")

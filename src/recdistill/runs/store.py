@@ -10,7 +10,6 @@ All files are written atomically (:mod:`recdistill.atomic`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from recdistill.atomic import atomic_text
+from recdistill.atomic import atomic_text, read_json
 from recdistill.config import Config, load_yaml, parse_dataclass
 from recdistill.data.dataset import Dataset
 from recdistill.distill.teacher import ModelTeacher, Teacher
@@ -201,7 +200,7 @@ def load_run(run_dir: str | Path, dataset: Dataset | None = None, device: str | 
         raise MissingFileError(f"{run_dir}: no saved model (<name>.pt); did the run finish?")
     models = {p.stem: load_model(p, dataset, device) for p in files}
     metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    metrics = read_json(metrics_path, "run's metrics.json") if metrics_path.exists() else None
     return Run(models, config, dataset, metrics)
 
 
