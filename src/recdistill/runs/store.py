@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 import yaml
 
@@ -184,6 +186,69 @@ class Run:
         if len(self.models) == 1:
             return next(iter(self.models.values()))
         return self.models["student"]
+
+    def user_index(self, user_ids: Any, skip_unknown: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+        """Raw user ids (compared as strings) -> (their internal ids, their raw ids as the dataset
+        holds them, the number skipped). An unknown id is an error listing the first few, or with
+        ``skip_unknown`` skipped."""
+        lookup = {str(r): i for i, r in enumerate(self.dataset.user_ids.tolist())}
+        raw = [str(x) for x in user_ids]
+        known = [r in lookup for r in raw]
+        unknown = [r for r, ok in zip(raw, known) if not ok]
+        if unknown and not skip_unknown:
+            shown = ", ".join(repr(x) for x in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise RecdistillError(
+                f"{len(unknown):,} unknown user id(s) not in the run's dataset ({shown}); "
+                "--skip-unknown skips them"
+            )
+        idx = np.array([lookup[r] for r, ok in zip(raw, known) if ok], dtype=np.int64)
+        return idx, np.asarray(self.dataset.user_ids, dtype=object)[idx], len(unknown)
+
+    def recommend(
+        self,
+        user_ids: Any = None,
+        k: int = 10,
+        exclude_train: bool = True,
+        skip_unknown: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> pd.DataFrame:
+        """The top-``k`` items of each user (raw ids; None: every user) by the primary model, with
+        their scores: a frame ``user, rank, item, score`` (rank 1 = best), computed in chunks of
+        users (:func:`recdistill.ranking.recommend.top_k`: ties to the lower item index). The
+        user's training items are excluded unless ``exclude_train=False``; a user with fewer
+        than k items left has fewer rows."""
+        from recdistill.ranking.recommend import top_k
+
+        if user_ids is None:
+            idx, raw = np.arange(self.dataset.n_users), np.asarray(self.dataset.user_ids, dtype=object)
+        else:
+            idx, raw, _ = self.user_index(user_ids, skip_unknown)
+        model = self.model.to(device)
+        was_training = model.training
+        model.eval()
+        try:
+            items, scores = top_k(
+                model.score_all,
+                self.dataset.n_items,
+                torch.from_numpy(idx).to(device),
+                k,
+                self.dataset.train if exclude_train else None,
+                device=device,
+            )
+        finally:
+            model.train(was_training)
+        n = len(idx)
+        it, sc = items.numpy(), scores.numpy()
+        keep = (it >= 0).reshape(-1)
+        frame = pd.DataFrame(
+            {
+                "user": np.repeat(raw, k)[keep],
+                "rank": np.tile(np.arange(1, k + 1), n)[keep],
+                "item": np.asarray(self.dataset.item_ids, dtype=object)[it.reshape(-1)[keep]],
+                "score": sc.reshape(-1)[keep],
+            }
+        )
+        return frame
 
 
 def load_run(run_dir: str | Path, dataset: Dataset | None = None, device: str | torch.device = "cpu") -> Run:
