@@ -1199,3 +1199,26 @@ def test_names_that_become_files_must_be_plain(tmp_path, edit, where):
     edit(spec)
     with pytest.raises(RecdistillError, match=rf"{re.escape(where)}: .* is not a plain name"):
         parse_spec(spec, tmp_path / "toy.yaml")
+
+
+def test_demo_reference_is_generated_from_the_committed_report():
+    """The multi-seed result the demo prints is what scripts/demo_reference.py makes from
+    results/dcd-table2.json (not typed), and names the demo's own method."""
+    import importlib.util
+
+    from recdistill.experiment.demo import DEMO_REFERENCE, DEMO_SPEC, reference_lines
+
+    root = Path(__file__).resolve().parents[1]
+    mod_spec = importlib.util.spec_from_file_location(
+        "demo_reference", root / "scripts" / "demo_reference.py"
+    )
+    assert mod_spec is not None and mod_spec.loader is not None
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    made = mod.reference(json.loads((root / "results" / "dcd-table2.json").read_text()))
+    assert json.loads(DEMO_REFERENCE.read_text()) == json.loads(json.dumps(made))
+    spec = load_spec(DEMO_SPEC)
+    methods = {r.method for r in spec.runs.values() if r.method}
+    assert methods == {"rrd+ir-rrd"} and made["row"] == "RRD + IR-RRD"
+    lines = reference_lines()
+    assert "RRD + IR-RRD H@5 0.4704" in lines[1] and "tuned student" in lines[1]
