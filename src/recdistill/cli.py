@@ -9,7 +9,7 @@ import os
 import sys
 
 # Each module defines ``register(subparsers)``, which adds its subcommands and sets ``func``.
-COMMAND_MODULES = ("data", "train", "distill", "analyze", "experiment", "serve")
+COMMAND_MODULES = ("data", "train", "distill", "analyze", "experiment", "serve", "compress")
 
 
 def build_parser() -> argparse.ArgumentParser:
