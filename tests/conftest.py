@@ -102,3 +102,15 @@ def run_bd(
         log=lambda s: None,
         stop_after=stop_after,
     )
+
+
+def write_log_csv(path: Path, n_users: int, n_items: int, per_user: int, seed: int = 0) -> Path:
+    """A CSV interaction log ``user,item,ts`` of ``n_users`` users (``u0``...) with ``per_user``
+    distinct random items (``i0``...) each, in time order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items, size=per_user, replace=False)
+        rows += [f"u{u},i{i},{t}" for t, i in enumerate(items)]
+    path.write_text("user,item,ts\n" + "\n".join(rows) + "\n")
+    return path

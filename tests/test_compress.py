@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
+from conftest import write_log_csv
 from recdistill.cli import main
 from recdistill.experiment.compress import compress_spec
 
@@ -16,14 +16,7 @@ from recdistill.experiment.compress import compress_spec
 @pytest.fixture
 def log_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECDISTILL_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(40):
-        items = rng.choice(60, size=10, replace=False)
-        rows += [f"u{u},i{i},{t}" for t, i in enumerate(items)]
-    path = tmp_path / "log.csv"
-    path.write_text("user,item,ts\n" + "\n".join(rows) + "\n")
-    return path
+    return write_log_csv(tmp_path / "log.csv", 40, 60, 10)
 
 
 def test_every_row_gets_the_same_budget(log_csv) -> None:

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from conftest import write_log_csv
 from recdistill.cli import main
 from recdistill.ranking.recommend import top_k
 from recdistill.runs import load_run
@@ -64,14 +65,7 @@ def test_top_k_against_brute_force(chunk) -> None:
 @pytest.fixture
 def log_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECDISTILL_CACHE", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(30):
-        items = rng.choice(50, size=8, replace=False)
-        rows += [f"u{u},i{i},{t}" for t, i in enumerate(items)]
-    path = tmp_path / "log.csv"
-    path.write_text("user,item,ts\n" + "\n".join(rows) + "\n")
-    return path
+    return write_log_csv(tmp_path / "log.csv", 30, 50, 8)
 
 
 def _train(log_csv: Path, out: Path, model: str) -> Path:
