@@ -1,9 +1,9 @@
 """Serving speed of a student against its teacher: top-10 for one user (p50 / p99 latency over
 ``--requests`` single-user calls) and for every user (users per second), through the path
-``recdistill recommend`` uses (:func:`recdistill.ranking.recommend.top_k`: the model's scores, the
-user's training items excluded, exact top-k), for BPR and NeuMF at the dataset's size presets
-(citeulike-dcd: 200 -> 20), in one process. Latency does not depend on training, so the models
-are freshly initialised.
+``recdistill recommend`` uses (:func:`recdistill.ranking.recommend.top_k`: the model's scores,
+the user's training items excluded (their CSR built once), exact top-k), for BPR and NeuMF at the
+dataset's size presets (citeulike-dcd: 200 -> 20), in one process. Latency does not depend on
+training, so the models are freshly initialised.
 
     python benchmarks/bench_serve.py [--dataset citeulike-dcd] [--threads 1] [--requests 300]
 
@@ -20,23 +20,23 @@ import torch
 
 from recdistill.data import load_dataset
 from recdistill.models import build_model
-from recdistill.ranking.recommend import top_k
+from recdistill.ranking.recommend import exclusion, top_k
 
 
-def _one_user(model: torch.nn.Module, ds, requests: int, seed: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def _one_user(model: torch.nn.Module, ds, ex, requests: int, seed: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     users = rng.integers(0, ds.n_users, size=requests)
     times = []
     for u in users:
         t = time.perf_counter()
-        top_k(model.score_all, ds.n_items, torch.tensor([int(u)]), 10, ds.train)
+        top_k(model.score_all, ds.n_items, torch.tensor([int(u)]), 10, ex)
         times.append(time.perf_counter() - t)
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def _all_users(model: torch.nn.Module, ds) -> float:  # type: ignore[no-untyped-def]
+def _all_users(model: torch.nn.Module, ds, ex) -> float:  # type: ignore[no-untyped-def]
     t = time.perf_counter()
-    top_k(model.score_all, ds.n_items, torch.arange(ds.n_users), 10, ds.train)
+    top_k(model.score_all, ds.n_items, torch.arange(ds.n_users), 10, ex)
     return ds.n_users / (time.perf_counter() - t)
 
 
@@ -53,15 +53,16 @@ def main() -> None:
     print("| model | size | params | one user p50 (ms) | p99 (ms) | all users (users/s) |")
     print("|---|---|---:|---:|---:|---:|")
     ratios = []
+    ex = exclusion(ds.train)  # built once, as a server would (Run.recommend keeps it)
     with torch.no_grad():
         for name in ("bpr", "neumf"):
             res = {}
             for size in ("teacher", "student"):
                 torch.manual_seed(0)
                 m = build_model(name, ds, size=size).eval()
-                _one_user(m, ds, 10)  # warm-up
-                p50, p99 = _one_user(m, ds, a.requests)
-                ups = _all_users(m, ds)
+                _one_user(m, ds, ex, 10)  # warm-up
+                p50, p99 = _one_user(m, ds, ex, a.requests)
+                ups = _all_users(m, ds, ex)
                 n = sum(q.numel() for q in m.parameters())
                 res[size] = (p50, ups)
                 cells = f"{n / 1e6:.2f}M | {p50 * 1e3:.2f} | {p99 * 1e3:.2f} | {ups:,.0f}"

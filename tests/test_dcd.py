@@ -419,3 +419,54 @@ def test_draw_sizes_beyond_the_catalogue_are_refused_and_clipped_ones_said() -> 
     ):
         d.refresh()
     assert d.corr["user.under"].shape == (ds.n_users, room)
+
+
+def test_teacher_top_with_k_equal_to_n_draws_exactly_the_teachers_top_n() -> None:
+    """With as many draws as candidates, each row's draws are exactly its teacher top n (so the
+    cut-off is ``rank <= n``, not ``< n``), on both sides and both lists."""
+    n = 6
+    ds, t, s, d = _setup(
+        candidates="teacher_top", n_candidates=n, n_under=n, n_over=n, item_n_under=n, item_n_over=n
+    )
+    obs = ds.train.toarray() > 0
+    rt, rt_item = _ranks(t, obs), _ranks(t.T.copy(), obs.T.copy())
+    d.refresh()
+    for u in range(ds.n_users):
+        want = set(np.flatnonzero((rt[u] >= 1) & (rt[u] <= n)).tolist())
+        for which in ("under", "over"):
+            assert set(d.corr[f"user.{which}"][u].tolist()) == want
+    for i in range(ds.n_items):
+        want = set(np.flatnonzero((rt_item[i] >= 1) & (rt_item[i] <= n)).tolist())
+        assert set(d.corr["item.under"][i].tolist()) == want
+
+
+def test_logged_draw_shares_are_those_of_the_drawn_entries() -> None:
+    ds, t, s, d = _setup()
+    obs = ds.train.toarray() > 0
+    rt, rt_item = _ranks(t, obs), _ranks(t.T.copy(), obs.T.copy())
+    d.refresh()
+    for entry in d.draw_shares:
+        drawn = d.corr[f"{entry['side']}.{entry['list']}"].numpy()
+        ranks = np.array(
+            [[(rt if entry["side"] == "user" else rt_item)[r, j] for j in row] for r, row in enumerate(drawn)]
+        ).reshape(-1)
+        assert entry["top50"] == pytest.approx((ranks <= 50).mean(), abs=1e-6)
+        assert entry["top500"] == pytest.approx((ranks <= 500).mean(), abs=1e-6)
+        assert entry["median_rank"] == float(np.sort(ranks)[(len(ranks) - 1) // 2])
+    # part of the checkpoint: a resumed run keeps the shares of the refreshes before it
+    _, _, _, resumed = _setup()
+    resumed.load_state_dict(d.state_dict())
+    assert resumed.draw_shares == d.draw_shares and resumed.run_metrics()["draw_shares"] == d.draw_shares
+
+
+def test_teacher_top_needs_scores() -> None:
+    ds = make_toy_dataset(n_users=12, n_items=40, density=0.2, n_candidates=2, seed=4)
+    lists = np.tile(np.arange(10, dtype=np.int32), (ds.n_users, 1))
+    params = {"item_side": False, "item_correction": False, "candidates": "teacher_top", "n_candidates": 20}
+    with pytest.raises(ValueError, match="candidates=teacher_top needs the teacher's exact top 20"):
+        REG.get("dcd")(
+            BPR(ds.n_users, ds.n_items, dim=3),
+            ListTeacher(lists, ds.n_items),
+            ds,
+            REG.get("dcd").build_config(params),
+        )

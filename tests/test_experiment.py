@@ -1222,3 +1222,51 @@ def test_demo_reference_is_generated_from_the_committed_report():
     assert methods == {"rrd+ir-rrd"} and made["row"] == "RRD + IR-RRD"
     lines = reference_lines()
     assert "RRD + IR-RRD H@5 0.4704" in lines[1] and "tuned student" in lines[1]
+
+
+def test_adjust_findings_uses_each_findings_alpha():
+    from recdistill.experiment.report import adjust_findings
+
+    a = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53}
+    b = {0: 0.48, 1: 0.49, 2: 0.50, 3: 0.50}
+    f = finding("c", "t", "r", "o", "H@5", a, b, alpha=1e-6)
+    (out,) = adjust_findings([f])
+    assert out["q"] == pytest.approx(f["p"]) and out["q"] > 1e-6
+    assert out["verdict"] == "same direction, not significant"  # not reproduced at its own alpha
+
+
+def test_compress_chooses_the_best_validation_row():
+    from recdistill.experiment.compress import choose_row
+
+    def row(run, label, mean, vs=None):
+        return {"run": run, "label": label, "metrics": {"H@5": {"mean": mean, "std": 0.0, "n": 1}}, "vs": vs}
+
+    def search(run, scores):
+        return {"run": run, "trials": [{"valid": s} for s in scores]}
+
+    rep = {
+        "tables": [
+            {
+                "metrics": ["H@5"],
+                "rows": [
+                    row("teacher", "T", 0.6),
+                    row("student", "S", 0.40),
+                    row("rrd", "RRD", 0.42),
+                    row("dcd", "DCD", 0.41),
+                ],
+            }
+        ],
+        "searches": [
+            search("student", [0.30, 0.41]),
+            search("rrd", [0.43, None, 0.39]),
+            search("dcd", [0.45]),
+        ],
+    }
+    chosen, line = choose_row(rep)
+    assert (
+        chosen == "dcd" and line.startswith("Chosen on validation: DCD. Test H@5 0.4100") and "+2.5%" in line
+    )
+    rep["searches"][2] = search("dcd", [0.40])
+    rep["searches"][1] = search("rrd", [0.41])
+    chosen, line = choose_row(rep)
+    assert chosen == "student" and line.startswith("No distiller beat the tuned student")

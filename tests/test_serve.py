@@ -36,7 +36,7 @@ def _brute(
     return items, vals
 
 
-@pytest.mark.parametrize("chunk", [1, 3, None])
+@pytest.mark.parametrize("chunk", [1, 3, 4, None])
 def test_top_k_against_brute_force(chunk) -> None:
     rng = np.random.default_rng(0)
     scores = np.round(rng.standard_normal((9, 13)), 1).astype(np.float32)  # many ties
@@ -55,11 +55,17 @@ def test_top_k_against_brute_force(chunk) -> None:
             assert got == want_i[u], (u, keep_train)
             assert vals[u, : len(got)].tolist() == pytest.approx(want_v[u])
             assert bool((items[u, len(got) :] == -1).all()) and bool(torch.isinf(vals[u, len(got) :]).all())
-    assert (items[4] == -1).all() if not keep_train else True
+        assert bool((items[4] == -1).all()) == (not keep_train)  # the user who saw everything
     with pytest.raises(ValueError, match="k=14 is larger than the catalogue"):
         top_k(lambda u: dense[u], 13, torch.arange(2), 14)
     with pytest.raises(ValueError, match="k=0"):
         top_k(lambda u: dense[u], 13, torch.arange(2), 0)
+    with pytest.raises(ValueError, match="chunk=-1"):
+        top_k(lambda u: dense[u], 13, torch.arange(2), 3, train, chunk=-1)
+    with pytest.raises(ValueError, match="user index out of range"):
+        top_k(lambda u: dense[u], 13, torch.tensor([9]), 3, train)
+    with pytest.raises(ValueError, match="train has 12 items, the scores 13"):
+        top_k(lambda u: dense[u], 13, torch.arange(2), 3, train[:, :12])
 
 
 @pytest.fixture
@@ -87,6 +93,8 @@ def test_recommend_api_and_cli(log_csv, tmp_path, capsys) -> None:
     for user in ("u3", "u7"):
         got = frame[frame.user == user].sort_values("rank")
         assert got["item"].tolist() == [ds.item_ids[j] for j in want[uid[user]]]
+    with pytest.raises(ValueError, match="expected a list of ids, got the string 'u3'"):
+        run.recommend("u3", k=4)
     kept = run.recommend(["u3"], k=4, exclude_train=False)
     want_keep, _ = _brute(scores, None, 4)
     assert kept["item"].tolist() == [ds.item_ids[j] for j in want_keep[uid["u3"]]]
@@ -208,3 +216,19 @@ def test_export_and_recommend_need_a_model_file(log_csv, tmp_path, capsys) -> No
     assert main(["recommend", str(run_dir), "--all"]) == 2
     assert "no saved model" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_export_fresh_replaces_only_an_export(log_csv, tmp_path, capsys) -> None:
+    """--fresh never deletes a folder that is not an earlier export, nor the run itself."""
+    run_dir = _train(log_csv, tmp_path / "bpr", "bpr")
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--out", str(other), "--fresh"]) == 2
+    assert "not an earlier export" in capsys.readouterr().err and (other / "keep.txt").read_text() == "mine"
+    for target in (run_dir, run_dir / "sub", tmp_path):
+        rc = main(["export", str(run_dir), "--out", str(target), "--fresh"])
+        err = capsys.readouterr().err
+        assert rc == 2 and ("inside the run" in err or "not an earlier export" in err), err
+    assert (run_dir / "model.pt").is_file() and (run_dir / "metrics.json").is_file()

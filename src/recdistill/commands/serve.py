@@ -69,12 +69,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise RecdistillError(f"--out {out}: expected a .csv or .parquet file")
     run = _run(args.run_dir, args.data_dir, args.device)
     users = None if args.all else (args.user or _read_users(args.users))
-    skipped = 0
-    if users is not None and args.skip_unknown:
-        _, _, skipped = run.user_index(users, skip_unknown=True)
     frame = run.recommend(
         users, k=args.k, exclude_train=not args.keep_train, skip_unknown=args.skip_unknown, device=args.device
     )
+    skipped = frame.attrs.get("skipped", 0)
     if skipped:
         print(f"skipped {skipped:,} unknown user id(s)", file=sys.stderr)
     if out is None:
@@ -95,12 +93,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from recdistill.runs.export import export_run
+    from recdistill.runs.export import check_target, export_run
 
     out = Path(args.out)
     if out.exists() and not args.fresh:
         raise RecdistillError(f"{out} exists: choose another --out, or --fresh to replace it")
-    manifest = export_run(_run(args.run_dir, args.data_dir), out, fresh=args.fresh)
+    check_target(out, args.run_dir, args.fresh)  # before the run and its dataset are loaded
+    manifest = export_run(_run(args.run_dir, args.data_dir), out, fresh=args.fresh, run_dir=args.run_dir)
     files = ", ".join(manifest["files"])
     print(f"wrote {out}/ ({manifest['format']}: {files}, manifest.json)")
     return 0

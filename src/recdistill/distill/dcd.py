@@ -189,6 +189,12 @@ class DCD(RRD):
         user, users per item) or than the candidates; a row with fewer unobserved entries than
         asked gets as many as the sparsest row allows (said once per side at the first refresh)."""
         c = self.cfg
+        if c.candidates == "teacher_top" and not getattr(self.teacher, "has_scores", True):
+            raise RecdistillError(
+                f"distill.params.candidates=teacher_top needs the teacher's exact top {c.n_candidates}; "
+                f"teacher {self.teacher.source!r} gives ranked lists (its unlisted items share one rank): "
+                "use candidates=all, or a trained run or a score file"
+            )
         for side, n_cols, keys in (
             ("user", dataset.n_items, ("n_under", "n_over")),
             ("item", dataset.n_users, ("item_n_under", "item_n_over")),
@@ -315,9 +321,11 @@ class DCD(RRD):
             **super().state_dict(),
             "corr": {k: v.cpu() for k, v in self.corr.items()},
             "n_refresh": self.n_refresh,
+            "draw_shares": [dict(x) for x in self.draw_shares],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.corr = {k: v.to(self.device) for k, v in state.get("corr", {}).items()}
         self.n_refresh = int(state.get("n_refresh", 0))
+        self.draw_shares = [dict(x) for x in state.get("draw_shares", [])]

@@ -36,6 +36,9 @@ METHOD_SPACE: dict[str, dict[str, dict[str, Any]]] = {
     },
     "dcd": {"distill.params.lambda_ucd,distill.params.lambda_icd": {"low": 1e-6, "high": 1e-2, "log": True}},
 }
+#: fixed settings of a method's row: DCD as the committed comparison ran it (Eq. 9 plus IR-RRD's
+#: term, results/dcd-table2.md), the variant that comparison recommends
+METHOD_SET: dict[str, dict[str, Any]] = {"dcd": {"distill.params.item_side": True}}
 L2_SPACE = {"train.weight_decay": {"low": 1e-8, "high": 1e-3, "log": True}}
 LABELS = {"rd": "RD", "cd": "CD", "rrd": "RRD", "rrd+ir-rrd": "RRD + IR-RRD", "dcd": "DCD"}
 
@@ -67,8 +70,15 @@ def compress_spec(
     if name not in DATASETS and Path(name).is_file():  # the saved spec runs from any folder
         name = str(Path(name).resolve())
         data = {**data, "name": name}
-    t_dim = teacher_dim or resolve_dim(name if name in DATASETS else "", "teacher")
-    s_dim = student_dim or max(1, round(t_dim / ratio))
+    if data.get("data_dir"):
+        data = {**data, "data_dir": str(Path(data["data_dir"]).resolve())}
+    for flag, v in (("--teacher-dim", teacher_dim), ("--student-dim", student_dim)):
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise RecdistillError(f"{flag}: expected an integer >= 1, got {v!r}")
+    t_dim = (
+        teacher_dim if teacher_dim is not None else resolve_dim(name if name in DATASETS else "", "teacher")
+    )
+    s_dim = student_dim if student_dim is not None else max(1, round(t_dim / ratio))
     if s_dim >= t_dim:
         raise RecdistillError(f"the student (dim {s_dim}) must be smaller than the teacher (dim {t_dim})")
     sampled = dataset_protocol(name) == "sampled" or data.get("n_candidates") is not None
@@ -98,7 +108,7 @@ def compress_spec(
         runs[m] = {
             "method": m,
             "teacher": "teacher",
-            "set": {"model.dim": s_dim},
+            "set": {"model.dim": s_dim, **METHOD_SET.get(m, {})},
             "search": {**search, "space": {**L2_SPACE, **METHOD_SPACE[m]}},
         }
         rows.append({"label": LABELS[m], "run": m, "vs": f"Student (dim {s_dim}, L2 tuned)"})
@@ -152,39 +162,12 @@ def compress(
 
 
 def verdict_lines(rep: dict[str, Any], exp: Any) -> list[str]:
-    """The row chosen on validation (the best search score among the distillers), its test gain
-    over the tuned student with its spread, or plainly that no method beat the student."""
+    """:func:`choose_row`'s line, then the chosen model's size and top-50 time against the teacher."""
     from recdistill.analysis.profile import profile_model
     from recdistill.runs import load_run
 
-    table = rep["tables"][0]
-    metric = table["metrics"][0]
-    rows = {r["run"]: r for r in table["rows"]}
-    searches = {s["run"]: s for s in rep["searches"]}
-
-    def best_valid(run: str) -> float:
-        return max(t["valid"] for t in searches[run]["trials"] if t["valid"] is not None)
-
-    student_valid = best_valid("student")
-    methods = [r for r in rows if r not in ("teacher", "student")]
-    best = max(methods, key=best_valid)
-    lines = []
-    if best_valid(best) <= student_valid:
-        lines.append(
-            f"No distiller beat the tuned student on validation ({metric} {student_valid:.4f}; best "
-            f"{rows[best]['label']} {best_valid(best):.4f}): use the plain student."
-        )
-        chosen = "student"
-    else:
-        chosen = best
-        r, s = rows[best]["metrics"][metric], rows["student"]["metrics"][metric]
-        vs = (rows[best].get("vs_stats") or {}).get(metric) or {}
-        spread = f" ± {r['std']:.4f} over {r['n']} seeds" if r["n"] > 1 else " (1 seed: no spread; --seeds)"
-        p = f", paired p = {vs['p']:.2g}" if vs.get("p") is not None else ""
-        lines.append(
-            f"Chosen on validation: {rows[best]['label']}. Test {metric} {r['mean']:.4f}{spread} against "
-            f"{s['mean']:.4f} for the tuned student ({(r['mean'] / s['mean'] - 1) * 100:+.1f}%{p})."
-        )
+    chosen, line = choose_row(rep)
+    lines = [line]
     planner = exp.planner
     models = {}
     dataset = None
@@ -202,3 +185,37 @@ def verdict_lines(rep: dict[str, Any], exp: Any) -> list[str]:
         f"every user's top-50 in {c['topk_time_s']:.2f} s against {t['topk_time_s']:.2f} s."
     )
     return lines
+
+
+def choose_row(rep: dict[str, Any]) -> tuple[str, str]:
+    """The distiller with the best validation score over its trials (ties: the earlier row) if it
+    beats the tuned student's best, else "student"; and the verdict in one line (the chosen row's
+    test gain over the tuned student with its spread, or plainly that no method beat it)."""
+    table = rep["tables"][0]
+    metric = table["metrics"][0]
+    rows = {r["run"]: r for r in table["rows"]}
+    searches = {s["run"]: s for s in rep["searches"]}
+
+    def best_valid(run: str) -> float:
+        scores = [t["valid"] for t in searches[run]["trials"] if t["valid"] is not None]
+        if not scores:
+            raise RecdistillError(f"compress: {run} has no trial with a validation score")
+        return max(scores)
+
+    student_valid = best_valid("student")
+    methods = [r for r in rows if r not in ("teacher", "student")]
+    best = max(methods, key=best_valid)
+    if best_valid(best) <= student_valid:
+        return "student", (
+            f"No distiller beat the tuned student on validation ({metric} {student_valid:.4f}; best "
+            f"{rows[best]['label']} {best_valid(best):.4f}): use the plain student."
+        )
+    r, s = rows[best]["metrics"][metric], rows["student"]["metrics"][metric]
+    vs = (rows[best].get("vs_stats") or {}).get(metric) or {}
+    spread = f" ± {r['std']:.4f} over {r['n']} seeds" if r["n"] > 1 else " (1 seed: no spread; --seeds)"
+    p = f", paired p = {vs['p']:.2g}" if vs.get("p") is not None else ""
+    gain = f"{(r['mean'] / s['mean'] - 1) * 100:+.1f}%" if s["mean"] else "the student scores 0"
+    return best, (
+        f"Chosen on validation: {rows[best]['label']}. Test {metric} {r['mean']:.4f}{spread} against "
+        f"{s['mean']:.4f} for the tuned student ({gain}{p})."
+    )

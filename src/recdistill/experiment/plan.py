@@ -397,7 +397,7 @@ class Planner:
             return None
         try:
             return read_json(p)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, RecdistillError):
             return None
 
     def trained_on(self, task: Task) -> str:
@@ -406,7 +406,7 @@ class Planner:
         p = self.result_file(task, "task.json")
         try:
             device = read_json(p)["config"]["train"]["device"] if p is not None else None
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        except (OSError, RecdistillError, KeyError, TypeError):
             device = None
         return str(device) if device else "unknown"
 
@@ -418,7 +418,7 @@ class Planner:
             return []
         try:
             commits = read_json(p).get("commits", [])
-        except (OSError, json.JSONDecodeError):
+        except (OSError, RecdistillError):
             return []
         return [str(c) for c in commits] if isinstance(commits, list) else []
 

@@ -18,7 +18,6 @@ its checkpointed validation history.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -101,7 +100,7 @@ def read_curve(path: Path | None) -> list[list[float]] | None:
         return None
     try:
         return list(read_json(path)["values"])
-    except (OSError, KeyError, json.JSONDecodeError):
+    except (OSError, KeyError, RecdistillError):
         return None
 
 

@@ -150,8 +150,9 @@ def adjust_findings(findings: Sequence[dict[str, Any]], alpha: float = 0.05) -> 
     """The findings with Benjamini-Hochberg q-values over the family of those that have a paired
     p (scipy ``false_discovery_control``), and verdicts read from q instead of p
     (``reproduced``: the claimed direction with q < alpha; ``contradicted``: the opposite with
-    q < alpha). Flagged findings (an unfair comparator) and findings without p keep their
-    verdict, get no q, and are not counted in the family."""
+    q < alpha; each finding's own ``alpha`` where it has one). Flagged findings (an unfair
+    comparator) and findings without p keep their verdict, get no q, and are not counted in the
+    family."""
     from scipy import stats
 
     out = [dict(f, q=None) for f in findings]
@@ -164,7 +165,7 @@ def adjust_findings(findings: Sequence[dict[str, Any]], alpha: float = 0.05) -> 
         qs = stats.false_discovery_control([f["p"] for f in family], method="bh")
         for f, q in zip(family, np.atleast_1d(qs)):
             f["q"] = float(q)
-            f["verdict"] = _direction_verdict(f["row_mean"] - f["than_mean"], f["q"], alpha)
+            f["verdict"] = _direction_verdict(f["row_mean"] - f["than_mean"], f["q"], f.get("alpha") or alpha)
     return out
 
 

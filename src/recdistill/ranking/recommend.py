@@ -18,7 +18,13 @@ from recdistill.errors import RecdistillError
 from recdistill.ranking.engine import CHUNK_ENTRIES, SideMatrix, canonical_csr
 from recdistill.ranking.order import INT32_MAX, descending_keys
 
-__all__ = ["top_k"]
+__all__ = ["exclusion", "top_k"]
+
+
+def exclusion(train: Any, device: torch.device | str = "cpu") -> SideMatrix:
+    """The entries :func:`top_k` excludes (a scipy matrix or a ``Dataset``'s training items), as
+    CSR tensors on ``device``: build it once to serve many calls."""
+    return SideMatrix(canonical_csr(train), torch.device(device))
 
 
 @torch.no_grad()
@@ -35,7 +41,8 @@ def top_k(
 
     score_all: ``users (B,) -> scores (B, n_items)`` (a model's ``score_all``).
     train: a scipy sparse (n_users, n_items) matrix (or a ``Dataset``) whose entries are excluded
-        (the training items); None keeps every item.
+        (the training items), or its :class:`~recdistill.ranking.engine.SideMatrix` built once
+        for many calls (:func:`exclusion`); None keeps every item.
     chunk: users per chunk (default about 2**22 / n_items).
     Returns ``(items int64 (n, k), scores float32 (n, k))`` on the CPU, best first.
     """
@@ -43,10 +50,17 @@ def top_k(
         raise RecdistillError(f"k={k!r}: expected an integer >= 1")
     if k > n_items:
         raise RecdistillError(f"k={k} is larger than the catalogue ({n_items:,} items)")
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise RecdistillError(f"chunk={chunk!r}: expected an integer >= 1 or None")
     dev = torch.device(device)
     u = torch.as_tensor(np.asarray(users) if not isinstance(users, torch.Tensor) else users)
     u = u.reshape(-1).to(torch.int64)
-    side = SideMatrix(canonical_csr(train), dev) if train is not None else None
+    side = train if isinstance(train, SideMatrix) or train is None else exclusion(train, dev)
+    if side is not None:
+        if side.n_cols != n_items:
+            raise RecdistillError(f"train has {side.n_cols:,} items, the scores {n_items:,}")
+        if u.numel() and (int(u.min()) < 0 or int(u.max()) >= side.n_rows):
+            raise RecdistillError(f"user index out of range [0, {side.n_rows:,})")
     step = chunk or max(1, CHUNK_ENTRIES // max(n_items, 1))
     items_out = torch.full((u.numel(), k), -1, dtype=torch.int64)
     scores_out = torch.full((u.numel(), k), float("-inf"), dtype=torch.float32)

@@ -12,12 +12,15 @@
   run's metrics, each file's sha256, and how to score).
 
 The folder is written next to its target and moved into place when complete; an existing folder
-is refused unless ``fresh`` (then replaced only once the new one is complete).
+is refused unless ``fresh``, and even then only an earlier export (a folder holding this module's
+``manifest.json``) or an empty folder is replaced, once the new one is complete; a folder inside
+the run, or holding it, is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 import warnings
@@ -33,7 +36,7 @@ from recdistill.errors import RecdistillError
 from recdistill.models.base import Recommender
 from recdistill.runs.store import Run, load_run
 
-__all__ = ["EXPORT_VERSION", "export_run", "is_factor_model"]
+__all__ = ["EXPORT_VERSION", "check_target", "export_run", "is_factor_model"]
 
 EXPORT_VERSION = 1
 
@@ -53,6 +56,15 @@ class _Scorer(torch.nn.Module):
 
     def forward(self, users: torch.Tensor) -> torch.Tensor:
         return self.fn(users)
+
+
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an export's ``manifest.json`` (one this module wrote)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "export_version" in manifest and "files" in manifest
 
 
 def _sha256(path: Path) -> str:
@@ -89,18 +101,41 @@ def _torchscript(model: Recommender, path: Path, n_users: int) -> None:
         atomic_write(path, lambda f: torch.jit.save(traced, f))
 
 
-def export_run(run: str | Path | Run, out: str | Path, fresh: bool = False) -> dict[str, Any]:
-    """Write the run's primary model to the folder ``out`` (see the module docstring); returns
-    the manifest."""
-    out = Path(out)
+def check_target(out: str | Path, run_dir: str | Path | None, fresh: bool) -> Path:
+    """``out`` (absolute) if an export may be written there (see the module docstring), else a
+    one-line error."""
+    out = Path(out).absolute()
     if out.exists() and not fresh:
         raise RecdistillError(f"{out} exists: choose another --out, or --fresh to replace it")
     if out.exists() and not out.is_dir():
         raise RecdistillError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_export(out):
+        raise RecdistillError(
+            f"{out} is not an earlier export (no export manifest.json): --fresh replaces only an export; "
+            "choose another --out"
+        )
+    if run_dir is not None:
+        src, target = Path(run_dir).resolve(), out.resolve()
+        if target == src or src in target.parents or target in src.parents:
+            raise RecdistillError(f"--out {out}: inside the run {src} or holding it; choose another folder")
+    return out
+
+
+def export_run(
+    run: str | Path | Run, out: str | Path, fresh: bool = False, run_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Write the run's primary model to the folder ``out`` (see the module docstring); returns
+    the manifest. ``run``: a run directory or a loaded :class:`Run` (then ``run_dir``, if given,
+    is its folder, which ``out`` may not be inside or hold)."""
+    out = check_target(out, run if not isinstance(run, Run) else run_dir, fresh)
     r = run if isinstance(run, Run) else load_run(run)
     model, ds = r.model, r.dataset
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        stage.chmod(0o755)
+    except OSError as exc:
+        raise RecdistillError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
     try:
         files: list[Path] = []
         if is_factor_model(model):
@@ -138,6 +173,8 @@ def export_run(run: str | Path | Run, out: str | Path, fresh: bool = False) -> d
             "ids": "users.csv / items.csv: internal index (array rows, model inputs) -> raw id",
             "files": {p.name: _sha256(p) for p in files},
         }
+        if fmt == "torchscript":
+            manifest["memory"] = "the program scores whole batches at once: call it on chunks of users"
         atomic_json(manifest, stage / "manifest.json")
         if out.exists():
             old = out.with_name(f".{out.name}.old")

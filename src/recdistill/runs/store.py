@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,9 @@ class Run:
     config: Config
     dataset: Dataset
     metrics: dict[str, Any] | None
+    #: built on first use by :meth:`recommend`: the raw user ids as strings, the training items
+    _users: pd.Index | None = field(default=None, init=False, repr=False)
+    _exclude: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def model(self) -> Recommender:
@@ -191,17 +194,20 @@ class Run:
         """Raw user ids (compared as strings) -> (their internal ids, their raw ids as the dataset
         holds them, the number skipped). An unknown id is an error listing the first few, or with
         ``skip_unknown`` skipped."""
-        lookup = {str(r): i for i, r in enumerate(self.dataset.user_ids.tolist())}
+        if isinstance(user_ids, (str, bytes)):
+            raise RecdistillError(f"user ids: expected a list of ids, got the string {user_ids!r}")
+        if self._users is None:
+            self._users = pd.Index([str(r) for r in self.dataset.user_ids.tolist()])
         raw = [str(x) for x in user_ids]
-        known = [r in lookup for r in raw]
-        unknown = [r for r, ok in zip(raw, known) if not ok]
+        pos = self._users.get_indexer(raw)  # (n,) -1 where unknown
+        unknown = [r for r, p in zip(raw, pos) if p < 0]
         if unknown and not skip_unknown:
             shown = ", ".join(repr(x) for x in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             raise RecdistillError(
                 f"{len(unknown):,} unknown user id(s) not in the run's dataset ({shown}); "
                 "--skip-unknown skips them"
             )
-        idx = np.array([lookup[r] for r, ok in zip(raw, known) if ok], dtype=np.int64)
+        idx = pos[pos >= 0].astype(np.int64)
         return idx, np.asarray(self.dataset.user_ids, dtype=object)[idx], len(unknown)
 
     def recommend(
@@ -216,13 +222,20 @@ class Run:
         their scores: a frame ``user, rank, item, score`` (rank 1 = best), computed in chunks of
         users (:func:`recdistill.ranking.recommend.top_k`: ties to the lower item index). The
         user's training items are excluded unless ``exclude_train=False``; a user with fewer
-        than k items left has fewer rows."""
-        from recdistill.ranking.recommend import top_k
+        than k items left has fewer rows. ``frame.attrs["skipped"]``: unknown ids skipped."""
+        from recdistill.ranking.recommend import exclusion, top_k
 
+        skipped = 0
         if user_ids is None:
             idx, raw = np.arange(self.dataset.n_users), np.asarray(self.dataset.user_ids, dtype=object)
         else:
-            idx, raw, _ = self.user_index(user_ids, skip_unknown)
+            idx, raw, skipped = self.user_index(user_ids, skip_unknown)
+        exclude = None
+        if exclude_train:
+            key = str(torch.device(device))
+            if key not in self._exclude:
+                self._exclude[key] = exclusion(self.dataset.train, device)
+            exclude = self._exclude[key]
         model = self.model.to(device)
         was_training = model.training
         model.eval()
@@ -232,7 +245,7 @@ class Run:
                 self.dataset.n_items,
                 torch.from_numpy(idx).to(device),
                 k,
-                self.dataset.train if exclude_train else None,
+                exclude,
                 device=device,
             )
         finally:
@@ -248,6 +261,7 @@ class Run:
                 "score": sc.reshape(-1)[keep],
             }
         )
+        frame.attrs["skipped"] = skipped
         return frame
 
 
