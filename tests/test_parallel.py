@@ -39,7 +39,16 @@ RRD_PARAMS = {
     "item_n_interesting": 2,
     "item_n_uninteresting": 3,
 }
-DCD_PARAMS = {**RRD_PARAMS, "chunk": 7, "n_under": 3, "n_over": 3, "item_n_under": 2, "item_n_over": 2}
+# item_side: the objective with IR-RRD's term too, so that every list loss runs under torchrun
+DCD_PARAMS = {
+    **RRD_PARAMS,
+    "chunk": 7,
+    "n_under": 3,
+    "n_over": 3,
+    "item_n_under": 2,
+    "item_n_over": 2,
+    "item_side": True,
+}
 WORLD = 2
 ROUNDS = 300  # draws per interaction slot for the chi-square test
 
