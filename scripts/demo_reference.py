@@ -25,7 +25,7 @@ METRICS = ("H@5", "M@5")
 
 
 def reference(report: dict[str, Any]) -> dict[str, Any]:
-    from recdistill.experiment.report import paired_test
+    from recdistill.experiment.stats import paired_test
 
     table = report["tables"][0]
     rows = {r["label"]: r for r in table["rows"]}

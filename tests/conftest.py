@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from recdistill.data.dataset import Dataset
+from recdistill.testing import toy_dataset
 
 
 def _default_data_dir() -> Path:
@@ -29,42 +29,12 @@ def data_dir() -> Path:
     return d
 
 
-def make_toy_dataset(
-    n_users: int = 30, n_items: int = 40, density: float = 0.15, n_candidates: int = 10, seed: int = 0
-) -> Dataset:
-    """Random implicit data with one valid and one test item per user and sampled candidates.
-
-    Every user keeps at least 2 training items; held-out items and candidates are disjoint from
-    the user's training items and from each other.
-    """
-    rng = np.random.default_rng(seed)
-    rows, cols = [], []
-    valid = np.empty(n_users, dtype=np.int64)
-    test = np.empty(n_users, dtype=np.int64)
-    cands = np.empty((n_users, n_candidates), dtype=np.int32)
-    for u in range(n_users):  # fine in a test fixture: tiny data
-        k = max(2, rng.binomial(n_items, density))
-        items = rng.choice(n_items, size=k + 2 + n_candidates, replace=False)
-        rows += [u] * k
-        cols += items[:k].tolist()
-        valid[u], test[u] = items[k], items[k + 1]
-        cands[u] = items[k + 2 :]
-    train = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_users, n_items))
-    return Dataset(
-        name="toy",
-        n_users=n_users,
-        n_items=n_items,
-        train=train,
-        valid_items=valid,
-        test_items=test,
-        candidates=cands,
-        user_ids=np.arange(n_users),
-        item_ids=np.arange(n_items),
-    )
+#: the kit's toy data (``recdistill.testing.toy_dataset``), under the name the tests use
+make_toy_dataset = toy_dataset
 
 
-@pytest.fixture
-def toy_dataset() -> Dataset:
+@pytest.fixture(name="toy_dataset")
+def toy_dataset_fixture() -> Dataset:
     return make_toy_dataset()
 
 

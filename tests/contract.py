@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from conftest import make_toy_dataset
-from recdistill.config import make_config
 from recdistill.data.dataset import Dataset
 from recdistill.distill import load_distillers
+from recdistill.distill.base import Parts
 from recdistill.distill.teacher import ModelTeacher
 from recdistill.models import build_model
 from recdistill.models.base import Batch
@@ -40,6 +40,8 @@ SMALL: dict[str, Any] = {
     "item_n_under": 5,
     "item_n_over": 5,
     "k": 5,
+    "l": 4,
+    "mx_k": 10,
 }
 #: the first epoch at which every method distils with SMALL (BD: after one warm-up epoch)
 FIRST_KD_EPOCH = 1
@@ -73,26 +75,6 @@ def small_params(method: str) -> dict[str, Any]:
     return {**{k: v for k, v in SMALL.items() if k in names}, **extra}
 
 
-def run_config(method: str, model: str = "bpr", epochs: int = 4, **train: Any) -> Any:
-    return make_config(
-        overrides={
-            "data": {"name": "toy"},
-            "model": {"name": model, "size": None, "dim": 3},
-            "train": {
-                "epochs": epochs,
-                "batch_size": 32,
-                "progress": False,
-                "ks": [5],
-                "monitor": "H@5",
-                "eval_protocol": "sampled",
-                "patience": 100,
-                **train,
-            },
-            "distill": {"method": method, "params": small_params(method)},
-        }
-    )
-
-
 def teacher_model(ds: Dataset, model: str = "bpr", seed: int = 7) -> Any:
     torch.manual_seed(seed)
     return build_model(model, ds, dim=6)
@@ -107,19 +89,36 @@ def _spread(m: Any, seed: int) -> Any:
     return m
 
 
-def build(method: str, ds: Dataset, model: str = "bpr", seed: int = 0, spread: bool = False) -> Any:
-    """The distiller ``method`` over fresh models (BD: both of architecture ``model``; frozen
-    methods: a student of ``model`` and a random BPR teacher). ``spread``: N(0, 0.5) weights.
-    ``method`` may name a :data:`VARIANTS` entry."""
+def load_roles(method: str) -> Any:
+    """The :class:`~recdistill.distill.base.Roles` of ``method`` (or a :data:`VARIANTS` entry)."""
+    cls = load_distillers().get(VARIANTS.get(method, (method, {}))[0])
+    return cls.roles(cls.build_config(small_params(method)))
+
+
+def build(
+    method: str,
+    ds: Dataset,
+    model: str = "bpr",
+    seed: int = 0,
+    spread: bool = False,
+    teacher_arch: str = "bpr",
+) -> Any:
+    """The distiller ``method`` through its roles (the method protocol): each trained model of
+    architecture ``model`` (dim 6 for a role named ``teacher``, else 3), each frozen teacher a
+    random ``teacher_arch`` model of dim 6 (a different one per role). ``spread``: N(0, 0.5)
+    weights. ``method`` may name a :data:`VARIANTS` entry."""
     cls = load_distillers().get(VARIANTS.get(method, (method, {}))[0])
     params = cls.build_config(small_params(method))
+    roles = cls.roles(params)
     torch.manual_seed(seed)
     fix = (lambda m, k: _spread(m, seed + k)) if spread else (lambda m, k: m)
-    if cls.trains_teacher:
-        t, s = fix(build_model(model, ds, dim=6), 1), fix(build_model(model, ds, dim=3), 2)
-        return cls(t, s, ds, params, seed=seed)
-    student = fix(build_model(model, ds, dim=3), 2)
-    return cls(student, ModelTeacher(fix(teacher_model(ds), 1)), ds, params, seed=seed)
+    models = {r: build_model(model, ds, dim=6 if r == "teacher" else 3) for r in roles.models}
+    models = {r: fix(m, 1 if r == "teacher" else 2) for r, m in models.items()}
+    teachers = {
+        r: ModelTeacher(fix(teacher_model(ds, teacher_arch, seed=7 + i), 1 + 10 * i))
+        for i, r in enumerate(roles.teachers)
+    }
+    return cls.build(Parts(models, teachers, ds, params, seed=seed))
 
 
 def first_batch(ds: Dataset) -> Batch:

@@ -1,12 +1,13 @@
 """Contract tests over the registries: every model x every distiller (including ones added
-later) trains on tiny data, prints its formula, round-trips its state, resumes in the middle of a
-refresh period bitwise, and still computes what it computed when its golden values were stored
-(``tests/golden/distillers.json``; regenerate deliberately with ``python tests/make_golden.py``).
+later) passes the shipped kit (``recdistill.testing``: trains on tiny data, prints its formula,
+round-trips its state, resumes in the middle of a refresh period bitwise), every model is a
+teacher for every distiller, and every method still computes what it computed when its golden
+values were stored (``tests/golden/distillers.json``; regenerate deliberately with
+``python tests/make_golden.py``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -17,98 +18,26 @@ from contract import (
     FIRST_KD_EPOCH,
     build,
     dataset,
+    first_batch,
     golden_names,
     golden_record,
+    load_roles,
     methods,
-    run_config,
-    teacher_model,
+    small_params,
 )
 from recdistill.models import MODELS
-from recdistill.runs import distill_run
+from recdistill.testing import check_distiller, toy_batch
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "distillers.json"
 PAIRS = [(m, d) for m in MODELS.names() for d in methods()]
 
 
-def _run(method: str, model: str, out: Path | None, **kw):  # type: ignore[no-untyped-def]
-    ds = dataset()
-    teacher = None if "bd" == method else teacher_model(ds)
-    lines: list[str] = []
-    res = distill_run(
-        run_config(method, model, **kw.pop("train", {})),
-        out,
-        dataset=ds,
-        teacher=teacher,
-        log=lines.append,
-        **kw,
-    )
-    return res, lines
-
-
 @pytest.mark.parametrize(("model", "method"), PAIRS)
-def test_every_model_and_distiller_trains_and_prints_its_formula(
-    model: str, method: str, tmp_path: Path
-) -> None:
-    (trainer, d, metrics), lines = _run(method, model, tmp_path / "run")
-    assert trainer.epoch == 4 and "student" in metrics["models"]
-    formulas = json.loads((tmp_path / "run" / "distill.json").read_text())["formulas"]
-    assert set(formulas) == set(d.models)
-    for name, f in formulas.items():
-        assert f.startswith(f"L_{name} = ") and "L_base" in f and f in lines[0]
-        assert len(f.split(" + ")) >= 2, f  # the distillation term(s), even before the first KD epoch
-    assert (tmp_path / "run" / "student.pt").is_file()
-    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    kd = [set(r["loss"]["student"]) - {"loss", "base"} for r in log]  # the KD terms of each epoch
-    assert all(kd[e] for e in range(FIRST_KD_EPOCH, 4)), kd
-
-
-@pytest.mark.parametrize(("model", "method"), PAIRS)
-def test_state_dict_round_trip(model: str, method: str) -> None:
-    ds = dataset()
-    a = build(method, ds, model)
-    for e in range(FIRST_KD_EPOCH + 1):
-        a.on_epoch_start(e)
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    b = build(method, ds, model)
-    b.load_state_dict(torch.load(buf, weights_only=True))  # plain tensors and numbers only
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        x, y = sa[k], sb[k]
-        if isinstance(x, dict):
-            assert x.keys() == y.keys() and all(torch.equal(x[j], y[j]) for j in x)
-        elif isinstance(x, torch.Tensor):
-            assert torch.equal(x, y)
-        else:
-            assert x == y
-    # the next epoch draws the same after the round trip
-    a.on_epoch_start(FIRST_KD_EPOCH + 1)
-    b.on_epoch_start(FIRST_KD_EPOCH + 1)
-    ta, tb = a.targets(), b.targets()
-    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
-
-
-@pytest.mark.parametrize(("model", "method"), PAIRS)
-def test_resume_in_the_middle_of_a_refresh_period_is_bitwise(model: str, method: str, tmp_path: Path) -> None:
-    """BD refreshes at epochs 1, 3 (warm-up 1, period 2): stopping after 2 epochs stops inside
-    the first period."""
-    (full_tr, _, full), _ = _run(method, model, tmp_path / "full", train={"epochs": 5})
-    ds = dataset()
-    teacher = None if method == "bd" else teacher_model(ds)
-    cfg = run_config(method, model, epochs=5)
-    distill_run(cfg, tmp_path / "cut", dataset=ds, teacher=teacher, log=lambda s: None, stop_after=2)
-    assert not (tmp_path / "cut" / "metrics.json").exists()
-    (res_tr, _, resumed) = distill_run(
-        cfg, tmp_path / "cut", dataset=ds, teacher=teacher, resume=True, log=lambda s: None
-    )
-    for name in full_tr.models:
-        for (k, v), w in zip(
-            full_tr.models[name].state_dict().items(), res_tr.models[name].state_dict().values()
-        ):
-            assert torch.equal(v, w), (name, k)
-    assert full["models"] == resumed["models"]
+def test_every_model_and_distiller_passes_the_kit(model: str, method: str, tmp_path: Path) -> None:
+    """``recdistill.testing.check_distiller``: trains, prints its formula, logs its KD terms from
+    its first distilling epoch, round-trips its state, resumes mid-period bitwise (BD refreshes
+    at epochs 1, 3 with warm-up 1 and period 2: stopping after 2 epochs stops inside a period)."""
+    check_distiller(method, small_params(method), model, tmp_path)
 
 
 @pytest.mark.parametrize("method", golden_names())
@@ -123,3 +52,20 @@ def test_golden_values(method: str) -> None:
         assert got["losses"][name] == pytest.approx(parts, rel=1e-5), (
             f"{method}: loss terms of {name} changed"
         )
+
+
+@pytest.mark.parametrize(("model", "method"), PAIRS)
+def test_every_model_is_a_teacher_for_every_distiller(model: str, method: str) -> None:
+    """The frozen teachers (and BD's teacher) of architecture ``model``: the first distilling
+    epoch's draws and losses are finite."""
+    ds = dataset()
+    d = build(method, ds, teacher_arch=model, model=model if not load_roles(method).teachers else "bpr")
+    for e in range(FIRST_KD_EPOCH + 1):
+        d.on_epoch_start(e)
+    for name in d.models:
+        loss, parts = d.loss(
+            name,
+            first_batch(ds) if d.models[name].batch_unit == "interaction" else toy_batch(d.models[name], ds),
+            FIRST_KD_EPOCH,
+        )
+        assert torch.isfinite(loss) and len(parts) >= 2, (name, parts)

@@ -18,8 +18,8 @@ from recdistill.cli import main
 from recdistill.errors import RecdistillError
 from recdistill.experiment import Experiment, load_spec, parse_spec, run_key
 from recdistill.experiment.plan import Planner
-from recdistill.experiment.report import finding, paired_test, verdict
 from recdistill.experiment.search import search_state
+from recdistill.experiment.stats import finding, paired_test, verdict
 
 
 def _log(path: Path) -> Path:
@@ -148,8 +148,8 @@ def test_run_key_is_the_resolved_config():
     # the method's parameters with defaults filled in: explicit default == left out
     d1 = {**cfg, "distill": {"method": "rd", "params": {}}}
     d2 = {**cfg, "distill": {"method": "rd", "params": {"alpha": 0.5}}}
-    full = {"alpha": 0.5, "k": 10, "cache_dir": "/somewhere"}
-    assert run_key(d1, {}, full) == run_key(d2, {}, {**full, "cache_dir": None})
+    full = {"alpha": 0.5, "k": 10}
+    assert run_key(d1, {}, full) == run_key(d2, {}, dict(full))
     assert run_key(d1, {}, full) != run_key(d1, {}, {**full, "alpha": 0.2})
 
 
@@ -708,7 +708,7 @@ def test_sigterm_stops_workers_and_the_command_continues_later(tmp_path):
 
 
 def test_combined_verdicts_across_protocols():
-    from recdistill.experiment.report import combined_verdicts
+    from recdistill.experiment.stats import combined_verdicts
 
     def rep(protocol, verdicts):
         return {
@@ -1087,7 +1087,7 @@ def test_verdicts_contradicted_and_flagged():
 
 
 def test_adjust_findings_bh_against_reference():
-    from recdistill.experiment.report import adjust_findings
+    from recdistill.experiment.stats import adjust_findings
 
     rng = np.random.default_rng(0)
     fs = []
@@ -1225,7 +1225,7 @@ def test_demo_reference_is_generated_from_the_committed_report():
 
 
 def test_adjust_findings_uses_each_findings_alpha():
-    from recdistill.experiment.report import adjust_findings
+    from recdistill.experiment.stats import adjust_findings
 
     a = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53}
     b = {0: 0.48, 1: 0.49, 2: 0.50, 3: 0.50}

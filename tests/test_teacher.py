@@ -68,16 +68,18 @@ def test_topn_ties_go_to_the_lower_id_and_unscored_pairs_are_never_listed(ds) ->
 
 def test_topn_cache_is_reused_and_keyed(ds, tmp_path: Path, monkeypatch) -> None:
     t = ScoreTeacher(torch.from_numpy(_scores(ds)))
-    a = t.topn(ds, 5, "user", cache_dir=tmp_path)
+    t.cache_dir = tmp_path  # the teacher owns its cache (the run layer sets it)
+    a = t.topn(ds, 5, "user")
     files = list((tmp_path / "teacher_topn").glob("*.npy"))
     assert len(files) == 1 and "user-N5-" in files[0].name
     monkeypatch.setattr(ScoreTeacher, "_topn", lambda *a, **k: pytest.fail("cache not used"))
-    np.testing.assert_array_equal(t.topn(ds, 5, "user", cache_dir=tmp_path), a)
+    np.testing.assert_array_equal(t.topn(ds, 5, "user"), a)
     # a different teacher gets a different key
     t2 = ScoreTeacher(torch.from_numpy(_scores(ds, seed=1)))
     assert t2.fingerprint != t.fingerprint
     monkeypatch.undo()
-    t2.topn(ds, 5, "user", cache_dir=tmp_path)
+    t2.cache_dir = tmp_path
+    t2.topn(ds, 5, "user")
     assert len(list((tmp_path / "teacher_topn").glob("*.npy"))) == 2
     assert not list((tmp_path / "teacher_topn").glob("*.tmp"))
 

@@ -41,7 +41,9 @@ class DataConfig:
     Options of ``load_dataset`` (None: the loader's default, or the named dataset's):
     format, user_col, item_col, time_col, sep (files); min_user_interactions, k_core,
     min_rating (logs); n_candidates (the sampled protocol's candidates per user, 499; lower it for
-    a catalogue under 500 items); seed (the split's and candidates' seed, 0).
+    a catalogue under 500 items); seed (the split's and candidates' seed, 0); split (``loo`` or
+    ``ratio``), ratios (train, valid, test per user, 8:1:1), order (``random``, ``time`` or
+    ``file``) of a ratio split (logs).
     """
 
     name: str = "citeulike-bd"
@@ -56,6 +58,9 @@ class DataConfig:
     min_rating: float | None = None
     n_candidates: int | None = None
     seed: int | None = None
+    split: str | None = None
+    ratios: tuple[int, ...] | None = None
+    order: str | None = None
 
     #: the fields passed to ``load_dataset`` when set
     LOADER_OPTIONS = (
@@ -69,9 +74,20 @@ class DataConfig:
         "min_rating",
         "n_candidates",
         "seed",
+        "split",
+        "ratios",
+        "order",
     )
 
     def __post_init__(self) -> None:
+        if self.split not in (None, "loo", "ratio"):
+            raise RecdistillError(f"data.split: expected loo|ratio|null, got {self.split!r}")
+        if self.order not in (None, "random", "time", "file"):
+            raise RecdistillError(f"data.order: expected random|time|file|null, got {self.order!r}")
+        if self.ratios is not None and (len(self.ratios) != 3 or self.ratios[0] < 1 or min(self.ratios) < 0):
+            raise RecdistillError(
+                f"data.ratios: expected three whole numbers (train >= 1), got {list(self.ratios)}"
+            )
         for key in ("min_user_interactions", "k_core", "n_candidates"):
             v = getattr(self, key)
             if v is not None and v < 1:
@@ -86,8 +102,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """name: bpr | neumf | cdae. size: teacher | student preset (see ``recdistill.models``);
-    dim overrides it. params: extra constructor keywords (e.g. ``{dropout: 0.5}`` for CDAE)."""
+    """name: a registered model (bpr | neumf | cdae | lightgcn). size: teacher | student preset
+    (see ``recdistill.models``); dim overrides it. params: extra constructor keywords (e.g.
+    ``{dropout: 0.5}`` for CDAE)."""
 
     name: str = "bpr"
     size: str | None = "teacher"
@@ -160,11 +177,31 @@ class TrainConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """method: a registered distiller name ("" = none). params: its fields, validated by the
-    method's own dataclass (``parse_dataclass``). teacher: a trained teacher run directory."""
+    method's own dataclass (``parse_dataclass``). teacher: the teacher (a run directory, a score
+    or ranked-list file), or for a method with several roles a mapping role -> source (e.g.
+    ``{teacher_a: runs/a, teacher_b: runs/b}``; a method that trains a model may start it from
+    a run given for its role)."""
 
     method: str = ""
-    teacher: str | None = None
+    teacher: str | dict[str, str] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.teacher, dict):
+            for role, source in self.teacher.items():
+                if not isinstance(role, str) or not isinstance(source, str) or not role or not source:
+                    raise RecdistillError(
+                        f"distill.teacher.{role}: expected role: source (a run directory or a file), "
+                        f"got {role!r}: {source!r}"
+                    )
+
+    def sources(self) -> dict[str, str]:
+        """``teacher`` as role -> source (a single source is the role ``teacher``)."""
+        if self.teacher is None:
+            return {}
+        if isinstance(self.teacher, str):
+            return {"teacher": self.teacher}
+        return dict(self.teacher)
 
 
 @dataclass(frozen=True)
@@ -186,9 +223,14 @@ class Config:
         return dataset_protocol(self.data.name)
 
     def resolved_monitor(self) -> str:
+        """``train.monitor``, or with "auto": H@5 (sampled), R@20 (a ratio split), else H@50."""
         if self.train.monitor != "auto":
             return self.train.monitor
-        return "H@5" if self.resolved_protocol() == "sampled" else "H@50"
+        if self.resolved_protocol() == "sampled":
+            return "H@5"
+        from recdistill.data.catalog import dataset_split
+
+        return "R@20" if (self.data.split or dataset_split(self.data.name)) == "ratio" else "H@50"
 
 
 def _plain(x: Any) -> Any:
@@ -372,7 +414,7 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--min-user-interactions", type=int, help="drop users with fewer interactions")
     d.add_argument("--k-core", type=int, help="k-core filter (users and items)")
     d.add_argument("--n-candidates", type=int, help="sampled-protocol candidates per user (default 499)")
-    g.add_argument("--model", help="bpr | neumf | cdae")
+    g.add_argument("--model", help="bpr | neumf | cdae | lightgcn")
     g.add_argument("--size", choices=["teacher", "student"], help="size preset")
     g.add_argument("--dim", type=int, help="explicit embedding/hidden size (overrides --size)")
     g.add_argument("--epochs", type=int)

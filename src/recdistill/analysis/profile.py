@@ -32,6 +32,21 @@ def topk_lists(model: Recommender, dataset: Dataset, k: int = 50, batch_size: in
     indptr = torch.from_numpy(train.indptr.astype(np.int64))  # (n_users + 1,)
     indices = torch.from_numpy(train.indices.astype(np.int64)).to(device)  # (nnz,)
     out = torch.empty(dataset.n_users, k, dtype=torch.int32, device=device)  # (n_users, k)
+    with model.scoring():  # one ranking pass (LightGCN: one propagation)
+        _topk_chunks(model, dataset, k, batch_size, indptr, indices, out)
+    return out
+
+
+def _topk_chunks(
+    model: Recommender,
+    dataset: Dataset,
+    k: int,
+    batch_size: int,
+    indptr: torch.Tensor,
+    indices: torch.Tensor,
+    out: torch.Tensor,
+) -> None:
+    device = model.device
     for s in range(0, dataset.n_users, batch_size):
         e = min(s + batch_size, dataset.n_users)
         users = torch.arange(s, e, device=device)  # (B,)
@@ -42,7 +57,6 @@ def topk_lists(model: Recommender, dataset: Dataset, k: int = 50, batch_size: in
         )  # (nnz_B,)
         scores[rows, indices[lo:hi]] = -torch.inf
         out[s:e] = scores.topk(k, dim=1).indices.to(torch.int32)  # (B, k)
-    return out
 
 
 def profile_model(

@@ -15,7 +15,7 @@ is not a candidate) and count the items scoring strictly higher plus half of the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,12 +163,18 @@ def rank_difference_summary(
 
 @contextmanager
 def eval_mode(*models: Any) -> Iterator[None]:
-    """The models in eval mode (dropout off) inside the block, each back in its mode after."""
+    """The models in eval mode (dropout off) and in one ranking pass each
+    (``Recommender.scoring``) inside the block, each back in its mode after."""
     modes = [m.training for m in models]
     for m in models:
         m.eval()
     try:
-        yield
+        with ExitStack() as passes:
+            for m in models:
+                prepare = getattr(m, "scoring", None)
+                if callable(prepare):
+                    passes.enter_context(prepare())
+            yield
     finally:
         for m, mode in zip(models, modes):
             m.train(mode)

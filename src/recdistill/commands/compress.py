@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--ratio", type=float, default=10.0, help="teacher dim / student dim (default 10)")
     size.add_argument("--student-dim", type=int, help="the student's dim (instead of --ratio)")
     p.add_argument("--teacher-dim", type=int, help="the teacher's dim (default: the dataset's preset)")
-    p.add_argument("--model", default="bpr", choices=["bpr", "neumf", "cdae"])
+    p.add_argument("--model", default="bpr", help="a registered model (bpr | neumf | cdae | lightgcn)")
     p.add_argument("--methods", default=None, help="comma-separated distillers (default rrd+ir-rrd,dcd)")
     p.add_argument("--trials", type=int, default=4, help="validation trials per row, the same for all (4)")
     p.add_argument(

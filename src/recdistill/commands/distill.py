@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from pathlib import Path
 
 from recdistill.config import add_training_flags, check_out_args, config_from_args
 from recdistill.errors import RecdistillError
@@ -25,10 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="distiller name (see --list-methods)")
     p.add_argument(
         "--teacher",
+        action="append",
+        default=[],
+        metavar="[ROLE=]SOURCE",
         help="teacher: a `recdistill train` run directory, or a score (.npy/.npz/.tsv) or "
-        "ranked-list file (formats: recdistill.distill.teacher)",
+        "ranked-list file (formats: recdistill.distill.teacher); for a method with several "
+        "teachers, once per role: --teacher teacher_a=runs/a --teacher teacher_b=runs/b",
     )
-    p.add_argument("--student", help="pre-trained student run directory (methods that use one, e.g. bd)")
+    p.add_argument(
+        "--student", help="pre-trained student run directory (methods that train it from a run, e.g. bd)"
+    )
     p.add_argument("--cache-dir", help="cache of the teacher's top-N lists (default: <teacher run>/cache)")
     p.add_argument("--list-methods", action="store_true", help="print the registered methods and exit")
     add_training_flags(p)
@@ -57,21 +65,24 @@ def cmd_distill(args: argparse.Namespace) -> int:
                 "teacher and student share the architecture"
             )
         args.model = args.teacher_model
+    if args.size not in (None, "student"):
+        raise RecdistillError(
+            f"--size {args.size}: distill builds each model at its role's preset (the student's: "
+            "student); give --dim for another size"
+        )
     cfg = config_from_args(args)
+    if cfg.model.dim is None:  # what distill_run builds, said in the run's config.yaml
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, size="student"))
     method = args.method or cfg.distill.method
     if not method:
         raise RecdistillError(f"--method is required; known: {', '.join(registry.names())}")
-    distill = dataclasses.replace(cfg.distill, method=method, teacher=args.teacher or cfg.distill.teacher)
-    model = cfg.model
-    if args.size is None and args.dim is None and model.size == "teacher" and model.dim is None:
-        model = dataclasses.replace(model, size="student")  # distill trains a student by default
-    cfg = dataclasses.replace(cfg, distill=distill, model=model)
+    teacher = teacher_sources(args.teacher) if args.teacher else cfg.distill.teacher
+    cfg = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, method=method, teacher=teacher))
     method_config(cfg)  # the method's parameters are checked before anything else
     check_out_args(args)
     _, _, metrics = distill_run(
         cfg,
         args.out,
-        teacher=distill.teacher,
         student=args.student,
         resume=args.resume,
         fresh=args.fresh,
@@ -86,3 +97,28 @@ def cmd_distill(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out}/")
     return 0
+
+
+def teacher_sources(values: list[str]) -> str | dict[str, str]:
+    """``--teacher`` values: one ``SOURCE`` (the role ``teacher``) or ``ROLE=SOURCE`` per role
+    (``ROLE`` a plain name; a value that is an existing path is a source, ``=`` or not)."""
+    parsed = [_role_source(v) for v in values]
+    if len(parsed) == 1 and parsed[0][0] is None:
+        return values[0]
+    out: dict[str, str] = {}
+    for v, (role, source) in zip(values, parsed):
+        if role is None:
+            raise RecdistillError(
+                f"--teacher {v!r}: with several teachers give ROLE=SOURCE, e.g. teacher_a=runs/a"
+            )
+        if role in out:
+            raise RecdistillError(f"--teacher: role {role!r} given twice")
+        out[role] = source
+    return out
+
+
+def _role_source(value: str) -> tuple[str | None, str]:
+    role, eq, source = value.partition("=")
+    if eq and source and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", role) and not Path(value).exists():
+        return role, source
+    return None, value

@@ -59,6 +59,11 @@ def save_dataset(ds: Dataset, path: Path) -> None:
         item_ids=_ids_array(ds.item_ids),
         info=np.array(json.dumps(ds.info, default=str)),
     )
+    for split in ("valid", "test"):  # a ratio split's held-out sets
+        sets = ds.valid_sets if split == "valid" else ds.test_sets
+        if sets is not None:
+            arrays[f"{split}_sets_indptr"] = sets.indptr.astype(np.int64)
+            arrays[f"{split}_sets_indices"] = sets.indices.astype(np.int32)
 
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -76,6 +81,14 @@ def load_cached(path: Path) -> Dataset | None:
             )
             info = json.loads(str(z["info"]))
             info["cache"] = str(path)
+            sets = {}
+            for split in ("valid", "test"):
+                if f"{split}_sets_indptr" in z:
+                    idx = z[f"{split}_sets_indices"]
+                    sets[f"{split}_sets"] = sp.csr_matrix(
+                        (np.ones(len(idx), dtype=np.float32), idx, z[f"{split}_sets_indptr"]),
+                        shape=(n_users, n_items),
+                    )
             return Dataset(
                 name=str(z["name"]),
                 n_users=n_users,
@@ -87,6 +100,7 @@ def load_cached(path: Path) -> Dataset | None:
                 user_ids=z["user_ids"],
                 item_ids=z["item_ids"],
                 info=info,
+                **sets,
             )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError):
         return None

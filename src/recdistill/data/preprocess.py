@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from recdistill.data.dataset import N_CANDIDATES, Dataset
 from recdistill.data.readers import Interactions
-from recdistill.data.split import leave_one_out, positives_csr, sample_candidates
+from recdistill.data.split import leave_one_out, positives_csr, ratio_split, sample_candidates
 from recdistill.errors import RecdistillError
 
 
@@ -65,8 +65,16 @@ def from_interactions(
     ratings: np.ndarray | list | None = None,
     min_rating: float | None = None,
     info: dict[str, Any] | None = None,
+    split: str = "loo",
+    ratios: tuple[int, ...] = (8, 1, 1),
+    order: str | None = None,
 ) -> Dataset:
-    """Prepare a leave-one-out :class:`Dataset` from raw ids (ints or strings), one row per event.
+    """Prepare a :class:`Dataset` from raw ids (ints or strings), one row per event.
+
+    ``split``: ``"loo"`` (below) or ``"ratio"``: per user ``ratios`` (train, valid, test) of its
+    rows in ``order`` (``random`` with the seed, ``time``, or ``file``; default: ``time`` with
+    timestamps, else ``random``), as :func:`recdistill.data.split.ratio_split` cuts them, every
+    user kept (one with too few rows holds no test item), no sampled candidates.
 
     Steps: (optional) keep ``ratings >= min_rating``; binarise and drop duplicate pairs (the
     earliest is kept, counted in ``info['duplicates_dropped']``); keep users with at least
@@ -96,6 +104,8 @@ def from_interactions(
             raise RecdistillError(f"timestamps contain NaN (first at row {int(np.argmax(np.isnan(t)))})")
     if min_user_interactions < 1:
         raise RecdistillError(f"min_user_interactions must be >= 1, got {min_user_interactions}")
+    if split not in ("loo", "ratio"):
+        raise RecdistillError(f"split: expected loo or ratio, got {split!r}")
     if k_core is not None and k_core < 1:
         raise RecdistillError(f"k_core must be >= 1, got {k_core}")
     n_raw = len(u_raw)
@@ -110,6 +120,10 @@ def from_interactions(
         min_rating=min_rating,
         seed=int(seed),
     )
+    if split == "ratio":
+        order = order or ("time" if t is not None else "random")
+        rep["settings"].update(split="ratio", ratios=[int(x) for x in ratios], order=order)
+        del rep["settings"]["n_candidates"]
     users_dropped: dict[str, int] = {}
     items_dropped: dict[str, int] = {}
     rows_dropped: dict[str, int] = {}
@@ -154,6 +168,11 @@ def from_interactions(
         )
     if k_core is not None and k_core > 1:
         _apply(_k_core(uc, ic, k_core), f"k_core={k_core}", "k_core")
+
+    if split == "ratio":
+        assert order is not None
+        rep.update(users_dropped=users_dropped, items_dropped=items_dropped, rows_dropped=rows_dropped)
+        return _ratio_dataset(uc, ic, tc, user_uniq, item_uniq, tuple(ratios), order, seed, name, rep)
 
     # Leave-one-out on compact user ids; users need >= 3 rows to keep >= 1 training item.
     u_kept, u_compact = np.unique(uc, return_inverse=True)
@@ -210,6 +229,55 @@ def from_interactions(
         user_ids=user_ids,
         item_ids=item_ids,
         info=rep,
+    )
+
+
+def _ratio_dataset(
+    uc: np.ndarray,
+    ic: np.ndarray,
+    tc: np.ndarray | None,
+    user_uniq: np.ndarray,
+    item_uniq: np.ndarray,
+    ratios: tuple[int, ...],
+    order: str,
+    seed: int,
+    name: str,
+    rep: dict[str, Any],
+) -> Dataset:
+    """The ratio split of the filtered rows (codes ``uc``, ``ic``): ids remapped to 0..n-1 in
+    sorted raw-id order, held-out items as CSR sets."""
+    user_final, u = np.unique(uc, return_inverse=True)
+    item_final, i = np.unique(ic, return_inverse=True)
+    u, i = u.reshape(-1).astype(np.int64), i.reshape(-1).astype(np.int64)
+    n_users, n_items = len(user_final), len(item_final)
+    part = ratio_split(u, ratios, order, tc, seed)  # (n,) 0 train, 1 valid, 2 test
+
+    def csr(k: int) -> sp.csr_matrix:
+        sel = part == k
+        m = sp.csr_matrix(
+            (np.ones(int(sel.sum()), dtype=np.float32), (u[sel], i[sel])), shape=(n_users, n_items)
+        )
+        m.sort_indices()
+        return m
+
+    counts = {k: int((part == j).sum()) for j, k in enumerate(("train", "valid", "test"))}
+    rep.update(
+        split=f"ratio {':'.join(map(str, ratios))} per user ({order} order)",
+        interactions=counts,
+    )
+    return Dataset(
+        name=name,
+        n_users=n_users,
+        n_items=n_items,
+        train=csr(0),
+        valid_items=np.full(n_users, -1, dtype=np.int64),
+        test_items=np.full(n_users, -1, dtype=np.int64),
+        candidates=np.zeros((n_users, 0), dtype=np.int32),
+        user_ids=user_uniq[user_final],
+        item_ids=item_uniq[item_final],
+        info=rep,
+        valid_sets=csr(1),
+        test_sets=csr(2),
     )
 
 

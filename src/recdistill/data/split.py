@@ -1,4 +1,10 @@
-"""Leave-one-out split and the sampled-protocol candidates (vectorised, seeded).
+"""Leave-one-out and ratio splits, and the sampled-protocol candidates (vectorised, seeded).
+
+Ratio split (the protocol of the 2022-26 distillation papers, e.g. RCE-KD's
+``preprocess_citeulike.py``): per user, the rows in order (random with the seed, by time, or as
+in the file) are cut at ``l = max(floor(c_1 n / C), 1)`` and ``r = max(floor(c_2 n / C), l)``
+with ``c`` the cumulative ratios (8, 9, 10 for 8:1:1) and ``C`` their total: rows ``[0, l)``
+train, ``[l, r)`` validation, ``[r, n)`` test (a user of 5 items: 4 / 0 / 1).
 
 Leave-one-out (BD Sec. 5.1; RRD/DE-RRD/DCD): per user the last interaction by time is the test
 item and the one before it the validation item; without timestamps both are drawn at random
@@ -175,3 +181,47 @@ def _exact_rows(
         sub = positives[r]
         keys[np.repeat(np.arange(len(r)), np.diff(sub.indptr)), sub.indices] = 2.0
         out[r] = np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)  # (c, k) k smallest keys
+
+
+ORDERS = ("random", "time", "file")
+
+
+def ratio_split(
+    users: np.ndarray, ratios: tuple[int, ...], order: str, times: np.ndarray | None, seed: int
+) -> np.ndarray:
+    """Per row of an interaction log (internal user ids, one row per distinct pair): 0 train,
+    1 validation, 2 test, by the ratio rule of the module docstring. ``order``: ``random`` (keys
+    from ``seed``), ``time`` (``times``; ties in file order) or ``file`` (the rows' order)."""
+    if (
+        len(ratios) != 3
+        or any((not isinstance(x, (int, np.integer))) or x < 0 for x in ratios)
+        or ratios[0] < 1
+    ):
+        raise RecdistillError(
+            f"ratios: expected three whole numbers train, valid, test (train >= 1), got {ratios}"
+        )
+    if order not in ORDERS:
+        raise RecdistillError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
+    n = len(users)
+    row = np.arange(n)
+    if order == "random":
+        keys = rng_for(seed, SPLIT_STREAM).random(n)  # (n,)
+        sort = np.lexsort((keys, users))
+    elif order == "time":
+        if times is None:
+            raise RecdistillError("order=time needs timestamps; this log has none (order: random or file)")
+        sort = np.lexsort((row, times, users))
+    else:
+        sort = np.lexsort((row, users))
+    u = users[sort]
+    counts = np.bincount(users, minlength=int(users.max()) + 1 if n else 0)  # (n_users,)
+    starts = np.cumsum(counts) - counts
+    pos = row - starts[u]  # (n,) position within the user's ordered rows
+    c1, c2, total = ratios[0], ratios[0] + ratios[1], sum(ratios)
+    size = counts[u]
+    lo = np.maximum((c1 * size) // total, 1)
+    hi = np.maximum((c2 * size) // total, lo)
+    part = np.where(pos < lo, 0, np.where(pos < hi, 1, 2)).astype(np.int8)  # in sorted order
+    out = np.empty(n, dtype=np.int8)
+    out[sort] = part
+    return out

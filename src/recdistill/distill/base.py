@@ -12,15 +12,21 @@ Subclasses implement :meth:`Distiller.kd_terms` (the unweighted KD terms of one 
 :meth:`Distiller.weights` (base weight and λ per term, possibly epoch dependent), and hold their
 hyperparameters in a frozen dataclass (``Config``) whose defaults are documented and come from
 METHODS.md / the papers. :meth:`Distiller.formula` prints the objective, e.g.
-``L_student = L_base + 0.001·L_RRD``. Frozen-teacher baselines (RD, CD, RRD, IR-RRD) derive from
-:class:`FrozenTeacherDistiller`; BD trains both models (``trains_teacher = True``) and derives
-from :class:`Distiller`. Distillers draw only through :mod:`recdistill.ranking` and never build
-models, load runs or write files: the run layer (:mod:`recdistill.runs`) does that.
+``L_student = L_base + 0.001·L_RRD``. The method protocol: a method declares its
+:class:`Roles` (its frozen teachers, zero, one or several, and the models it trains) and builds
+itself from them (:meth:`Distiller.build`); the run layer, the spec reader and the CLI name no
+method. Frozen-teacher baselines (RD, CD, RRD, IR-RRD, DCD) derive from
+:class:`FrozenTeacherDistiller` (one frozen ``teacher``, a trained ``student``); BD trains both
+models and derives from :class:`Distiller`. Distillers draw only through
+:mod:`recdistill.ranking` and never build models, load runs or write files: the run layer
+(:mod:`recdistill.runs`) does that.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -35,9 +41,50 @@ __all__ = [
     "DISTILLERS",
     "Distiller",
     "FrozenTeacherDistiller",
+    "Parts",
+    "Roles",
     "format_formula",
     "make_config",
 ]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The models a method works with, by role (the method protocol).
+
+    teachers: roles given as frozen teachers (a run directory, a score or list file, a model):
+    the run layer loads each into a :class:`recdistill.distill.teacher.Teacher`; none trains.
+    models: roles the run layer builds as models and hands to :meth:`Distiller.build` (the
+    method trains them, or holds one fixed: BD's ``fixed``). Each is built from ``config.model``
+    (its architecture), unless a run is given for the role to start from, at ``dims[role]`` for
+    a role in ``dims`` (None: the size preset named like the role, ``teacher`` / ``student``),
+    else at ``model.dim`` if set, else at that preset. need_start: model roles that must start
+    from a given run (BD's fixed model).
+    primary: the model a run reports first; stop_on: the models whose validation stops it
+    (None: the primary).
+    """
+
+    teachers: tuple[str, ...] = ("teacher",)
+    models: tuple[str, ...] = ("student",)
+    dims: Mapping[str, int | None] = field(default_factory=dict)
+    need_start: tuple[str, ...] = ()
+    may_start: tuple[str, ...] = ()
+    primary: str = "student"
+    stop_on: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What :meth:`Distiller.build` builds a distiller from: ``models``, a model per
+    ``roles(config).models`` role; ``teachers``, a :class:`~recdistill.distill.teacher.Teacher`
+    per ``teachers`` role; the training data, the method's config, the device, the seed."""
+
+    models: Mapping[str, Recommender]
+    teachers: Mapping[str, Any]
+    dataset: Dataset
+    config: Any
+    device: torch.device | str = "cpu"
+    seed: int = 0
 
 
 # ------------------------------------------------------------------------------ config helpers
@@ -75,16 +122,40 @@ class Distiller:
     Config: ClassVar[type] = type(None)
     #: defaults of this registered variant that differ from ``Config``'s (e.g. IR-RRD's sides)
     config_defaults: ClassVar[dict[str, Any]] = {}
-    #: False: a frozen teacher and a trained student, built as ``cls(student, teacher, dataset,
-    #: config, device, seed)``; True: both models train, ``cls(teacher, student, dataset, config,
-    #: device, seed)``, and ``Config`` has ``fixed``, ``teacher_dim``, ``student_dim`` and the
-    #: properties ``learners`` and ``stop_on`` (see :class:`recdistill.distill.bd.BDConfig`)
-    trains_teacher: ClassVar[bool] = False
+    #: parameters that change how fast the method runs, never what it computes (a test draws
+    #: with other values and compares): a run's key reads them at their default
+    #: (:meth:`key_params`). BD's and DCD's ``chunk`` is not one: their draws go chunk by chunk.
+    speed_params: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def build_config(cls, params: Mapping[str, Any] | None = None) -> Any:
         """The method's config: ``Config`` defaults <- ``config_defaults`` <- ``params``."""
         return make_config(cls.Config, {**cls.config_defaults, **dict(params or {})})
+
+    # -- the method protocol: what the run layer asks a method (it names none) -------------
+    @classmethod
+    def roles(cls, config: Any) -> Roles:
+        """The roles of the method with ``config`` (:class:`Roles`); subclasses override."""
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, parts: Parts) -> Distiller:
+        """The distiller from ``parts`` (its models and teachers by role, the data, its config)."""
+        raise NotImplementedError
+
+    @classmethod
+    def kd_start(cls, config: Any) -> int:
+        """The first epoch (0-based) with distillation terms under ``config`` (BD: its warm-up)."""
+        return 0
+
+    @classmethod
+    def key_params(cls, config: Any) -> dict[str, Any]:
+        """``config`` as a run's key holds it: :attr:`speed_params` at the method's default."""
+        out = dataclasses.asdict(config)
+        default = cls.build_config({})
+        for name in cls.speed_params:
+            out[name] = getattr(default, name)
+        return out
 
     def __init__(
         self,
@@ -141,7 +212,7 @@ class Distiller:
 
     def kd_start_epoch(self) -> int:
         """The first epoch (0-based) with distillation terms (BD: after its warm-up)."""
-        return 0
+        return type(self).kd_start(self.config)
 
     def formula(self, name: str = "student", epoch: int | None = None) -> str:
         """The objective as a formula, e.g. ``L_student = L_base + 0.001·L_RRD``, at ``epoch``
@@ -198,6 +269,15 @@ class FrozenTeacherDistiller(Distiller):
                 f"dataset {dataset.name!r} has {dataset.n_users} x {dataset.n_items}"
             )
         self.teacher = teacher
+
+    @classmethod
+    def roles(cls, config: Any) -> Roles:
+        return Roles()
+
+    @classmethod
+    def build(cls, parts: Parts) -> Distiller:
+        p = parts
+        return cls(p.models["student"], p.teachers["teacher"], p.dataset, p.config, p.device, p.seed)
 
     @property
     def student(self) -> Recommender:

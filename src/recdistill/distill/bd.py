@@ -51,7 +51,7 @@ import torch
 
 from recdistill.data.dataset import Dataset
 from recdistill.data.pairs import csr_positions
-from recdistill.distill.base import DISTILLERS, Distiller
+from recdistill.distill.base import DISTILLERS, Distiller, Parts, Roles
 from recdistill.errors import RecdistillError
 from recdistill.losses import bd_loss
 from recdistill.models.base import Batch, Recommender
@@ -253,8 +253,31 @@ class BD(Distiller):
 
     name = "bd"
     Config = BDConfig
-    #: BD trains the teacher too: the run layer builds both models (``recdistill.runs``)
-    trains_teacher = True
+
+    @classmethod
+    def roles(cls, config: BDConfig) -> Roles:
+        """No frozen teacher: BD builds (or starts from runs) a teacher and a student and trains
+        both, or all but the ``fixed`` one (which must start from a run)."""
+        return Roles(
+            teachers=(),
+            models=LEARNERS,
+            # the teacher: teacher_dim or its preset; the student: student_dim, else model.dim
+            dims={"teacher": config.teacher_dim}
+            | ({} if config.student_dim is None else {"student": config.student_dim}),
+            need_start=() if config.fixed is None else (config.fixed,),
+            may_start=LEARNERS,
+            primary="student" if "student" in config.learners else "teacher",
+            stop_on=config.stop_on,
+        )
+
+    @classmethod
+    def build(cls, parts: Parts) -> BD:
+        p = parts
+        return cls(p.models["teacher"], p.models["student"], p.dataset, p.config, p.device, p.seed)
+
+    @classmethod
+    def kd_start(cls, config: BDConfig) -> int:
+        return config.warmup_epochs
 
     def __init__(
         self,
@@ -291,9 +314,6 @@ class BD(Distiller):
     def trained(self) -> tuple[str, ...]:
         """Names of the models to update, teacher first (the fixed one is left out)."""
         return self.cfg.learners
-
-    def kd_start_epoch(self) -> int:
-        return self.cfg.warmup_epochs
 
     def is_distilling(self, epoch: int) -> bool:
         return epoch >= self.cfg.warmup_epochs

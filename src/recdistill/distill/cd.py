@@ -39,7 +39,6 @@ class CDConfig:
     tau: τ of the soft labels (1).
     lambda_kd: λ_KD (0.1).
     n_top: length of the teacher list the distribution is evaluated on (500).
-    cache_dir: teacher top-N cache (None: off).
     """
 
     n_samples: int = 10
@@ -47,7 +46,6 @@ class CDConfig:
     tau: float = 1.0
     lambda_kd: float = 0.1
     n_top: int = 500
-    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or self.n_samples > self.n_top:
@@ -80,7 +78,7 @@ class CD(FrozenTeacherDistiller):
         seed: int = 0,
     ) -> None:
         super().__init__(student, teacher, dataset, config, device, seed)
-        topn = teacher.topn(dataset, config.n_top, "user", config.cache_dir, None, self.device)
+        topn = teacher.topn(dataset, config.n_top, "user", None, self.device)
         self.lists = TopLists(topn, dataset.n_items, PairSet.from_csr(dataset.train))  # (n_users, N)
         self.weight = make_weight("rank_aware", temperature=config.rank_temperature)
         self.samples: torch.Tensor | None = None

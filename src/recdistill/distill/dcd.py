@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -149,6 +149,9 @@ def draw_shares(rank_t: torch.Tensor) -> dict[str, float]:
 class DCD(RRD):
     """``L = L_base + λ_RRD·L_RRD + λ_UCD·L_UCD + λ_ICD·L_ICD`` (Eq. 9; ``+ λ_IR·L_IR`` with
     ``item_side``)."""
+
+    #: none: DCD draws its corrections chunk by chunk, so ``chunk`` changes its draws
+    speed_params: ClassVar[tuple[str, ...]] = ()
 
     name = "dcd"
     Config = DCDConfig

@@ -20,7 +20,7 @@ for every user's K items at the start of each epoch with the rank engine
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,7 +46,6 @@ class RDConfig:
     weighting: hybrid | position | discrepancy | uniform.
     dynamic_start_epoch: first epoch (0-based) with discrepancy weights (5).
     chunk: users per chunk for the student's ranks (None: the rank engine's default).
-    cache_dir: teacher top-K cache (None: off).
     """
 
     k: int = 10
@@ -56,7 +55,6 @@ class RDConfig:
     weighting: str = "hybrid"
     dynamic_start_epoch: int = 5
     chunk: int | None = None
-    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -115,6 +113,9 @@ def rd_weights(
 class RD(FrozenTeacherDistiller):
     """``L = (1-α)·L_base + α·L_RD``."""
 
+    #: the chunk size of the teacher's lists and the student's ranks: the same values at any size
+    speed_params: ClassVar[tuple[str, ...]] = ("chunk",)
+
     name = "rd"
     Config = RDConfig
     needs = "lists"
@@ -129,7 +130,7 @@ class RD(FrozenTeacherDistiller):
         seed: int = 0,
     ) -> None:
         super().__init__(student, teacher, dataset, config, device, seed)
-        topk = teacher.topn(dataset, config.k, "user", config.cache_dir, config.chunk, self.device)
+        topk = teacher.topn(dataset, config.k, "user", config.chunk, self.device)
         self.engine = RankEngine(dataset.train, self.device, chunk_size=config.chunk)
         self.topk = torch.from_numpy(topk.astype(np.int64))  # (n_users, K), -1 = padding
         self.valid = self.topk >= 0  # (n_users, K)

@@ -34,7 +34,7 @@ Registered names: ``rrd`` (user side), ``ir-rrd`` (item side), ``rrd+ir-rrd`` (b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -71,7 +71,6 @@ class RRDConfig:
         positive items) or "lists" (every item of the batch users' RRD lists, the IR-RRD
         authors' choice; see the module docstring).
     chunk: rows per chunk when the teacher's top-N lists are computed (None: the rank engine's default).
-    cache_dir: where the teacher's top-N lists are cached (None: not cached).
     """
 
     user_side: bool = True
@@ -89,7 +88,6 @@ class RRDConfig:
     lambda_ir: float = 1e-3
     item_rows: str = "positives"
     chunk: int | None = None
-    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.item_rows not in ITEM_ROWS:
@@ -150,6 +148,9 @@ def item_side_scores(student: Recommender, users: torch.Tensor, items: torch.Ten
 class RRD(FrozenTeacherDistiller):
     """``L = L_base + λ_RRD·L_RRD`` (+ ``λ_IR·L_IR`` with the item side)."""
 
+    #: the chunk size of the teacher's lists and the student's ranks: the same values at any size
+    speed_params: ClassVar[tuple[str, ...]] = ("chunk",)
+
     name = "rrd"
     Config = RRDConfig
     needs = "lists"
@@ -173,7 +174,7 @@ class RRD(FrozenTeacherDistiller):
         users, items = csr_pairs(dataset.train)
         self.user = self.item = None
         if c.user_side:
-            topn = teacher.topn(dataset, c.n_top, "user", c.cache_dir, c.chunk, self.device)
+            topn = teacher.topn(dataset, c.n_top, "user", c.chunk, self.device)
             observed = PairSet(users, items, dataset.n_items)
             self.user = _Side(
                 topn,
@@ -185,7 +186,7 @@ class RRD(FrozenTeacherDistiller):
                 c.sample_interesting,
             )
         if c.item_side:
-            topn = teacher.topn(dataset, c.item_n_top, "item", c.cache_dir, c.chunk, self.device)
+            topn = teacher.topn(dataset, c.item_n_top, "item", c.chunk, self.device)
             observed = PairSet(items, users, dataset.n_users)
             self.item = _Side(
                 topn,

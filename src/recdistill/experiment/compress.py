@@ -138,7 +138,8 @@ def compress(
     """Write and run :func:`compress_spec`'s spec under ``out``; print the table and the verdict;
     return the report's data."""
     from recdistill.experiment import Experiment
-    from recdistill.experiment.report import table_markdown, write_report
+    from recdistill.experiment.render import table_markdown
+    from recdistill.experiment.report import write_report
     from recdistill.experiment.spec import parse_spec
 
     out = Path(out)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from recdistill.experiment.plan import Planner
-from recdistill.experiment.report import build_report, table_markdown
+from recdistill.experiment.render import table_markdown
+from recdistill.experiment.report import build_report
 from recdistill.experiment.spec import ExperimentSpec, load_spec
 
 __all__ = ["DEMO_SPEC", "demo_summary", "run_demo"]

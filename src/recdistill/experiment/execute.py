@@ -95,9 +95,10 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
     record = {**record, "commits": previous + ([commit] if commit not in previous else [])}
     atomic_json(record, out / "task.json")
     cfg_dict = dict(record["config"])
-    teacher = record["deps"].get("teacher")
-    student = record["deps"].get("student")
-    if teacher is not None:
+    sources = dict(record["deps"])
+    teachers = {role: src for role, src in sources.items() if role != "student"}
+    if teachers:  # the run's config.yaml says what it was built from
+        teacher = teachers["teacher"] if list(teachers) == ["teacher"] else teachers
         cfg_dict["distill"] = {**cfg_dict["distill"], "teacher": teacher}
     if quiet:
         cfg_dict["train"] = {**cfg_dict["train"], "progress": False}
@@ -114,9 +115,7 @@ def _execute_locked(record: dict[str, Any], out: Path, quiet: bool, fresh: bool)
         try:
             fresh = fresh and (out / "metrics.json").is_file()
             if cfg.distill.method:
-                trainer = distill_run(
-                    cfg, out, teacher=teacher, student=student, resume=resume, fresh=fresh, prune=pruner
-                )[0]
+                trainer = distill_run(cfg, out, sources=sources, resume=resume, fresh=fresh, prune=pruner)[0]
             else:
                 trainer = train_run(cfg, out, resume=resume, log=print, fresh=fresh, prune=pruner)[0]
         except BaseException as exc:

@@ -14,7 +14,6 @@ its config for every seed. Until then its tasks (and those that start from it) a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -41,12 +40,13 @@ VOLATILE_KEYS = (
 #: is what earlier runs did), so that adding a setting does not make every stored run a new one
 NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
     ("train", "report_last"): False,
+    ("data", "split"): None,
+    ("data", "ratios"): None,
+    ("data", "order"): None,
 }
 #: the device a run trains on: the same experiment on any device (``experiment run --device``),
 #: so it reads as this value in every key (the value every key held before this rule: old keys stay)
 KEY_DEVICE = "cpu"
-#: method parameters left out of a run's key (where a cache lives)
-VOLATILE_METHOD_PARAMS = ("cache_dir",)
 #: method parameters added after runs were stored, left out of a key at the value that gives
 #: what earlier runs did (issue #33: DCD's candidates, IR-RRD's rows), so those runs keep their keys
 NEUTRAL_METHOD_PARAMS: dict[str, Any] = {"candidates": "all", "n_candidates": 500, "item_rows": "positives"}
@@ -75,8 +75,7 @@ def run_key(config: dict[str, Any], deps: dict[str, str], method_params: dict[st
         params = {
             k: v
             for k, v in method_params.items()
-            if k not in VOLATILE_METHOD_PARAMS
-            and not (k in NEUTRAL_METHOD_PARAMS and v == NEUTRAL_METHOD_PARAMS[k])
+            if not (k in NEUTRAL_METHOD_PARAMS and v == NEUTRAL_METHOD_PARAMS[k])
         }
         cfg["distill"]["params"] = json.loads(json.dumps(params))
     blob = json.dumps({"v": KEY_VERSION, "config": cfg, "deps": deps}, sort_keys=True)
@@ -267,10 +266,7 @@ class Planner:
             params = {**inherited, **params}
         deps: dict[str, Any] = {}
         dep_keys: dict[str, str] = {}
-        for role in ("teacher", "student"):
-            ref = getattr(run, role)
-            if ref is None:
-                continue
+        for role, ref in run.sources.items():
             if ref in self.spec.runs:
                 dep = self.task(ref, self.dep_seed(ref, seed))
                 if dep is None:
@@ -284,7 +280,8 @@ class Planner:
         if run.method:
             from recdistill.runs import method_config
 
-            method_params = dataclasses.asdict(method_config(config)[1])
+            cls, method_conf = method_config(config)
+            method_params = cls.key_params(method_conf)
         if prune is not None:
             fixed = {k: prune[k] for k in ("pruner", "mode", "metric", "after")}
             dep_keys["prune"] = json.dumps(fixed, sort_keys=True)
@@ -321,7 +318,7 @@ class Planner:
             if name in out:
                 return
             run = self.spec.runs[name]
-            for ref in (run.teacher, run.student, run.inherit):
+            for ref in run.refs():
                 if ref in self.spec.runs:
                     add(ref)
             out.append(name)

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from recdistill.config import deep_merge, load_yaml, parse_set
-from recdistill.errors import MissingFileError, RecdistillError
+from recdistill.errors import MissingFileError, RecdistillError, UnknownNameError
 from recdistill.experiment.pruning import check_pruner
 
 __all__ = [
@@ -90,11 +90,12 @@ class SearchSpec:
 class RunSpec:
     """One run of the experiment: a base-model run (no ``method``) or a distillation run from
     ``teacher`` (and ``student``, for methods that train both), each the name of another run or
-    a path. ``set``: dotted overrides. ``seeds``: pins the run's seeds (else the experiment's)."""
+    a path; for a method with several roles, ``teacher`` maps role -> run or path. ``set``:
+    dotted overrides. ``seeds``: pins the run's seeds (else the experiment's)."""
 
     name: str
     method: str = ""
-    teacher: str | None = None
+    teacher: str | dict[str, str] | None = None
     student: str | None = None
     set: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None
@@ -104,6 +105,19 @@ class RunSpec:
     seed_offset: int = (
         0  # train.seed = the seed + this (a second model of one config, e.g. a same-size partner)
     )
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Role -> the run (or path) it is built from: ``teacher`` (a single one is the role
+        ``teacher``) and ``student``."""
+        out = {"teacher": self.teacher} if isinstance(self.teacher, str) else dict(self.teacher or {})
+        if self.student is not None:
+            out["student"] = self.student
+        return out
+
+    def refs(self) -> tuple[str, ...]:
+        """The names this run refers to (its sources and the run it inherits from)."""
+        return (*self.sources.values(), *([self.inherit] if self.inherit else []))
 
 
 @dataclass(frozen=True)
@@ -319,7 +333,7 @@ def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
     return RunSpec(
         name=name,
         method=r.get("method", str, ""),
-        teacher=r.get("teacher", str),
+        teacher=_teacher(r.get("teacher", (str, dict)), f"{where}.teacher"),
         student=r.get("student", str),
         set=_check_dotted(r.get("set", dict, {}), f"{where}.set"),
         seeds=r.ints("seeds"),
@@ -328,6 +342,18 @@ def _run(name: str, data: Any, where: str, path: Path | None) -> RunSpec:
         inherit=r.get("inherit", str),
         seed_offset=r.get("seed_offset", int, 0),
     )
+
+
+def _teacher(value: str | dict[str, Any] | None, where: str) -> str | dict[str, str] | None:
+    """``teacher``: a run (or path), or role -> run for a method with several teachers."""
+    if not isinstance(value, dict):
+        return value
+    for role, ref in value.items():
+        if not isinstance(ref, str) or not PLAIN_NAME.fullmatch(str(role)):
+            raise RecdistillError(
+                f"{where}.{role}: expected role: run (a run of this spec or a path), got {ref!r}"
+            )
+    return {str(k): v for k, v in value.items()}
 
 
 def _table(data: Any, where: str, runs: dict[str, RunSpec]) -> TableSpec:
@@ -398,15 +424,14 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
         for n, v in runs_data.items()
     }
     for run in runs.values():
-        for role in ("teacher", "student"):
-            ref = getattr(run, role)
-            if ref is not None and ref not in runs and not Path(ref).exists():
+        for role, ref in run.sources.items():
+            if ref not in runs and not Path(ref).exists():
                 raise RecdistillError(
                     f"{where}.runs.{run.name}.{role}: {ref!r} is neither a run of this spec nor a path"
                 )
-        if run.method and run.method not in ("bd",) and run.teacher is None:
-            raise RecdistillError(f"{where}.runs.{run.name}: method {run.method!r} needs a teacher")
-        if not run.method and (run.teacher or run.student):
+        if run.method:
+            _check_roles(run, f"{where}.runs.{run.name}")
+        elif run.teacher or run.student:
             raise RecdistillError(f"{where}.runs.{run.name}: teacher/student need a method")
     for run in runs.values():
         if run.inherit is not None and (run.inherit not in runs or runs[run.inherit].search is None):
@@ -465,7 +490,8 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
         elif kind == "rank-difference":
             for key, name in (("run", fig.run), ("vs", fig.vs)):
                 bd = runs.get(name)
-                starts_from_two = bd is not None and bd.teacher in runs and bd.student in runs
+                srcs = bd.sources if bd is not None else {}
+                starts_from_two = srcs.get("teacher") in runs and srcs.get("student") in runs
                 if (key == "run" or name) and not starts_from_two:
                     raise RecdistillError(
                         f"{at}.{key}: expected a run that starts from a teacher run and a student run "
@@ -508,6 +534,28 @@ def parse_spec(data: Any, path: Path | None = None) -> ExperimentSpec:
     )
 
 
+def _check_roles(run: RunSpec, where: str) -> None:
+    """The run gives every frozen teacher its method needs and no role it does not know
+    (the method's ``Roles`` with its default parameters)."""
+    from recdistill.distill import load_distillers
+
+    try:
+        cls = load_distillers().get(run.method)
+    except UnknownNameError as exc:
+        raise RecdistillError(f"{where}: {exc}") from None
+    roles = cls.roles(cls.build_config({}))
+    for role in roles.teachers:
+        if role not in run.sources:
+            what = "a teacher" if role == "teacher" else f"teacher.{role}"
+            raise RecdistillError(f"{where}: method {run.method!r} needs {what}")
+    for role in run.sources:
+        if role not in roles.teachers + roles.models:
+            raise RecdistillError(
+                f"{where}: method {run.method!r} has no role {role!r}; its roles: "
+                f"{', '.join(roles.teachers + roles.models)}"
+            )
+
+
 def _check_acyclic(runs: dict[str, RunSpec], where: str) -> None:
     state: dict[str, int] = {}
 
@@ -518,7 +566,7 @@ def _check_acyclic(runs: dict[str, RunSpec], where: str) -> None:
             raise RecdistillError(f"{where}.runs: circular dependency {' -> '.join([*chain, name])}")
         state[name] = 1
         run = runs[name]
-        for ref in (run.teacher, run.student, run.inherit):
+        for ref in run.refs():
             if ref in runs:
                 visit(ref, [*chain, name])
         state[name] = 2

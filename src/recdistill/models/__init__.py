@@ -14,21 +14,25 @@ The family comes from the dataset's description (``DatasetSpec.sizes``; files: `
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Any
 
 from recdistill.data.dataset import Dataset
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender
-from recdistill.models.bpr import BPR
-from recdistill.models.cdae import CDAE
-from recdistill.models.neumf import NeuMF
-from recdistill.registry import Registry
+from recdistill.models.base import MODELS, Batch, Recommender, register_model
 
-MODELS: Registry[type[Recommender]] = Registry("model")
-for _name, _cls in (("bpr", BPR), ("neumf", NeuMF), ("cdae", CDAE)):
-    _cls.name = _name
-    MODELS.register(_name)(_cls)
+#: modules of this package that hold no model
+_SUPPORT_MODULES = frozenset({"base", "store"})
+# every model file registers itself (``@register_model``): adding a model is adding a file
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name not in _SUPPORT_MODULES and not _mod.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod.name}")
+
+from recdistill.models.bpr import BPR  # noqa: E402  (imported above; named for the API)
+from recdistill.models.cdae import CDAE  # noqa: E402
+from recdistill.models.neumf import NeuMF  # noqa: E402
 
 PRESETS: dict[str, dict[str, int]] = {
     "bd": {"teacher": 50, "student": 5},
@@ -107,5 +111,6 @@ __all__ = [
     "build_model",
     "model_from_spec",
     "preset_family",
+    "register_model",
     "resolve_dim",
 ]

@@ -1,15 +1,23 @@
-"""The contract every recommender follows (RecBole's two-method shape, plus pair scores).
+"""The contract every recommender follows (RecBole's two-method shape, plus pair scores), and
+the registry every model file registers itself in (``@register_model("name")``).
 
-Distillation methods are model-agnostic: they only call ``score_all`` and ``score``.
+Distillation methods are model-agnostic: they only call ``score_all`` and ``score``. A model
+whose scores need a preparation step (LightGCN's graph propagation) does it in
+:meth:`Recommender.scoring`, which every ranking pass enters once (the rank engine, the
+evaluator, a frozen teacher).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from recdistill.registry import Registry
 
 
 def lookup(emb: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
@@ -129,6 +137,13 @@ class Recommender(nn.Module):
         """The model's own collaborative-filtering loss on a batch (a scalar)."""
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def scoring(self) -> Iterator[None]:
+        """A ranking pass: inside, the parameters do not change and no gradient flows, so a
+        model may prepare what its scores share once (LightGCN: the propagated embeddings)
+        instead of once per chunk. Default: nothing to prepare."""
+        yield
+
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -136,3 +151,20 @@ class Recommender(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+M = TypeVar("M", bound=type[Recommender])
+
+MODELS: Registry[type[Recommender]] = Registry("model")
+"""Recommenders by name, one file per model (``recdistill.models`` imports every file)."""
+
+
+def register_model(name: str) -> Callable[[M], M]:
+    """Class decorator: register the model under ``name`` (and set its ``name``)."""
+
+    def deco(cls: M) -> M:
+        cls.name = name
+        MODELS.register(name)(cls)
+        return cls
+
+    return deco

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender, lookup
+from recdistill.models.base import Batch, Recommender, lookup, register_model
 
 
+@register_model("bpr")
 class BPR(Recommender):
     """Matrix factorisation. ``dim``: embedding size (BD CiteULike: 50 teacher / 5 student;
     DCD: 200 / 20). ``init_std``: std of the normal initialisation. ``reg``: per-sample L2."""

@@ -23,11 +23,12 @@ from torch import nn
 
 from recdistill.data.pairs import csr_positions
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender, lookup
+from recdistill.models.base import Batch, Recommender, lookup, register_model
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
 
 
+@register_model("cdae")
 class CDAE(Recommender):
     """``train``: the (n_users x n_items) CSR training matrix whose rows are the inputs.
     ``dim``: hidden size of all layers (BD CiteULike: 50 teacher, 2.81M parameters / 5

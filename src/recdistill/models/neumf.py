@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdistill.errors import RecdistillError
-from recdistill.models.base import Batch, Recommender, lookup
+from recdistill.models.base import Batch, Recommender, lookup, register_model
 
 
+@register_model("neumf")
 class NeuMF(Recommender):
     """``dim``: size of each branch's user/item embeddings and of the MLP layers (BD CiteULike:
     50 teacher, 3.05M parameters / 5 student, 0.30M)."""

@@ -49,13 +49,19 @@ def source_device(model: Any, default: torch.device) -> torch.device:
 
 @contextlib.contextmanager
 def scoring_mode(*models: Any) -> Iterator[None]:
-    """Eval mode and no_grad for the duration; the modules' train flags are restored."""
+    """Eval mode, no_grad and each model's ranking pass (``Recommender.scoring``: a model that
+    prepares its scores, e.g. LightGCN's propagation, does it once) for the duration; the
+    modules' train flags are restored."""
     mods = [m for m in models if isinstance(m, nn.Module)]
     flags = [m.training for m in mods]
     try:
         for m in mods:
             m.eval()
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.ExitStack() as passes:
+            for m in mods:
+                prepare = getattr(m, "scoring", None)
+                if callable(prepare):
+                    passes.enter_context(prepare())
             yield
     finally:
         for m, f in zip(mods, flags):

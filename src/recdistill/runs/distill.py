@@ -1,23 +1,24 @@
 """``recdistill distill``: one entry point for every registered distiller.
 
 :func:`distill_run` validates the method's parameters first (before the dataset or a teacher is
-loaded), then builds what the method trains:
+loaded), asks the method for its :class:`~recdistill.distill.base.Roles` (the method protocol;
+this module names no method) and builds them:
 
-- a frozen-teacher method (RD, CD, RRD, IR-RRD, ...): the teacher from ``distill.teacher`` (a run
-  directory, a score or list file, a model) and a student from ``config.model``;
-- a method that trains both models (``trains_teacher``, BD): teacher and student from run
-  directories or from scratch (sizes from the presets or the method's ``teacher_dim`` /
-  ``student_dim``), the fixed one if any left out of training;
+- each frozen ``teachers`` role from its source (``distill.teacher``: a run directory, a score or
+  list file, a model; a mapping role -> source for several), as a
+  :class:`~recdistill.distill.teacher.Teacher` that caches its top-N lists;
+- each ``models`` role from ``config.model`` (architecture; size: the method's ``dims``, else
+  ``model.dim``, else the preset named like the role), or from a run given for the role;
 
-writes ``config.yaml`` and ``distill.json`` (method, formulas, parameters, starting points) and
-trains with :class:`recdistill.train.Trainer`; the method's :meth:`run_metrics` go into
-``metrics.json``.
+then ``Distiller.build``; writes ``config.yaml`` and ``distill.json`` (method, formulas,
+parameters, starting points) and trains with :class:`recdistill.train.Trainer`; the method's
+:meth:`run_metrics` go into ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from recdistill.config import Config
 from recdistill.data.catalog import dataset_summary
 from recdistill.data.dataset import Dataset
 from recdistill.distill import load_distillers
-from recdistill.distill.base import Distiller
+from recdistill.distill.base import Distiller, Parts, Roles
 from recdistill.errors import RecdistillError
 from recdistill.models import build_model
 from recdistill.models.base import Recommender
@@ -66,43 +67,37 @@ def distill_run(
     stop_after: int | None = None,
     fresh: bool = False,
     prune: Callable[[list[tuple[int, dict[str, float]]]], bool] | None = None,
+    sources: Mapping[str, Any] | None = None,
 ) -> tuple[Trainer, Distiller, dict[str, Any]]:
     """Train with ``config.distill.method``; returns (trainer, distiller, metrics).
 
-    teacher: overrides ``distill.teacher`` (a run directory, a score/list file, a Recommender or a
-    Teacher). student: a pre-trained student run directory (methods that train both models).
-    cache_dir: where a frozen teacher's top-N lists are cached (default ``<teacher run>/cache``
-    for a run directory) unless the method's ``cache_dir`` parameter is set. stop_after: return
-    after this many epochs without finishing (an interruption; ``{}`` metrics). fresh: replace a
-    finished run in ``out_dir`` (staged; :func:`recdistill.runs.store.run_directory`). prune:
-    stops the run after a validation (a search's pruner; see ``Trainer``).
+    sources: role -> what the role is built from (a run directory, a score/list file, a
+    Recommender or a Teacher), over ``distill.teacher``; ``teacher`` and ``student`` are the
+    roles of those names. cache_dir: where the frozen teachers' top-N lists are cached
+    (default: a teacher run's ``cache/``). stop_after: return after this many epochs without
+    finishing (an interruption; ``{}`` metrics). fresh: replace a finished run in ``out_dir``
+    (staged; :func:`recdistill.runs.store.run_directory`). prune: stops the run after a
+    validation (a search's pruner; see ``Trainer``).
     """
     cls, params = method_config(config)  # checked before anything is loaded
-    source = teacher if teacher is not None else config.distill.teacher
-    run: Callable[..., tuple[Distiller, dict[str, Any]]]
-    if cls.trains_teacher:
-        run = _two_model_setup
-    else:
-        if student is not None:
-            raise RecdistillError(
-                f"{cls.name}: the student starts from scratch; --student is for methods "
-                "that train both models (bd)"
-            )
-        if source is None:
-            raise RecdistillError(f"{cls.name}: give a teacher (--teacher RUN_DIR or a score/list file)")
-        run = _frozen_teacher_setup
-    kd_start = int(getattr(params, "warmup_epochs", 0))
+    roles = cls.roles(params)
+    given: dict[str, Any] = {**config.distill.sources(), **dict(sources or {})}
+    for role, value in (("teacher", teacher), ("student", student)):
+        if value is not None:
+            given[role] = value
+    check_sources(cls.name, roles, given)
+    kd_start = cls.kd_start(params)
     if config.train.epochs <= kd_start:
         raise RecdistillError(
-            f"train.epochs={config.train.epochs} <= warmup_epochs={kd_start}: {cls.name} would apply no "
-            "distillation; give more epochs or a shorter warm-up"
+            f"train.epochs={config.train.epochs}: {cls.name} distils from epoch {kd_start + 1} (its "
+            "warm-up), so it would apply no distillation; give more epochs or a shorter warm-up"
         )
     check_device(config.train.device)
     with run_directory(out_dir, resume, fresh) as out:
         if dataset is None:
             dataset = load_dataset_for(config)
             log(dataset_summary(dataset))
-        distiller, info = run(cls, params, config, dataset, source, student, cache_dir)
+        distiller, info = _build(cls, roles, params, config, dataset, given, cache_dir)
         log(distiller.describe())
         if out is not None:
             write_config(config, out)
@@ -113,86 +108,86 @@ def distill_run(
                 "params": dataclasses.asdict(distiller.config),
             }
             atomic_json({**record, **info}, out / "distill.json")
-        stop_on = getattr(params, "stop_on", None)
-        primary = "student" if "student" in distiller.models else "teacher"
+        primary = roles.primary if roles.primary in distiller.models else next(iter(distiller.models))
+
+        def extra(metrics: dict[str, Any]) -> dict[str, Any]:
+            # epochs with distillation terms (BD: after its warm-up), and the method's own figures
+            done = max(0, int(metrics["epochs_run"]) - distiller.kd_start_epoch())
+            return {"distilled_epochs": done, **distiller.run_metrics()}
+
         trainer = Trainer(
-            distiller.models, distiller, dataset, config, out, primary=primary, stop_on=stop_on, prune=prune
+            distiller.models,
+            distiller,
+            dataset,
+            config,
+            out,
+            primary=primary,
+            stop_on=roles.stop_on,
+            prune=prune,
+            extra_metrics=extra,  # metrics.json written once, with them
         )
         metrics = trainer.fit(resume=resume, stop_after=stop_after)
-        if metrics:
-            # epochs with distillation terms (BD: after its warm-up), and the method's own figures
-            metrics["distilled_epochs"] = max(0, int(metrics["epochs_run"]) - distiller.kd_start_epoch())
-            metrics.update(distiller.run_metrics())
-            if out is not None:
-                atomic_json(metrics, out / "metrics.json")
     return trainer, distiller, metrics
 
 
-def _frozen_teacher_setup(
-    cls: type[Distiller],
-    params: Any,
-    config: Config,
-    dataset: Dataset,
-    source: Any,
-    student: Any,
-    cache_dir: str | Path | None,
-) -> tuple[Distiller, dict[str, Any]]:
-    device = config.train.device
-    if cache_dir is None and isinstance(source, (str, Path)) and Path(source).is_dir():
-        cache_dir = Path(source) / "cache"
-    if cache_dir is not None and getattr(params, "cache_dir", "absent") is None:
-        params = dataclasses.replace(params, cache_dir=str(cache_dir))
-    teacher = load_teacher(source, dataset, device)
-    torch.manual_seed(config.train.seed)
-    mc = config.model
-    model = build_model(mc.name, dataset, size=mc.size, dim=mc.dim, **mc.params).to(device)
-    factory: Any = cls  # a FrozenTeacherDistiller: (student, teacher, dataset, config, device, seed)
-    distiller = factory(model, teacher, dataset, params, device=device, seed=config.train.seed)
-    info = {
-        "teacher": teacher.source,
-        "teacher_fingerprint": teacher.fingerprint,
-        "student_parameters": model.n_parameters,
-    }
-    return distiller, info
-
-
-def _two_model_setup(
-    cls: type[Distiller],
-    params: Any,
-    config: Config,
-    dataset: Dataset,
-    teacher_run: Any,
-    student_run: Any,
-    cache_dir: str | Path | None,
-) -> tuple[Distiller, dict[str, Any]]:
-    for role, run in (("teacher", teacher_run), ("student", student_run)):
-        if params.fixed == role and run is None:
-            raise RecdistillError(
-                f"{cls.name} with fixed={role!r} needs a pre-trained {role} run (--{role} RUN)"
+def check_sources(method: str, roles: Roles, given: Mapping[str, Any]) -> None:
+    """One line for a role the method lacks, does not know, or trains from scratch (before
+    anything is loaded)."""
+    for role in given:
+        if role in roles.teachers or role in roles.may_start:
+            continue
+        what = "; ".join(
+            [f"frozen: {', '.join(roles.teachers)}"] * bool(roles.teachers)
+            + [f"trained from scratch: {', '.join(r for r in roles.models if r not in roles.may_start)}"]
+            * any(r not in roles.may_start for r in roles.models)
+            + [f"trained, from a run or scratch: {', '.join(roles.may_start)}"] * bool(roles.may_start)
+        )
+        raise RecdistillError(f"{method}: no run or file to give for role {role!r}; its roles: {what}")
+    for role in roles.teachers:
+        if given.get(role) is None:
+            flag = (
+                "--teacher RUN_DIR or a score/list file" if role == "teacher" else f"--teacher {role}=RUN_DIR"
             )
-    torch.manual_seed(config.train.seed)
-    teacher = _init_model(config, dataset, "teacher", teacher_run, params.teacher_dim)
-    student_dim = params.student_dim if params.student_dim is not None else config.model.dim
-    student = _init_model(config, dataset, "student", student_run, student_dim)
+            raise RecdistillError(f"{method}: give a {role} ({flag})")
+    for role in roles.need_start:
+        if given.get(role) is None:
+            raise RecdistillError(f"{method} needs a pre-trained {role} run (--{role} RUN)")
+
+
+def _build(
+    cls: type[Distiller],
+    roles: Roles,
+    params: Any,
+    config: Config,
+    dataset: Dataset,
+    given: Mapping[str, Any],
+    cache_dir: str | Path | None,
+) -> tuple[Distiller, dict[str, Any]]:
+    """The method's teachers and models (``roles``), then the distiller; with the record's facts."""
     device = torch.device(config.train.device)
-    teacher.to(device)
-    student.to(device)
-    factory: Any = cls  # trains_teacher: (teacher, student, dataset, config, device, seed)
-    distiller = factory(teacher, student, dataset, params, device=device, seed=config.train.seed)
-    info = {
-        "teacher_run": None if teacher_run is None else str(teacher_run),
-        "student_run": None if student_run is None else str(student_run),
-        "teacher_parameters": teacher.n_parameters,
-        "student_parameters": student.n_parameters,
-    }
+    teachers = {r: load_teacher(given[r], dataset, device, cache_dir) for r in roles.teachers}
+    torch.manual_seed(config.train.seed)
+    models = {r: _init_model(config, dataset, r, given.get(r), roles.dims).to(device) for r in roles.models}
+    distiller = cls.build(Parts(models, teachers, dataset, params, device, config.train.seed))
+    info: dict[str, Any] = {}
+    for r, t in teachers.items():
+        info[r] = t.source
+        info[f"{r}_fingerprint"] = t.fingerprint
+    for r, m in models.items():
+        if r in given:
+            info[f"{r}_run"] = str(given[r])
+        info[f"{r}_parameters"] = m.n_parameters
     return distiller, info
 
 
 def _init_model(
-    config: Config, dataset: Dataset, role: str, run: str | Path | None, dim: int | None
+    config: Config, dataset: Dataset, role: str, run: Any, dims: Mapping[str, int | None]
 ) -> Recommender:
-    """A pre-trained model from a run directory (its ``role`` model, e.g. a BD run's teacher, or
-    its only one), or a fresh one of the ``role`` preset / ``dim``."""
+    """A model of ``role``: from a run directory (its ``role`` model, e.g. a BD run's teacher, or
+    its only one) or a given model, else fresh at ``dims[role]`` (None: the ``role`` preset) for
+    a role in ``dims``, else at ``model.dim`` or the ``role`` preset (:class:`Roles`)."""
+    if isinstance(run, Recommender):
+        return run.train()
     if run is not None:
         model = run_model(run, dataset, role)
         if model.name != config.model.name:
@@ -201,4 +196,5 @@ def _init_model(
             )
         return model.train()
     mc = config.model
+    dim = dims[role] if role in dims else mc.dim
     return build_model(mc.name, dataset, size=None if dim is not None else role, dim=dim, **mc.params)

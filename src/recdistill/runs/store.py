@@ -240,14 +240,15 @@ class Run:
         was_training = model.training
         model.eval()
         try:
-            items, scores = top_k(
-                model.score_all,
-                self.dataset.n_items,
-                torch.from_numpy(idx).to(device),
-                k,
-                exclude,
-                device=device,
-            )
+            with torch.no_grad(), model.scoring():  # one ranking pass (LightGCN: one propagation)
+                items, scores = top_k(
+                    model.score_all,
+                    self.dataset.n_items,
+                    torch.from_numpy(idx).to(device),
+                    k,
+                    exclude,
+                    device=device,
+                )
         finally:
             model.train(was_training)
         n = len(idx)
@@ -296,11 +297,22 @@ def run_model(
     raise RecdistillError(f"{run_dir}: holds models {sorted(models)}; expected one model or a {role!r}")
 
 
-def load_teacher(source: Any, dataset: Dataset, device: str | torch.device = "cpu") -> Teacher:
+def load_teacher(
+    source: Any,
+    dataset: Dataset,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+) -> Teacher:
     """A frozen :class:`~recdistill.distill.teacher.Teacher` from a run directory (its teacher, or
-    its only model), a trained :class:`Recommender`, a score file or a ranked-list file."""
+    its only model), a trained :class:`Recommender`, a score file or a ranked-list file. Its
+    top-N lists are cached in ``cache_dir``, by default a run directory's ``cache/`` folder."""
     if isinstance(source, Teacher):
-        return source
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        return ModelTeacher(run_model(source, dataset, "teacher", device), source=str(source))
-    return load_teacher_file(source, dataset, device)
+        teacher = source
+    elif isinstance(source, (str, Path)) and Path(source).is_dir():
+        teacher = ModelTeacher(run_model(source, dataset, "teacher", device), source=str(source))
+        cache_dir = cache_dir if cache_dir is not None else Path(source) / "cache"
+    else:
+        teacher = load_teacher_file(source, dataset, device)
+    if cache_dir is not None:
+        teacher.cache_dir = Path(cache_dir)
+    return teacher

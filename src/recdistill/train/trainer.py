@@ -51,7 +51,6 @@ Contract (what a distiller codes against)
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 import time
@@ -63,13 +62,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recdistill.atomic import atomic_json, atomic_text, atomic_torch_save, safe_torch_load
 from recdistill.config import Config
 from recdistill.data.dataset import Dataset
 from recdistill.data.pairs import csr_pairs
 from recdistill.errors import RecdistillError, RunInterrupted
 from recdistill.models.base import Batch, Recommender
-from recdistill.models.store import save_model
 from recdistill.parallel import (
     all_sum_,
     average_gradients,
@@ -81,6 +78,8 @@ from recdistill.parallel import (
 )
 from recdistill.ranking.negatives import NegativeSampler
 from recdistill.train.optim import make_optimizer
+from recdistill.train.progress import EpochProgress
+from recdistill.train.writer import RunWriter
 
 PROTOCOLS = ("full", "sampled")
 
@@ -145,6 +144,8 @@ class Trainer:
     interruption too); True stops the run there (a search's pruner,
     ``recdistill.experiment.pruning``). The run then finishes as an early-stopped one (best
     state, test metrics) and its metrics say ``pruned_at``.
+    ``extra_metrics``: called with the final metrics, returns figures to add to them (a
+    distiller's refresh times, its distilled epochs) before ``metrics.json`` is written, once.
     """
 
     def __init__(
@@ -157,6 +158,7 @@ class Trainer:
         primary: str | None = None,
         stop_on: Sequence[str] | None = None,
         prune: Callable[[list[tuple[int, dict[str, float]]]], bool] | None = None,
+        extra_metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         if not models:
             raise RecdistillError("Trainer needs at least one model to train")
@@ -165,7 +167,9 @@ class Trainer:
         self.dataset = dataset
         self.config = config
         self.tc = config.train
+        self.extra_metrics = extra_metrics
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.writer = RunWriter(self.out_dir)
         self.primary = primary or _default_primary(models)
         if self.primary not in models:
             raise RecdistillError(f"primary model {self.primary!r} not in {sorted(models)}")
@@ -180,6 +184,8 @@ class Trainer:
         self.device = torch.device(self.tc.device)
         self.protocol = config.resolved_protocol()
         self.monitor = config.resolved_monitor()
+        #: the protocols of the final metrics (a ratio split: full ranking only)
+        self.protocols = ("full",) if dataset.multi_heldout else PROTOCOLS
         torch.manual_seed(self.tc.seed)
         self.generator = torch.Generator().manual_seed(self.tc.seed)
         self.world_size = world()[1]
@@ -420,39 +426,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path | None:
-        return None if self.out_dir is None else self.out_dir / "checkpoint.pt"
-
-    def _log(self, record: dict[str, Any]) -> None:
-        if self.out_dir is None or not is_main():
-            return
-        with open(self.out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def _trim_log(self) -> None:
-        """Drop log lines of epochs after the checkpoint (written before an interruption). A torn
-        last line (what a crash mid-write leaves) is dropped too; a bad line before it is an error."""
-        path = self.out_dir / "log.jsonl" if self.out_dir else None
-        if path is None or not path.exists():
-            return
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-        keep = []
-        for i, ln in enumerate(lines):
-            try:
-                rec = json.loads(ln)
-                epoch = int(rec["epoch"])
-            except (ValueError, KeyError, TypeError):
-                if i == len(lines) - 1:
-                    print(
-                        f"recdistill: {path}: dropped a torn last line (epoch not recorded)", file=sys.stderr
-                    )
-                    continue
-                raise RecdistillError(
-                    f"{path}: line {i + 1} is not a log record ({ln[:40]!r}); remove the line, or train "
-                    "without --resume"
-                ) from None
-            if epoch <= self.epoch:
-                keep.append(ln)
-        atomic_text("".join(ln + "\n" for ln in keep), path)
+        return self.writer.checkpoint_path
 
     # ---------------------------------------------------------------- main loop
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
@@ -462,15 +436,11 @@ class Trainer:
         after this many epochs in total without finishing (simulates an interruption; used in
         tests). Returns the final metrics (see :meth:`final_metrics`), or ``{}`` if stopped early.
         """
-        ckpt = self.checkpoint_path
-        if self.out_dir is not None and ckpt is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if resume and ckpt.exists():
-                self.load_state_dict(safe_torch_load(ckpt, "checkpoint"))
-                self._trim_log()
-            elif (self.out_dir / "log.jsonl").exists() and is_main():
-                (self.out_dir / "log.jsonl").unlink()
-        bar = self._epoch_bar()
+        state = self.writer.start(resume)
+        if state is not None:
+            self.load_state_dict(state)
+            self.writer.trim_log(self.epoch)
+        bar = EpochProgress(self.tc.progress, self.tc.epochs, self.epoch, self.primary, self.monitor)
         try:
             while self.epoch < self.tc.epochs and not self.stopped:
                 if stop_after is not None and self.epoch >= stop_after:
@@ -479,48 +449,19 @@ class Trainer:
         except KeyboardInterrupt:
             raise RunInterrupted(self._interrupted_message()) from None
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return self.finish()
 
-    def _epoch_bar(self) -> Any:
-        """A bar over epochs (total, ETA, last validation) on a terminal; else None."""
-        if not (self.tc.progress and sys.stderr.isatty() and is_main()):
-            return None
-        return tqdm(total=self.tc.epochs, initial=self.epoch, desc="epochs", unit="epoch", leave=False)
-
-    def _progress(self, bar: Any, record: dict[str, Any], t_epoch: float) -> None:
-        """The bar's postfix, or (output not a terminal) one line per validation on stderr."""
-        best = self.best[self.primary]
-        if "valid" in record:
-            last = record["valid"][self.primary][self.monitor]
-            text = f"valid {self.monitor} {last:.4f} (best {best['score']:.4f} at epoch {best['epoch']})"
-        else:
-            text = None
-        if bar is not None:
-            bar.update(1)
-            if text:
-                bar.set_postfix_str(text)
-            return
-        if text and self.tc.progress and is_main():
-            eta = (self.tc.epochs - self.epoch) * t_epoch
-            print(
-                f"epoch {self.epoch}/{self.tc.epochs}: {text}, {t_epoch:.1f} s/epoch, at most "
-                f"{eta / 60:.1f} min left",
-                file=sys.stderr,
-                flush=True,
-            )
-
     def _interrupted_message(self) -> str:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+        done = self.writer.checkpoint_epoch()
+        if done is None:
             return f"interrupted in epoch {self.epoch + 1}; no checkpoint was written (no run directory)"
-        done = safe_torch_load(self.checkpoint_path, "checkpoint")["epoch"]
         return (
             f"interrupted in epoch {self.epoch + 1}; the checkpoint of epoch {done} is in {self.out_dir}: "
             "run the same command with --resume to continue"
         )
 
-    def _one_epoch(self, bar: Any) -> None:
+    def _one_epoch(self, bar: EpochProgress) -> None:
         """Train one epoch, validate when due, checkpoint, log."""
         t0 = time.perf_counter()
         losses = self.train_epoch(self.epoch)
@@ -535,9 +476,9 @@ class Trainer:
             record["best_epoch"] = self.best[self.primary]["epoch"]
         last = self.epoch >= self.tc.epochs or self.stopped
         if self.checkpoint_path is not None and (self.epoch % self.tc.checkpoint_every == 0 or last):
-            atomic_torch_save(self.state_dict(), self.checkpoint_path)
-        self._log(record)
-        self._progress(bar, record, time.perf_counter() - t0)
+            self.writer.checkpoint(self.state_dict())
+        self.writer.log(record)
+        bar.update(self.epoch, record, self.best[self.primary], time.perf_counter() - t0)
 
     def finish(self) -> dict[str, Any]:
         """Load every model's best state, write ``<name>.pt`` and ``metrics.json``."""
@@ -548,25 +489,20 @@ class Trainer:
             for n, m in self.models.items():
                 last[n] = {"epoch": self.epoch}
                 for split in ("valid", "test"):
-                    last[n][split] = {p: self.evaluate(m, split, p) for p in PROTOCOLS}
+                    last[n][split] = {p: self.evaluate(m, split, p) for p in self.protocols}
         for n, m in self.models.items():
             if n in self.best_states:
                 m.load_state_dict(self.best_states[n])
         metrics = self.final_metrics()
         for n, res in last.items():
             metrics["models"][n]["last"] = res
-        if self.out_dir is not None:
-            for n, m in self.models.items():
-                save_model(
-                    m,
-                    self.out_dir / f"{n}.pt",
-                    extra={
-                        "best_epoch": self.best[n]["epoch"],
-                        "dataset": self.dataset.name,
-                        "dataset_fingerprint": self.dataset.fingerprint,
-                    },
-                )
-            atomic_json(metrics, self.out_dir / "metrics.json")
+        if self.extra_metrics is not None:
+            metrics.update(self.extra_metrics(metrics))
+        data = {"dataset": self.dataset.name, "dataset_fingerprint": self.dataset.fingerprint}
+        self.writer.models(
+            self.models, {n: {"best_epoch": self.best[n]["epoch"], **data} for n in self.models}
+        )
+        self.writer.metrics(metrics)
         return metrics
 
     def final_metrics(self) -> dict[str, Any]:
@@ -593,6 +529,6 @@ class Trainer:
                 "best_epoch": self.best[n]["epoch"],
             }
             for split in ("valid", "test"):
-                res[split] = {p: self.evaluate(m, split, p) for p in PROTOCOLS}
+                res[split] = {p: self.evaluate(m, split, p) for p in self.protocols}
             out["models"][n] = res
         return out
