@@ -336,8 +336,8 @@ def test_cli_stats(tmp_path: Path, cache_dir: Path, capsys, monkeypatch) -> None
     assert "users" in out and "interactions" in out
     assert main(["data", "stats", "nope"]) == 2
     assert (
-        "known: amazon-cds, citeulike, citeulike-bd, citeulike-dcd, foursquare-tky, ml-100k, yelp"
-        in capsys.readouterr().err
+        "known: amazon-cds, citeulike, citeulike-bd, citeulike-dcd, citeulike-rou, foursquare-tky, "
+        "ml-100k, yelp" in capsys.readouterr().err
     )
 
 

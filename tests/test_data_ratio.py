@@ -103,11 +103,15 @@ def test_a_ratio_dataset_caches_and_trains_end_to_end(tmp_path: Path) -> None:
 
 def test_citeulike_rou_has_rcekd_counts(data_dir: Path) -> None:
     """RCE-KD's data/citeulike/README: 5,219 users, 25,181 items, 125,580 interactions, 98,405 /
-    12,451 / 14,724 train / valid / test (the counts per user follow from the sizes, so any seed
-    gives them; which items go where is the seed's)."""
+    12,451 / 14,724 train / valid / test (the counts per user follow from the sizes, so any order
+    gives them); in the file's order, as their code: each user's test items are its highest ids."""
     ds = load_dataset("citeulike-rou", data_dir=data_dir, cache=False)
     assert (ds.n_users, ds.n_items) == (5219, 25181)
     assert (ds.train.nnz, ds.heldout_sets("valid").nnz, ds.heldout_sets("test").nnz) == (98405, 12451, 14724)
+    raw = ds.item_ids.astype(np.int64)  # the raw ids, the file's order within a user
+    tr, te = ds.train.tocsr(), ds.heldout_sets("test").tocsr()
+    for u in range(0, ds.n_users, 97):
+        assert raw[tr[u].indices].max() < raw[te[u].indices].min()
     other = from_interactions(
         np.repeat(np.arange(3), 10), np.tile(np.arange(10), 3), split="ratio", seed=1, name="x"
     )

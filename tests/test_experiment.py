@@ -605,11 +605,12 @@ def test_demo_spec_runs_reuses_and_retrains(tmp_path, monkeypatch):
 def test_report_last_and_neutral_new_settings(tmp_path):
     from recdistill.experiment.plan import NEUTRAL_DEFAULTS
 
-    cfg = {"train": {"lr": 0.1}, "distill": {}}
+    cfg = {"data": {"name": "x"}, "train": {"lr": 0.1}, "distill": {}}  # every section, as a run's
     for (section, key), neutral in NEUTRAL_DEFAULTS.items():
         with_default = {**cfg, section: {**cfg.get(section, {}), key: neutral}}
         assert run_key(with_default, {}) == run_key(cfg, {})  # a new setting at its default: same run
     assert run_key({**cfg, "train": {"lr": 0.1, "report_last": True}}, {}) != run_key(cfg, {})
+    assert run_key({**cfg, "data": {"name": "x", "split": "ratio"}}, {}) != run_key(cfg, {})
 
     spec = _spec(tmp_path)
     spec["runs"] = {"student": {"set": {"model.dim": 4, "train.report_last": True}}}

@@ -255,3 +255,16 @@ def test_resume_with_sparse_checkpoints(toy_dataset, tmp_path):
     assert resumed["models"] == full["models"]
     log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_a_checkpoint_of_another_split(toy_dataset, tmp_path):
+    """A run's checkpoint continues only on the split it was written on (a preset whose split
+    changed keeps its run key: the fingerprint of the training matrix catches it)."""
+    from conftest import make_toy_dataset
+    from recdistill.errors import RecdistillError
+
+    c = cfg("bpr", epochs=4, eval_every=2, patience=50)
+    train_run(c, tmp_path / "cut", dataset=toy_dataset, stop_after=2)
+    other = make_toy_dataset(seed=9)
+    with pytest.raises(RecdistillError, match="was written on another split"):
+        train_run(c, tmp_path / "cut", dataset=other, resume=True)

@@ -84,11 +84,13 @@ _add(
         "citeulike-rou",
         "citeulike-t/users.dat",
         "log",
-        "CiteULike-t as RCE-KD (arXiv 2509.20989) prepares it: users with >= 5 items, no item filter, "
-        "per-user random 8:1:1 split (RCE-KD's counts: 5,219 / 25,181 / 125,580; 98,405 / 12,451 / "
-        "14,724), full ranking with R@K / N@K",
+        "CiteULike-t as RCE-KD's code (woriazzc/RCEKD preprocess_citeulike.py) prepares it: users with "
+        ">= 5 items, no item filter, 8:1:1 per user in the file's order, which lists each user's items "
+        "by ascending id, so every user's highest item ids are held out (their README says 'ROU'; "
+        "data.order: random gives that); RCE-KD's counts 5,219 / 25,181 / 125,580; 98,405 / 12,451 / "
+        "14,724; full ranking with R@K / N@K",
         format="citeulike-users",
-        defaults={"min_user_interactions": 5, "split": "ratio", "ratios": (8, 1, 1), "order": "random"},
+        defaults={"min_user_interactions": 5, "split": "ratio", "ratios": (8, 1, 1), "order": "file"},
         sizes="dcd",
     )
 )

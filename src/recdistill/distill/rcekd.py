@@ -142,8 +142,9 @@ class RCEKD(FrozenTeacherDistiller):
         if config.mx_k > dataset.n_items:
             raise RecdistillError(f"distill.params.mx_k={config.mx_k} exceeds the {dataset.n_items} items")
         self.q = self._top(teacher.score_all, config.k)  # (n_users, K) Q_u, fixed
-        self.s_top = self.i_set = torch.empty(0, dtype=torch.int64)
-        self.overlap = torch.empty(0)
+        self.s_top = self.i_set = self.cand = torch.empty(0, dtype=torch.int64)
+        self.keep = torch.empty(0, dtype=torch.bool)
+        self.overlap = self.t_top = self.t_cand = torch.empty(0)
 
     def _top(self, score_all: Any, k: int) -> torch.Tensor:
         """Every user's top-``k`` items by ``score_all`` (observed ones masked with
@@ -167,7 +168,8 @@ class RCEKD(FrozenTeacherDistiller):
         return 1.0, {"RCE": self.config.lambda_rce}
 
     def on_epoch_start(self, epoch: int) -> None:
-        """The student's top-mxK, then ``I_u`` drawn from it (``pg:37-53``)."""
+        """The student's top-mxK, then ``I_u`` drawn from it (``pg:37-53``); per user ``C_u``
+        and the teacher's scores of ``S_u`` and of the candidates (fixed for the epoch)."""
         super().on_epoch_start(epoch)
         c = self.config
         with scoring_mode(self.student):
@@ -177,6 +179,20 @@ class RCEKD(FrozenTeacherDistiller):
         self.s_top = top_mx[:, : c.k]  # (n_users, K) S_u
         self.i_set = top_mx.gather(1, pos)  # (n_users, L) I_u
         self.overlap = _member(self.i_set, self.q, c.chunk).sum(1).double() / c.k  # (n_users,)
+        self.cand = torch.cat([self.i_set, self.q], 1)  # (n_users, L + K): I_u, then Q_u
+        q_out = ~(_member(self.q, self.i_set, c.chunk) | _member(self.q, self.s_top, c.chunk))  # (n, K)
+        self.keep = torch.cat([torch.ones_like(self.i_set, dtype=torch.bool), q_out], 1)  # C_u
+        self.t_top, self.t_cand = self._teacher_scores(self.s_top), self._teacher_scores(self.cand)
+
+    def _teacher_scores(self, items: torch.Tensor) -> torch.Tensor:
+        """The teacher's scores of every user's ``items`` (n_users, m), chunked, on the CPU."""
+        out = torch.empty(items.shape, dtype=torch.float32)
+        with torch.no_grad():
+            for s in range(0, items.shape[0], self.config.chunk):
+                e = min(s + self.config.chunk, items.shape[0])
+                users = torch.arange(s, e, device=self.device)
+                out[s:e] = self.teacher.score(users, items[s:e].to(self.device)).float().cpu()
+        return out
 
     def targets(self) -> dict[str, torch.Tensor]:
         return {"Q": self.q, "S": self.s_top, "I": self.i_set}
@@ -187,13 +203,9 @@ class RCEKD(FrozenTeacherDistiller):
         c = self.config
         users = batch.users  # (B,) every row, as the code: not its distinct users
         u = users.cpu()
-        s_u, i_u, q_u = (x[u].to(self.device) for x in (self.s_top, self.i_set, self.q))  # (B, K|L|K)
-        cand = torch.cat([i_u, q_u], 1)  # (B, L + K)
-        q_out = ~((q_u[:, :, None] == i_u[:, None, :]).any(2) | (q_u[:, :, None] == s_u[:, None, :]).any(2))
-        keep = torch.cat([torch.ones_like(i_u, dtype=torch.bool), q_out], 1)  # (B, L + K) C_u
-        with torch.no_grad():
-            t_top = self.teacher.score(users, s_u).to(self.device).float()  # (B, K)
-            t_cand = self.teacher.score(users, cand).to(self.device).float()  # (B, L + K)
+        s_u, cand, keep, t_top, t_cand = (
+            x[u].to(self.device) for x in (self.s_top, self.cand, self.keep, self.t_top, self.t_cand)
+        )
         s_top = self.student.score(users, s_u)  # (B, K)
         s_cand = self.student.score(users, cand)  # (B, L + K)
         overlap = self.overlap[u].to(self.device, s_top.dtype)  # (B,)

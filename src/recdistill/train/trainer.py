@@ -355,6 +355,7 @@ class Trainer:
             "valid_history": [[e, dict(m)] for e, m in self.valid_history],
             "train_time": self.train_time,
             "world_size": self.world_size,
+            "dataset_fingerprint": self.dataset.fingerprint,
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -365,6 +366,13 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "config" in state:
             self._check_same_run(state["config"])
+        saved_data = state.get("dataset_fingerprint")
+        if saved_data is not None and saved_data != self.dataset.fingerprint:
+            raise RecdistillError(
+                f"{self.checkpoint_path or 'the checkpoint'} was written on another split of "
+                f"{self.dataset.name!r} (its training matrix differs, e.g. a changed preset or seed): "
+                "train without --resume"
+            )
         saved_world = int(state.get("world_size", 1))
         if saved_world != self.world_size:
             raise RecdistillError(
