@@ -53,11 +53,13 @@ def _ratio_dataset(seed: int = 0, n_users: int = 25, n_items: int = 30) -> Datas
     )
 
 
-def _brute_ranks(ds: Dataset, scores: np.ndarray, split: str, ties: str) -> list[list[int]]:
+def _brute_ranks(
+    ds: Dataset, scores: np.ndarray, split: str, ties: str, exclude_valid: bool = True
+) -> list[list[int]]:
     out = []
     for u in range(ds.n_users):
         ex = set(ds.train[u].indices.tolist())
-        if split == "test":
+        if split == "test" and exclude_valid:
             ex |= set(ds.heldout_sets("valid")[u].indices.tolist())
         ranked = [j for j in range(ds.n_items) if j not in ex]
         row = []
@@ -82,6 +84,18 @@ def test_ranks_match_brute_force_with_ties(split: str, ties: str) -> None:
     want = _brute_ranks(ds, scores, split, ties)
     got = [ranks[indptr[u] : indptr[u + 1]].tolist() for u in range(ds.n_users)]
     assert got == want
+
+
+def test_validation_items_may_compete_when_testing() -> None:
+    """``exclude_valid=False``: the validation items stay in the test ranking (RCE-KD's code)."""
+    ds = _ratio_dataset(seed=5)
+    scores = np.random.default_rng(6).integers(0, 9, size=(ds.n_users, ds.n_items)).astype(np.float64)
+    fn = lambda u: torch.from_numpy(scores[u.numpy()])  # noqa: E731
+    indptr, ranks = heldout_set_ranks(fn, ds, "test", batch_size=6, exclude_valid=False)
+    want = _brute_ranks(ds, scores, "test", "pessimistic", exclude_valid=False)
+    assert [ranks[indptr[u] : indptr[u + 1]].tolist() for u in range(ds.n_users)] == want
+    _, ex = heldout_set_ranks(fn, ds, "test", batch_size=6)
+    assert (ranks >= ex).all() and (ranks > ex).any()  # the validation items can only push them down
 
 
 def test_metrics_match_explicit_top_k_lists() -> None:

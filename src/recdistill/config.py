@@ -133,6 +133,8 @@ class TrainConfig:
     report_last: also evaluate every model's last-epoch state (``metrics.json``: ``models.<name>.
     last``), the BD notebook's protocol (a fixed schedule, the last epoch's test score), next to
     the default best-on-validation state.
+    eval_exclude_valid: on a ratio split, leave the validation items out of the test ranking
+    (False: they compete with the test items, as RCE-KD's code ranks).
     Values are checked here, so a config from any path (YAML, ``--set``, Python) is validated.
     """
 
@@ -153,6 +155,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     checkpoint_every: int = 1
     report_last: bool = False
+    eval_exclude_valid: bool = True
 
     def __post_init__(self) -> None:
         if self.eval_protocol not in ("auto", "full", "sampled"):

@@ -28,6 +28,7 @@ def evaluate(
     score_items_fn: ScoreItemsFn | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    exclude_valid: bool = True,
 ) -> dict[str, float]:
     """H@K, N@K, M@K of the held-out items of ``split`` under ``protocol``, averaged over users;
     on a ratio split (several held-out items per user; full protocol only) R@K, N@K, P@K, H@K,
@@ -51,6 +52,7 @@ def evaluate(
             batch_size=batch_size or 256,
             device=device,
             progress=progress,
+            exclude_valid=exclude_valid,
         )
         return metrics_from_set_ranks(indptr, set_ranks, ks)
     ranks = heldout_ranks(
@@ -81,6 +83,7 @@ def evaluate_model(
     ties: str = "pessimistic",
     batch_size: int | None = None,
     progress: bool = False,
+    exclude_valid: bool = True,
 ) -> dict[str, float]:
     """``evaluate`` with ``model.score_all`` (and ``model.score`` for the sampled protocol).
 
@@ -103,6 +106,7 @@ def evaluate_model(
                 score_items_fn=model.score if protocol == "sampled" else None,
                 device=model.device,
                 progress=progress,
+                exclude_valid=exclude_valid,
             )
     finally:
         model.train(was_training)

@@ -39,11 +39,11 @@ SET_METRICS = ("R", "N", "P", "H", "M")
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _excluded(dataset: Dataset, split: str) -> sp.csr_matrix:
-    """Per user, the items left out of the ranking: the training row, plus the validation items
-    when testing."""
+def _excluded(dataset: Dataset, split: str, exclude_valid: bool = True) -> sp.csr_matrix:
+    """Per user, the items left out of the ranking: the training row, plus (``exclude_valid``)
+    the validation items when testing."""
     mask = (dataset.train != 0).astype(np.float32)
-    if split == "test":
+    if split == "test" and exclude_valid:
         mask = mask + (dataset.heldout_sets("valid") != 0).astype(np.float32)
     mask = sp.csr_matrix(mask)
     mask.sum_duplicates()
@@ -60,18 +60,20 @@ def heldout_set_ranks(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     progress: bool = False,
+    exclude_valid: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rank of every held-out item of ``split``: ``(indptr (n_users + 1,), ranks (nnz,))`` in
     the order of ``dataset.heldout_sets(split)`` (int64, counted from 1).
 
     score_fn: ``users (B,) -> (B, n_items)``; ties: ``"pessimistic"`` or ``"optimistic"``;
-    batch_size: users per chunk; device: of the user ids passed to ``score_fn``.
+    batch_size: users per chunk; device: of the user ids passed to ``score_fn``; exclude_valid:
+    leave the validation items out when testing (False: they compete, as RCE-KD's code ranks).
     """
     if ties not in ("pessimistic", "optimistic"):
         raise RecdistillError(f"unknown ties {ties!r}; expected pessimistic or optimistic")
     target = dataset.heldout_sets(split).tocsr()
     target.sort_indices()
-    excluded = _excluded(dataset, split)
+    excluded = _excluded(dataset, split, exclude_valid)
     if excluded.multiply(target).nnz:
         u = int(excluded.multiply(target).tocoo().row[0])
         raise RecdistillError(

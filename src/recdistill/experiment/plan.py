@@ -40,6 +40,7 @@ VOLATILE_KEYS = (
 #: is what earlier runs did), so that adding a setting does not make every stored run a new one
 NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
     ("train", "report_last"): False,
+    ("train", "eval_exclude_valid"): True,
     ("data", "split"): None,
     ("data", "ratios"): None,
     ("data", "order"): None,

@@ -257,6 +257,7 @@ class Trainer:
             split,
             self.tc.ks,
             batch_size=self.tc.eval_batch_size,
+            exclude_valid=self.tc.eval_exclude_valid,
         )
 
     def _monitor_value(self, metrics: dict[str, float]) -> float:
