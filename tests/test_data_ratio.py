@@ -18,8 +18,9 @@ from recdistill.errors import RecdistillError
 
 
 def _reference(users: np.ndarray, keys: np.ndarray, ratios: tuple[int, int, int]) -> np.ndarray:
-    """RCE-KD's preprocess_citeulike.py loop: per user in key order, l = max(floor(c1 n / C), 1),
-    r = floor(c2 n / C) (kept >= l), rows [0, l) train, [l, r) valid, [r, n) test."""
+    """RCE-KD's preprocess_citeulike.py loop as written: per user in key order,
+    l = max(floor(c1 n / C), 1), r = floor(c2 n / C), train [:l], valid [l:r] if l < r, test [r:]
+    if r < n (users of 2+ rows: for one row their loop puts it in train and test; ours: train)."""
     out = np.empty(len(users), np.int8)
     c = np.cumsum(ratios)
     for u in np.unique(users):
@@ -27,15 +28,19 @@ def _reference(users: np.ndarray, keys: np.ndarray, ratios: tuple[int, int, int]
         rows = rows[np.argsort(keys[rows], kind="stable")]
         n = len(rows)
         lo = max(math.floor(c[0] * n / c[-1]), 1)
-        hi = max(math.floor(c[1] * n / c[-1]), lo)
-        out[rows[:lo]], out[rows[lo:hi]], out[rows[hi:]] = 0, 1, 2
+        hi = math.floor(c[1] * n / c[-1])
+        out[rows[:lo]] = 0
+        if lo < hi:
+            out[rows[lo:hi]] = 1
+        if hi < n:
+            out[rows[max(hi, lo) :]] = 2
     return out
 
 
 @pytest.mark.parametrize("ratios", [(8, 1, 1), (7, 1, 2), (3, 0, 1)])
 def test_the_cut_rule_matches_the_reference(ratios: tuple[int, int, int]) -> None:
     rng = np.random.default_rng(0)
-    users = np.repeat(np.arange(40), rng.integers(1, 25, size=40))
+    users = np.repeat(np.arange(40), rng.integers(2, 25, size=40))
     rng.shuffle(users)
     times = rng.integers(0, 5, size=len(users))  # ties broken by file order
     got = ratio_split(users, ratios, "time", times, seed=0)
@@ -60,6 +65,10 @@ def test_bad_settings_are_one_line() -> None:
         ratio_split(np.zeros(3, np.int64), (8, 1, 1), "time", None, 0)
     with pytest.raises(RecdistillError, match="data.split: expected loo|ratio"):
         make_config(overrides={"data": {"split": "80/20"}})
+    with pytest.raises(RecdistillError, match="holds no validation items"):
+        make_config(overrides={"data": {"split": "ratio", "ratios": [3, 0, 1]}})
+    one = ratio_split(np.zeros(1, np.int64), (8, 1, 1), "file", None, 0)
+    assert one.tolist() == [0]  # a one-row user: train only (RCE-KD's loop: train and test)
 
 
 def _ratio_log(path: Path) -> Path:

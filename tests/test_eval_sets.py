@@ -63,10 +63,12 @@ def _brute_ranks(
             ex |= set(ds.heldout_sets("valid")[u].indices.tolist())
         ranked = [j for j in range(ds.n_items) if j not in ex]
         row = []
-        for i in sorted(ds.heldout_sets(split)[u].indices.tolist()):
+        held = sorted(ds.heldout_sets(split)[u].indices.tolist())
+        for i in held:
             higher = sum(scores[u, j] > scores[u, i] for j in ranked)
             equal = sum(scores[u, j] == scores[u, i] for j in ranked if j != i)
-            row.append(1 + higher + (equal if ties == "pessimistic" else 0))
+            tied_before = sum(scores[u, j] == scores[u, i] for j in held if j < i)  # held-out, lower id
+            row.append(1 + higher + (equal if ties == "pessimistic" else tied_before))
         out.append(row)
     return out
 
@@ -98,20 +100,24 @@ def test_validation_items_may_compete_when_testing() -> None:
     assert (ranks >= ex).all() and (ranks > ex).any()  # the validation items can only push them down
 
 
-def test_metrics_match_explicit_top_k_lists() -> None:
+@pytest.mark.parametrize("split", ["valid", "test"])  # valid: some users hold no item (skipped)
+def test_metrics_match_explicit_top_k_lists(split: str) -> None:
     """Distinct scores: R, P, N, H, M from each user's top-K list, the textbook way."""
     ds = _ratio_dataset(seed=2)
+    assert (np.diff(ds.heldout_sets("valid").indptr) == 0).any()
     scores = np.random.default_rng(3).standard_normal((ds.n_users, ds.n_items))
     ks = (1, 3, 5, 10)
-    indptr, ranks = heldout_set_ranks(lambda u: torch.from_numpy(scores[u.numpy()]), ds, "test", batch_size=7)
+    indptr, ranks = heldout_set_ranks(lambda u: torch.from_numpy(scores[u.numpy()]), ds, split, batch_size=7)
     got = metrics_from_set_ranks(indptr, ranks, ks)
     for k in ks:
         acc: dict[str, list[float]] = {m: [] for m in "RPNHM"}
         for u in range(ds.n_users):
-            truth = set(ds.heldout_sets("test")[u].indices.tolist())
+            truth = set(ds.heldout_sets(split)[u].indices.tolist())
             if not truth:
                 continue
-            ex = set(ds.train[u].indices.tolist()) | set(ds.heldout_sets("valid")[u].indices.tolist())
+            ex = set(ds.train[u].indices.tolist())
+            if split == "test":
+                ex |= set(ds.heldout_sets("valid")[u].indices.tolist())
             order = [j for j in np.argsort(-scores[u], kind="stable") if j not in ex][:k]
             hits = [j in truth for j in order]
             dcg = sum(1 / math.log2(p + 2) for p, h in enumerate(hits) if h)
@@ -123,7 +129,22 @@ def test_metrics_match_explicit_top_k_lists() -> None:
             acc["M"].append(next((1 / (p + 1) for p, h in enumerate(hits) if h), 0.0))
         for m, vals in acc.items():
             assert got[f"{m}@{k}"] == pytest.approx(np.mean(vals), abs=1e-12), (m, k)
-    assert got["n_users"] == int((np.diff(ds.heldout_sets("test").indptr) > 0).sum())
+    assert got["n_users"] == int((np.diff(ds.heldout_sets(split).indptr) > 0).sum())
+
+
+def test_optimistic_ties_among_held_out_items_never_exceed_k() -> None:
+    """Three held-out items tied at the top: optimistic ranks 1, 2, 3, so P@1 = 1/1, N@1 = 1."""
+    ds = _ratio_dataset(seed=7)
+    u = int(np.argmax(np.diff(ds.heldout_sets("test").indptr) >= 3))
+    scores = np.zeros((ds.n_users, ds.n_items))
+    scores[u, ds.heldout_sets("test")[u].indices] = 1.0
+    indptr, ranks = heldout_set_ranks(
+        lambda x: torch.from_numpy(scores[x.numpy()]), ds, "test", ties="optimistic"
+    )
+    own = ranks[indptr[u] : indptr[u + 1]]
+    assert sorted(own.tolist()) == list(range(1, len(own) + 1))
+    m = metrics_from_set_ranks(indptr[[u, u + 1]] - indptr[u], own, (1,))
+    assert m["P@1"] == 1.0 and m["N@1"] == 1.0
 
 
 def test_ndcg_ideal_over_min_k_and_the_held_out_count() -> None:

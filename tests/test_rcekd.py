@@ -47,6 +47,34 @@ def _reference_row(
     return (1 - w) * ce(list(s_top)) + w * ce(cand)
 
 
+def test_the_lists_are_the_models_top_k_over_every_item() -> None:
+    """Q_u: the teacher's top-K over all items, training items included (the code); S_u: the
+    head of the student's top-mxK; I_u: items of the student's top-mxK."""
+    ds = dataset()
+    d = build("rcekd", ds, spread=True)
+    d.on_epoch_start(0)
+    with torch.no_grad():
+        t = d.teacher.score_all(torch.arange(ds.n_users)).numpy()
+        s = d.student.score_all(torch.arange(ds.n_users)).numpy()
+    k = d.config.k
+    for u in range(ds.n_users):
+        assert d.q[u].tolist() == np.argsort(-t[u], kind="stable")[:k].tolist()
+        top = np.argsort(-s[u], kind="stable")[: d.config.mx_k]
+        assert d.s_top[u].tolist() == top[:k].tolist()
+        assert set(d.i_set[u].tolist()) <= set(top.tolist())
+    assert any(set(d.q[u].tolist()) & set(ds.train[u].indices.tolist()) for u in range(ds.n_users))
+
+
+def test_a_teacher_without_some_scores_gives_no_nan() -> None:
+    """A sparse score file scores some pairs -inf: those entries are left out, a row with none
+    scored counts 0 (the code's 0/0 would be NaN)."""
+    s = torch.zeros(2, 3)
+    t = torch.tensor([[0.0, 1.0, -torch.inf], [-torch.inf, -torch.inf, -torch.inf]])
+    keep = torch.ones(2, 3, dtype=torch.bool)
+    out = rce_loss(s, t, s, t, keep, torch.zeros(2), 3.0, 1.0)
+    assert torch.isfinite(out).all() and out[1] == 0
+
+
 def test_the_loss_of_a_batch_matches_the_code_per_row() -> None:
     ds = dataset()
     d = build("rcekd", ds, spread=True)

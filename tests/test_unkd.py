@@ -119,6 +119,21 @@ def test_pairs_follow_the_codes_law() -> None:
     assert stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-3
 
 
+def test_every_groups_pairs_come_from_its_own_list() -> None:
+    ds = dataset()
+    d = build("unkd", ds, spread=True)
+    d.on_epoch_start(0)
+    offsets = np.concatenate([[0], np.cumsum(d.pairs)])
+    assert d.pos.shape[1] == offsets[-1] and len(d.pairs) >= 2
+    for g in range(len(d.pairs)):
+        for u in range(ds.n_users):
+            lst = d.lists[g][u, : int(d.lengths[g][u])].tolist()
+            for c in range(offsets[g], offsets[g + 1]):
+                if d.valid[u, c]:
+                    a, b = lst.index(int(d.pos[u, c])), lst.index(int(d.neg[u, c]))
+                    assert a < b
+
+
 def test_the_loss_matches_the_code() -> None:
     ds = dataset()
     d = build("unkd", ds, spread=True)

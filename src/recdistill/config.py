@@ -84,6 +84,11 @@ class DataConfig:
             raise RecdistillError(f"data.split: expected loo|ratio|null, got {self.split!r}")
         if self.order not in (None, "random", "time", "file"):
             raise RecdistillError(f"data.order: expected random|time|file|null, got {self.order!r}")
+        if self.ratios is not None and len(self.ratios) == 3 and self.ratios[1] == 0:
+            raise RecdistillError(
+                f"data.ratios: {list(self.ratios)} holds no validation items; training selects its model "
+                "on them: give the validation part a share (e.g. 8,1,1)"
+            )
         if self.ratios is not None and (len(self.ratios) != 3 or self.ratios[0] < 1 or min(self.ratios) < 0):
             raise RecdistillError(
                 f"data.ratios: expected three whole numbers (train >= 1), got {list(self.ratios)}"

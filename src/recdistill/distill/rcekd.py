@@ -84,7 +84,9 @@ def rce_weights(in_q: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
 
 
 def _soft_ce(s: torch.Tensor, t: torch.Tensor, keep: torch.Tensor, tau: float) -> torch.Tensor:
-    """``-Σ_i p_T(i) log softmax(s/τ)_i`` over the entries ``keep`` of each row -> (U,)."""
+    """``-Σ_i p_T(i) log softmax(s/τ)_i`` over the entries ``keep`` of each row -> (U,); an entry
+    the teacher does not score (``-inf``, a sparse score file) is left out, a row with none: 0."""
+    keep = keep & torch.isfinite(t)
     neg = torch.finfo(s.dtype).min
     ls = torch.log_softmax(torch.where(keep, s / tau, neg), dim=1)  # (U, n)
     pt = torch.softmax(torch.where(keep, t / tau, neg), dim=1)  # (U, n)

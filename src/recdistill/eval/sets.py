@@ -4,7 +4,8 @@ Recall@K, NDCG@K, Precision@K, and H@K / M@K.
 Each user ranks every item outside the training row (and, on the test split, outside the
 validation items); the held-out items of the split compete with each other and with every other
 unobserved item. The rank of a held-out item is ``1 + #higher + #equal others`` (pessimistic,
-default) or ``1 + #higher`` (optimistic). With ``T_u`` the user's held-out items and
+default) or ``1 + #higher + #equal held-out items of lower id`` (optimistic: tied held-out items
+take distinct ranks, so at most K of them lie within K). With ``T_u`` the user's held-out items and
 ``hit_u(K)`` those ranked within ``K``:
 
 - R@K (recall): ``|hit_u(K)| / |T_u|``;
@@ -111,12 +112,20 @@ def heldout_set_ranks(
         s_t = scores[t_rows, t_items]  # (H,) the held-out items' scores
         out = torch.empty(t_rows.numel(), dtype=torch.int64, device=scores.device)
         step = max(1, (1 << 22) // max(1, dataset.n_items))  # held-out items per comparison block
+        idx = torch.arange(t_rows.numel(), device=scores.device)
         for h0 in range(0, t_rows.numel(), step):
             rows, s = t_rows[h0 : h0 + step], s_t[h0 : h0 + step, None]  # (h,), (h, 1)
             if ties == "pessimistic":
                 out[h0 : h0 + step] = (scores[rows] >= s).sum(1)  # itself included: 1 + higher + equal
             else:
-                out[h0 : h0 + step] = (scores[rows] > s).sum(1) + 1
+                # 1 + higher, and held-out items tied with it that come before it (lower item id):
+                # tied held-out items take distinct ranks, so no more than K count within K
+                before = (
+                    (t_rows[None, :] == rows[:, None])
+                    & (s_t[None, :] == s)
+                    & (idx[None, :] < idx[h0 : h0 + step, None])
+                )
+                out[h0 : h0 + step] = (scores[rows] > s).sum(1) + 1 + before.sum(1)
         a, b = int(indptr[u_np[0]]), int(indptr[u_np[-1] + 1])
         # the chunk's users are increasing and contiguous in ``users``: their entries are one run
         # of ``target`` except for users in between without held-out items (none: they hold none)
