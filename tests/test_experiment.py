@@ -503,8 +503,12 @@ def test_tune_command(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({**spec["base"], "model": {"name": "bpr", "size": None, "dim": 4}}))
     args = ["tune", "--config", str(cfg), "--space", "train.lr=0.03,0.003", "--sampler", "grid"]
     args += ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--name", "t"]
+    assert main([*args, "--set", "train.patience"]) == 2  # the config engine's --set: one line
+    assert "expected key=value" in capsys.readouterr().err
+    args += ["--set", "train.patience=3"]
     assert main(args) == 0
     rep = json.loads((tmp_path / "out" / "t.json").read_text())
+    assert rep["configs"] and all(c["config"]["train"]["patience"] == 3 for c in rep["configs"].values())
     trials = rep["searches"][0]["trials"]
     assert sorted(t["params"]["train.lr"] for t in trials) == [0.003, 0.03]
     best = max(trials, key=lambda t: t["valid"])

@@ -125,7 +125,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a searched key: LOW:HIGH[:log] (a range) or V1,V2,... (choices); repeatable",
     )
     t.add_argument("--method", default="", help="distil with this method (default: train the base model)")
-    t.add_argument("--teacher", default=None, help="the method's teacher (a run directory or file)")
+    t.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        metavar="[ROLE=]SOURCE",
+        help="the method's teacher (a run directory or file); once per role for several: ROLE=SOURCE",
+    )
     t.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
     t.add_argument("--trials", type=int, default=None, help="the budget (grid: its size)")
     t.add_argument("--metric", default=None, help="validation metric (default: the config's monitor)")
@@ -173,6 +179,8 @@ def parse_space(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from recdistill.commands.distill import teacher_sources
+    from recdistill.config import parse_set
     from recdistill.experiment import Experiment, parse_spec
 
     _single_process("recdistill tune")
@@ -185,18 +193,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.pruner:
         search["pruner"] = {"name": args.pruner, "n_startup_trials": args.pruner_startup}
     sets = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise RecdistillError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-3")
-        import yaml
-
-        sets[key.strip()] = yaml.safe_load(value)
+    for item in args.set:  # the config engine's --set parser (values read as YAML, one-line errors)
+        nested: Any = parse_set(item)
+        key = item.split("=", 1)[0].strip()
+        for part in key.split("."):
+            nested = nested[part]
+        sets[key] = nested
     run: dict[str, Any] = {"set": sets, "search": search}
     if args.method:
         run["method"] = args.method
     if args.teacher:
-        run["teacher"] = str(Path(args.teacher).resolve())
+        sources = teacher_sources(args.teacher)
+        run["teacher"] = (
+            str(Path(sources).resolve())
+            if isinstance(sources, str)
+            else {role: str(Path(src).resolve()) for role, src in sources.items()}
+        )
     spec = {
         "name": args.name,
         "title": f"Tuning on validation: {args.method or 'base model'} ({Path(args.config).name})",
@@ -226,7 +238,8 @@ def _chosen_metrics(exp: Any) -> list[str]:
     cfg = exp.planner.config(run, exp.planner.seeds[0], untie(first))
     monitor = run.search.metric or cfg.resolved_monitor()
     k = monitor.split("@")[1]
-    return [f"H@{k}", f"N@{k}", f"M@{k}"]
+    names = ("R", "N", "P") if monitor.startswith(("R@", "P@")) else ("H", "N", "M")  # a ratio split's
+    return [f"{m}@{k}" for m in names]
 
 
 def _stop_on_sigterm() -> None:
