@@ -1,6 +1,7 @@
 """Each method's training epoch as a ratio to RRD's, on citeulike-rou (BPR 400 -> 20, batch 2048,
 RCE-KD's settings): the plain student, RRD, RCE-KD, UnKD, with a fixed random BPR-400 teacher
-whose lists are built before timing. An epoch includes the method's per-epoch refresh (RCE-KD:
+whose lists are built before timing (``bench_optim.timed``: the trainer's epoch, which calls
+the objective's ``on_epoch_start`` once). An epoch includes the method's per-epoch refresh (RCE-KD:
 the student's top-200 and its draw; UnKD: its pairs; RRD: its draws), since all three refresh
 every epoch.
 
@@ -13,38 +14,28 @@ plain_vs_rrd=<epoch ratio>``.
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from recdistill.config import make_config
 from recdistill.data import load_dataset
 from recdistill.distill import load_distillers
 from recdistill.distill.base import Parts
 from recdistill.distill.teacher import ModelTeacher
 from recdistill.models import build_model
-from recdistill.train import BaseObjective, Trainer
+from recdistill.train import BaseObjective
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_optim import timed  # noqa: E402
 
 PARAMS: dict[str, dict[str, Any]] = {
     "rrd": {"lambda_rrd": 0.1, "n_top": 500, "n_interesting": 100, "n_uninteresting": 200},
     "rcekd": {},
     "unkd": {"lambda_unkd": 0.5, "n_groups": 2, "n_samples": 2},
 }
-
-
-def epoch_seconds(objective: Any, model: Any, ds: Any, n: int) -> float:
-    """Median seconds of ``n`` epochs (each with its ``on_epoch_start``) after one more."""
-    cfg = make_config(sets=["train.progress=false", "train.lr=1e-3", "train.batch_size=2048"])
-    tr = Trainer({"student": model}, objective, ds, cfg, primary="student")
-    times = []
-    for e in range(n + 1):
-        t0 = time.perf_counter()
-        objective.on_epoch_start(e)
-        tr.train_epoch(e)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
 
 
 def main() -> None:
@@ -61,7 +52,10 @@ def main() -> None:
     out: dict[str, float] = {}
     torch.manual_seed(0)
     plain = build_model("bpr", ds, dim=20)
-    out["plain"] = epoch_seconds(BaseObjective({"student": plain}), plain, ds, a.epochs)
+    sets = ("train.batch_size=2048",)
+    out["plain"] = timed(
+        lambda: ({"student": plain}, BaseObjective({"student": plain})), ds, "adam", a.epochs, sets=sets
+    )
     for name, params in PARAMS.items():
         torch.manual_seed(0)
         student = build_model("bpr", ds, dim=20)
@@ -69,7 +63,7 @@ def main() -> None:
         t0 = time.perf_counter()
         d = cls.build(Parts({"student": student}, {"teacher": teacher}, ds, cls.build_config(params)))
         setup = time.perf_counter() - t0
-        out[name] = epoch_seconds(d, student, ds, a.epochs)
+        out[name] = timed(lambda: ({"student": student}, d), ds, "adam", a.epochs, sets=sets)  # noqa: B023
         print(f"{name:6s} setup {setup:6.2f} s (untimed below), epoch {out[name]:6.2f} s")
     print(f"plain  epoch {out['plain']:6.2f} s")
     r = out["rrd"]
