@@ -1,7 +1,10 @@
 """Membership of (row, column) pairs: one sorted-key lookup for negatives, masks and draws.
 
 A :class:`PairSet` encodes each pair as the int64 key ``row * n_cols + col``, keeps the keys
-sorted and unique, and answers membership with one ``searchsorted`` (no loop over rows). The
+sorted and unique, and answers membership from an open-addressing hash table of the keys
+(:class:`KeyTable`: a multiplicative hash, linear probing, load at most 1/2; vectorised over
+the queries, the loop runs over probe rounds, never over rows), about 3x faster than a
+``searchsorted`` over the sorted keys (``benchmarks/bench_anchor.py``'s sampler figures). The
 training interactions (:meth:`PairSet.from_csr`) serve the uniform negatives of the base losses,
 the evaluator's check of held-out items and sampled candidates, and RRD's "uninteresting" draws
 (observed pairs plus the teacher's top-N lists).
@@ -17,7 +20,7 @@ import torch
 
 from recdistill.errors import RecdistillError
 
-__all__ = ["PairSet", "csr_pairs", "csr_positions"]
+__all__ = ["KeyTable", "PairSet", "csr_pairs", "csr_positions"]
 
 
 def csr_pairs(m: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +41,51 @@ def csr_positions(indptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tenso
     return local, torch.arange(local.numel(), device=indptr.device) - first[local] + start[local]
 
 
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 (2^64 / golden ratio) as a signed int64
+
+
+class KeyTable:
+    """An open-addressing hash set of non-negative int64 keys, for vectorised membership.
+
+    ``2^bits >= 2 len(keys)`` slots hold the keys or -1 (empty). A key's first slot is the top
+    ``bits`` bits of ``key * 0x9E3779B97F4A7C15`` (mod 2^64, Fibonacci hashing); a taken slot
+    sends it to the next (linear probing). Insertion and lookup both run in probe rounds over
+    the keys still unplaced / unresolved, so the work is one gather per key per probe (about
+    1.5 probes at load 1/2) and there is no loop over keys.
+    """
+
+    def __init__(self, keys: torch.Tensor) -> None:
+        n = int(keys.numel())
+        self.bits = max((2 * n - 1).bit_length(), 4)
+        self.mask = (1 << self.bits) - 1
+        self.table = torch.full((1 << self.bits,), -1, dtype=torch.int64)  # (2^bits,)
+        k = keys.to("cpu", torch.int64).reshape(-1)
+        pos = self._slot(k)
+        while k.numel():  # each round: keys whose slot is empty claim it (one winner per slot)
+            empty = self.table[pos] == -1
+            self.table[pos[empty]] = k[empty]
+            left = self.table[pos] != k
+            k, pos = k[left], (pos[left] + 1) & self.mask
+
+    def _slot(self, k: torch.Tensor) -> torch.Tensor:
+        return ((k * _GOLDEN) >> (64 - self.bits)) & self.mask  # int64 wraps: the product mod 2^64
+
+    def contains(self, q: torch.Tensor) -> torch.Tensor:
+        """Bool (Q,): whether each of the int64 keys ``q`` (Q,) is in the table."""
+        pos = self._slot(q)  # (Q,)
+        s = self.table[pos]
+        hit = s == q  # (Q,)
+        act = ((s != -1) & ~hit).nonzero().squeeze(1)  # queries still probing
+        while act.numel():
+            pos_a = (pos[act] + 1) & self.mask
+            pos[act] = pos_a
+            s = self.table[pos_a]
+            found = s == q[act]
+            hit[act[found]] = True
+            act = act[(s != -1) & ~found]
+        return hit
+
+
 class PairSet:
     """A set of (row, col) pairs with ``0 <= col < n_cols``; vectorised membership on CPU.
 
@@ -51,6 +99,7 @@ class PairSet:
         if r.shape != c.shape:
             raise RecdistillError(f"rows {tuple(r.shape)} and cols {tuple(c.shape)} differ in size")
         self.keys = torch.unique(r * self.n_cols + c)  # (P,) sorted, unique
+        self._table: KeyTable | None = None  # built on the first query
 
     @classmethod
     def from_csr(cls, m: sp.spmatrix) -> PairSet:
@@ -81,7 +130,7 @@ class PairSet:
         if self.keys.numel() == 0:
             hit = torch.zeros(q.shape, dtype=torch.bool)
         else:
-            flat = q.reshape(-1)
-            pos = torch.searchsorted(self.keys, flat).clamp_(max=self.keys.numel() - 1)
-            hit = (self.keys[pos] == flat).reshape(q.shape)
+            if self._table is None:
+                self._table = KeyTable(self.keys)
+            hit = self._table.contains(q.reshape(-1)).reshape(q.shape)
         return hit.numpy() if as_numpy else hit.to(device)

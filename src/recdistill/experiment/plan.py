@@ -41,6 +41,7 @@ VOLATILE_KEYS = (
 NEUTRAL_DEFAULTS: dict[tuple[str, str], Any] = {
     ("train", "report_last"): False,
     ("train", "eval_exclude_valid"): True,
+    ("train", "compile"): False,
     ("data", "split"): None,
     ("data", "ratios"): None,
     ("data", "order"): None,

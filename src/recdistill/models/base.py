@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from recdistill.errors import RecdistillError
 from recdistill.registry import Registry
 
 
@@ -136,6 +137,25 @@ class Recommender(nn.Module):
     def base_loss(self, batch: Batch) -> torch.Tensor:
         """The model's own collaborative-filtering loss on a batch (a scalar)."""
         raise NotImplementedError
+
+    def compile_base_loss(self) -> None:
+        """Replace this model's :meth:`base_loss` by its ``torch.compile`` (``train.compile``):
+        dynamic shapes, so the last, smaller batch of an epoch reuses the compilation. A model
+        with a hand-written gradient keeps its autograd form under compilation (BPR checks
+        ``torch.compiler.is_compiling()``), which the compiler differentiates and fuses."""
+        compiled = torch.compile(type(self).base_loss, dynamic=True)
+
+        def base_loss(batch: Batch) -> torch.Tensor:
+            try:
+                return compiled(self, batch)
+            except torch._dynamo.exc.TorchDynamoException as e:  # the compiler's (no C++ compiler, ...)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise RecdistillError(
+                    f"train.compile=true: torch.compile failed for {type(self).__name__} ({first[:200]}); "
+                    "set train.compile=false"
+                ) from e
+
+        self.base_loss = base_loss  # type: ignore[method-assign]
 
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:

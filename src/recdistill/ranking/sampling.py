@@ -148,9 +148,11 @@ def draw_from_cdf(cdf: RowCDF, counts: torch.Tensor, generator: torch.Generator)
     before = torch.where(blk > 0, cdf.block[rows, (blk - 1).clamp_min(0)], 0.0)  # (N,)
     x = (u * total - before).clamp_min(0.0)  # (N,) mass to cover inside the block
     inner = cdf.w.view(b * nb, _G).index_select(0, rows * nb + blk).cumsum(1, dtype=torch.float64)  # (N, G)
-    j = (inner <= x[:, None]).sum(1)  # (N,) first cumsum > x (a search of a sorted row)
-    j_max = (inner < inner[:, -1:]).sum(1)  # (N,) the last positive entry (first equal to the total)
-    item = blk * _G + torch.minimum(j, j_max)  # (N,)
+    # a batched search of each draw's sorted row: the same counts as comparing and summing
+    # (bitwise the same draws), without the (N, G) comparison tensors
+    j = torch.searchsorted(inner, x[:, None], right=True)  # (N, 1) first cumsum > x
+    j_max = torch.searchsorted(inner, inner[:, -1:].contiguous())  # (N, 1) the last positive entry
+    item = blk * _G + torch.minimum(j, j_max).squeeze(1)  # (N,)
     return item
 
 

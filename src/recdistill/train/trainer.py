@@ -192,6 +192,8 @@ class Trainer:
         for m in models.values():
             m.to(self.device)
             broadcast_parameters(m)  # the same start in every process
+            if self.tc.compile:
+                m.compile_base_loss()
         self.optimizers = {n: self.make_optimizer(m) for n, m in models.items()}
         self.sampler = NegativeSampler(dataset.train)
         users, items = csr_pairs(dataset.train)
