@@ -99,3 +99,44 @@ def test_registry_and_errors() -> None:
     c = RankChunk(torch.arange(2), torch.ones(2, 3, dtype=torch.int32))
     with pytest.raises(ValueError, match="student"):
         make_weight("dcd_over")(c)
+
+
+def test_zero_on_observed_claims_hold() -> None:
+    """A weight function flagged ``zero_on_observed`` (the engine then skips masking its
+    weights) gives exactly 0 on every observed entry; the flag sits where it is true."""
+    from recdistill.ranking.weights import ZERO_ON_OBSERVED
+
+    flagged = []
+    for name, (params, _) in {**TANH, **EXP}.items():
+        base = name.removesuffix("_swapped")
+        fn = make_weight(base, **params)
+        if getattr(fn, ZERO_ON_OBSERVED, False):
+            flagged.append(base)
+            for seed in range(3):
+                c = random_chunk(seed=seed)
+                assert bool((fn(c)[c.rank_t == 0] == 0).all()), base
+    assert {"dcd_under", "dcd_over", "bd_t2s"} <= set(flagged)
+    assert "uniform" not in flagged and "top_n" not in flagged  # these do weigh observed entries
+
+
+def test_masked_cdf_draws_equal_masking() -> None:
+    """``masked=True`` (copy instead of mask) gives bitwise the same draws, with and without
+    replacement, including rows that fall back (fewer positive weights than draws)."""
+    from recdistill.ranking import row_cdf, sample_without_replacement
+    from recdistill.ranking.sampling import draw_from_cdf
+
+    c = random_chunk(b=8, m=60, seed=4)
+    w = make_weight("dcd_under", mu=0.05)(c)
+    w[0] = 0.0  # a row with no positive weight: the uniform fallback
+    w[1, w[1] > 0] = torch.where(torch.arange(int((w[1] > 0).sum())) < 2, 1.0, 0.0)  # 2 positive < k
+    avail = c.unobserved
+    for masked in (False, True):
+        got = sample_without_replacement(w, 5, torch.Generator().manual_seed(3), avail, masked)
+        if masked:
+            assert torch.equal(got, ref)
+        ref = got
+    counts = torch.full((8,), 7)
+    a = draw_from_cdf(row_cdf(w, avail), counts, torch.Generator().manual_seed(1))
+    b = draw_from_cdf(row_cdf(w, avail, masked=True), counts, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert bool(avail.gather(1, ref).all())  # never an observed entry

@@ -55,7 +55,7 @@ from recdistill.ranking.listranks import ListRanks
 from recdistill.ranking.order import rank_rows
 from recdistill.ranking.sampling import draw_from_cdf, row_cdf, sample_without_replacement, top_m
 from recdistill.ranking.scoring import ScoreSource, check_side, iter_scores, scoring_mode
-from recdistill.ranking.weights import RankChunk, WeightFn
+from recdistill.ranking.weights import ZERO_ON_OBSERVED, RankChunk, WeightFn
 
 #: what the engine ranks: a score source, or ranked lists without scores
 RankSource = Union[ScoreSource, ListRanks]  # noqa: UP007
@@ -492,15 +492,18 @@ class RankEngine:
             want = tuple(c.rank_t.shape)
             raise RecdistillError(f"spec {name!r}: weight function returned {got}, expected {want}")
         avail = c.unobserved  # (B, m)
+        # weights already 0 on every entry outside ``avail``: the CDF copies them, no masking pass
+        masked = bool(getattr(spec.weight, ZERO_ON_OBSERVED, False))
         if spec.candidates:  # the teacher's best n unobserved entries only (ranks: 0 = observed)
             avail = avail & (c.rank_t <= spec.candidates)  # (B, m)
+            masked = False
         try:
             if spec.replacement:  # one CDF for all rounds
                 counts = sm.degrees(c.rows) if spec.per_interaction else torch.ones_like(c.rows)
                 counts = counts * spec.k  # (B,)
                 if bool(((counts > 0) & ~avail.any(1)).any()):
                     raise RecdistillError("a row with draws requested has no unobserved entry")
-                cdf = row_cdf(w, avail)  # (B, m)
+                cdf = row_cdf(w, avail, masked)  # (B, m)
                 rows = torch.repeat_interleave(torch.arange(e - s, device=w.device), counts)  # (N,)
                 sl = slice(int(sm.indptr[s]), int(sm.indptr[e])) if spec.per_interaction else slice(s, e)
                 assert gen is not None  # checked by refresh
@@ -517,7 +520,7 @@ class RankEngine:
                     idx = fixed
                 else:
                     assert gen is not None  # checked by refresh
-                    idx = sample_without_replacement(w, spec.k, gen, avail)  # (B, k)
+                    idx = sample_without_replacement(w, spec.k, gen, avail, masked)  # (B, k)
                 if spec.order is not None:
                     idx = self._sorted(spec, c, idx)
                 d.index[r, s:e] = idx

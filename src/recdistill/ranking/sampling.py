@@ -92,13 +92,15 @@ class RowCDF:
 _G = 32
 
 
-def row_cdf(weights: torch.Tensor, available: torch.Tensor | None = None) -> RowCDF:
+def row_cdf(weights: torch.Tensor, available: torch.Tensor | None = None, masked: bool = False) -> RowCDF:
     """Prepare draws with replacement from each row's weights (B, m); a row whose available
-    weights sum to zero is drawn uniformly over its available entries."""
-    return _row_cdf(weights, _check(weights, available))
+    weights sum to zero is drawn uniformly over its available entries. ``masked``: the caller
+    guarantees the weights are 0 wherever ``available`` is False, so they are copied instead of
+    masked (the same CDF, one cheaper pass; the uniform fallback still reads ``available``)."""
+    return _row_cdf(weights, _check(weights, available), masked)
 
 
-def _row_cdf(weights: torch.Tensor, avail: torch.Tensor) -> RowCDF:
+def _row_cdf(weights: torch.Tensor, avail: torch.Tensor, masked: bool = False) -> RowCDF:
     b, m = weights.shape
     if b >= 2**20:
         raise RecdistillError(f"{b} rows in one block: use blocks of fewer than 2**20 rows")
@@ -106,7 +108,10 @@ def _row_cdf(weights: torch.Tensor, avail: torch.Tensor) -> RowCDF:
     w = torch.empty((b, nb * _G), dtype=torch.float32, device=weights.device)  # (B, m_pad)
     w[:, m:] = 0.0
     zero = torch.zeros((), dtype=torch.float32, device=weights.device)
-    torch.where(avail, weights.float(), zero, out=w[:, :m])  # (B, m) one pass
+    if masked:
+        w[:, :m].copy_(weights)  # (B, m): already 0 where unavailable
+    else:
+        torch.where(avail, weights.float(), zero, out=w[:, :m])  # (B, m) one pass
     bsum = w.view(b, nb, _G).sum(-1).double()  # (B, nb) pairwise float32 sums (rel. error < 1e-6)
     if not bool(torch.isfinite(bsum).all()):  # float32 block sums overflowed (weights ~1e37)
         w /= w.amax(dim=1, keepdim=True).clamp_min(1e-38)  # only ratios within a row matter
@@ -183,18 +188,19 @@ def sample_without_replacement(
     k: int,
     generator: torch.Generator,
     available: torch.Tensor | None = None,
+    masked: bool = False,
 ) -> torch.Tensor:
     """Draw k distinct entries per row (Plackett-Luce order) -> int64 (B, k).
 
     Successive sampling (:func:`_successive`); a row with fewer than k positive available weights
     gets them all, in race order, then a uniform draw among its other available entries
-    (:func:`_races`).
+    (:func:`_races`). ``masked``: as :func:`row_cdf` (the same draws).
     """
     avail = _check(weights, available)
     m = weights.shape[1]
     if not 1 <= k <= m:
         raise RecdistillError(f"k={k}: expected 1 <= k <= {m} (entries per row)")
-    return _successive(_row_cdf(weights, avail), k, generator, weights, avail)
+    return _successive(_row_cdf(weights, avail, masked), k, generator, weights, avail)
 
 
 #: draws with replacement per row and per wanted entry in :func:`_successive`

@@ -78,15 +78,17 @@ class RankChunk:
 
     def diff(self, d: str) -> torch.Tensor:
         """float32 (B, m) rank difference ``"s-t"`` = rank_S - rank_T or ``"t-s"``."""
-        if d == "s-t":
-            return (self.ranks("s") - self.rank_t).float()  # (B, m) exact below 2**24
-        if d == "t-s":
-            return (self.rank_t - self.ranks("s")).float()  # (B, m)
+        if d in ("s-t", "t-s"):  # one pass into float32: exact below 2**24
+            a, b = (self.ranks("s"), self.rank_t) if d == "s-t" else (self.rank_t, self.ranks("s"))
+            return torch.sub(a, b, out=torch.empty(a.shape, dtype=torch.float32, device=a.device))  # (B, m)
         raise RecdistillError(f"d={d!r}: expected 's-t' (rank_S - rank_T) or 't-s'")
 
 
 WeightFn = Callable[[RankChunk], torch.Tensor]
 """``fn(chunk) -> float32 (B, m)`` non-negative draw weights."""
+
+#: the attribute a weight function carries (True) when its weights are 0 on every observed entry
+ZERO_ON_OBSERVED = "zero_on_observed"
 
 WEIGHTS: Registry[Callable[..., WeightFn]] = Registry("weight function")
 
@@ -110,6 +112,9 @@ def tanh_disc(eps: float, d: str = "s-t") -> WeightFn:
     def fn(c: RankChunk) -> torch.Tensor:
         return c.diff(d).mul_(eps).clamp_min_(0.0).tanh_()  # (B, m), in place on a fresh tensor
 
+    # both ranks are 0 on observed entries, so is the difference, so is the weight: the engine
+    # may skip masking them (``sampling.row_cdf(masked=True)``; tests/test_ranking_weights.py)
+    setattr(fn, ZERO_ON_OBSERVED, True)
     return fn
 
 
