@@ -44,3 +44,26 @@ def test_compiled_epoch_matches_eager() -> None:
         cfg = make_config(sets=["train.progress=false", "train.batch_size=50", f"train.compile={flag}"])
         losses.append(Trainer({"m": m}, BaseObjective({"m": m}), ds, cfg).train_epoch(0)["m"]["loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_training_is_reproducible(threads: int) -> None:
+    """Same seed, same weights bitwise, also on two threads (where a compiled backward's
+    parallel scatter-adds would otherwise add in a varying order)."""
+    ds = toy_dataset(n_users=200, n_items=300, density=0.05)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            m = build_model("bpr", ds, dim=16)
+            sets = ["train.progress=false", "train.batch_size=512", "train.compile=true", "train.n_neg=3"]
+            tr = Trainer({"m": m}, BaseObjective({"m": m}), ds, make_config(sets=sets))
+            for e in range(2):
+                tr.train_epoch(e)
+            out.append(m.item_emb.weight.detach().clone())
+        assert torch.equal(out[0], out[1])
+        assert not torch.are_deterministic_algorithms_enabled()  # the mode was restored
+    finally:
+        torch.set_num_threads(before)

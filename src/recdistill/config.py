@@ -145,7 +145,8 @@ class TrainConfig:
     later processes reuse it): on a CPU about 1.7x fewer seconds per BPR epoch at a batch of
     8192 (``benchmarks/bench_anchor.py``), after a compilation of about 20 s the first time
     (3 s from the cache). Needs a C++ compiler (CPU) or Triton (GPU). The same loss and
-    gradient up to float rounding, so it is part of a run's identity.
+    gradient up to float rounding, so it is part of a run's identity; bitwise reproducible on
+    a CPU with any number of threads (``train.trainer.compiled_determinism``).
     Values are checked here, so a config from any path (YAML, ``--set``, Python) is validated.
     """
 

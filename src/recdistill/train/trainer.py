@@ -50,6 +50,7 @@ Contract (what a distiller codes against)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -122,6 +123,27 @@ def _numpy_state() -> dict[str, Any]:
 def _set_numpy_state(st: dict[str, Any]) -> None:
     keys = st["keys"].numpy().astype(np.uint32)
     np.random.set_state((st["name"], keys, st["pos"], st["has_gauss"], st["cached_gaussian"]))
+
+
+@contextlib.contextmanager
+def compiled_determinism(compiled_on_cpu: bool) -> Iterator[None]:
+    """Bitwise-reproducible compiled training on a CPU with several threads: a compiled
+    backward's scatter-adds (the gathers' gradients) run in parallel with atomic float adds,
+    whose order varies; with ``torch.use_deterministic_algorithms`` they fall back to the eager,
+    ordered kernels. On one thread the compiled kernels are sequential (deterministic already,
+    and faster), so the mode is only set with several; the previous mode is restored after."""
+    if not compiled_on_cpu or torch.get_num_threads() <= 1:
+        yield
+        return
+    prev, prev_warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
 def _default_primary(models: dict[str, Recommender]) -> str:
@@ -273,6 +295,10 @@ class Trainer:
     # ---------------------------------------------------------------- one epoch
     def train_epoch(self, epoch: int) -> dict[str, dict[str, float]]:
         """One pass over the batches; returns ``{model: {part: mean over batches}}``."""
+        with compiled_determinism(self.tc.compile and self.device.type == "cpu"):
+            return self._train_epoch(epoch)
+
+    def _train_epoch(self, epoch: int) -> dict[str, dict[str, float]]:
         parallel = self.world_size > 1
         if parallel:  # each process its own dropout stream, reproducible per epoch
             torch.manual_seed(rank_seed(self.tc.seed, epoch))
