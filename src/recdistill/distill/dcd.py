@@ -71,7 +71,7 @@ import torch
 
 from recdistill.data.dataset import Dataset
 from recdistill.distill.base import DISTILLERS
-from recdistill.distill.rrd import RRD, RRDConfig
+from recdistill.distill.rrd import RRD, RRDConfig, item_side_scores
 from recdistill.errors import RecdistillError
 from recdistill.losses import rrd_loss
 from recdistill.models.base import Batch, Recommender
@@ -292,20 +292,21 @@ class DCD(RRD):
         if self.epoch != epoch:
             self.on_epoch_start(epoch)
         users, items = self.batch_rows(batch)
-        more: dict[str, list[torch.Tensor]] = {}  # the corrections' lists (M+ under, M- over)
-        sides = (("user", users, self.cfg.user_correction), ("item", items, self.cfg.item_correction))
-        for side, rows, on in sides:
-            if on:
-                assert rows is not None  # item_rows_needed
-                lists = (self.corr[f"{side}.under"], self.corr[f"{side}.over"])
-                more[side] = [c[rows.to(c.device)].long().to(self.device) for c in lists]
-        # RRD's, IR-RRD's and the corrections' lists of a side in one scoring call
-        terms, scores = self.rrd_terms(batch, users, items, more)
+        terms = self.rrd_terms(batch, users, items)
         n_rows = batch.users.numel()
-        for side, name in (("user", "UCD"), ("item", "ICD")):
-            if side in more:
-                s_under, s_over = scores[side]
-                terms[name] = rrd_loss(s_under, s_over, "sum") / n_rows
+        student = self.student
+        if self.cfg.user_correction:
+            rho = self.corr["user.under"][users.to(self.corr["user.under"].device)].long().to(self.device)
+            over = self.corr["user.over"][users.to(self.corr["user.over"].device)].long().to(self.device)
+            terms["UCD"] = rrd_loss(student.score(users, rho), student.score(users, over), "sum") / n_rows
+        if self.cfg.item_correction:
+            assert items is not None  # item_rows_needed
+            rho = self.corr["item.under"][items.to(self.corr["item.under"].device)].long().to(self.device)
+            over = self.corr["item.over"][items.to(self.corr["item.over"].device)].long().to(self.device)
+            terms["ICD"] = (
+                rrd_loss(item_side_scores(student, rho, items), item_side_scores(student, over, items), "sum")
+                / n_rows
+            )
         return terms
 
     def targets(self) -> dict[str, torch.Tensor]:

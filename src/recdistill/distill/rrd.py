@@ -144,18 +144,6 @@ def item_side_scores(student: Recommender, users: torch.Tensor, items: torch.Ten
     return student.score_users(items, users)
 
 
-def list_scores(
-    student: Recommender, side: str, rows: torch.Tensor, lists: list[torch.Tensor]
-) -> list[torch.Tensor]:
-    """The student's logits of several lists of the same rows in one scoring call: ``rows`` (R,)
-    users (side "user") or items ("item"), ``lists`` [(R, k_j)] of items (users) -> [(R, k_j)].
-    One call gathers the rows once and scatters their gradient once, where a call per list
-    would repeat both (and add up whole-table gradients); each logit is the same."""
-    cat = torch.cat(lists, dim=1)  # (R, sum k_j)
-    s = student.score(rows, cat) if side == "user" else item_side_scores(student, cat, rows)
-    return list(torch.split(s, [t.shape[1] for t in lists], dim=1))
-
-
 @DISTILLERS.register("rrd")
 class RRD(FrozenTeacherDistiller):
     """``L = L_base + λ_RRD·L_RRD`` (+ ``λ_IR·L_IR`` with the item side)."""
@@ -271,36 +259,27 @@ class RRD(FrozenTeacherDistiller):
         if self.epoch != epoch:  # called without on_epoch_start (e.g. a single loss call)
             self.on_epoch_start(epoch)
         users, items = self.batch_rows(batch)
-        return self.rrd_terms(batch, users, items)[0]
+        return self.rrd_terms(batch, users, items)
 
     def rrd_terms(
-        self,
-        batch: Batch,
-        users: torch.Tensor,
-        items: torch.Tensor | None,
-        more: dict[str, list[torch.Tensor]] | None = None,
-    ) -> tuple[dict[str, torch.Tensor], dict[str, list[torch.Tensor]]]:
+        self, batch: Batch, users: torch.Tensor, items: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         """``L_RRD`` over ``users`` and ``L_IR`` over ``items``, each summed and divided by the
-        batch's rows (the module docstring's scale). ``more``: further lists of the same rows by
-        side ({"user": [(U, k)], "item": [(I, k)]}, DCD's corrections), scored in the same call
-        (:func:`list_scores`); returns (terms, their logits by side)."""
+        batch's rows (the module docstring's scale)."""
         student = self.student
         n_rows = batch.users.numel()
-        more = more or {}
         terms: dict[str, torch.Tensor] = {}
-        scores: dict[str, list[torch.Tensor]] = {}
-        for side, rows, name in (("user", users, "RRD"), ("item", items, "IR")):
-            lists = self.user if side == "user" else self.item
-            extra = more.get(side, [])
-            if rows is None or (lists is None and not extra):
-                continue
-            if lists is None:
-                scores[side] = list_scores(student, side, rows, extra)
-                continue
-            inter, unint, iv, uv = self._targets(lists, rows)  # (R, K), (R, L)
-            s_i, s_u, *scores[side] = list_scores(student, side, rows, [inter, unint, *extra])
-            terms[name] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
-        return terms, scores
+        if self.user is not None:
+            inter, unint, iv, uv = self._targets(self.user, users)  # (U, K), (U, L)
+            s_i = student.score(users, inter)  # (U, K)
+            s_u = student.score(users, unint)  # (U, L)
+            terms["RRD"] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
+        if self.item is not None and items is not None:
+            inter, unint, iv, uv = self._targets(self.item, items)  # (I, K) users, (I, L) users
+            s_i = item_side_scores(student, inter, items)  # (I, K)
+            s_u = item_side_scores(student, unint, items)  # (I, L)
+            terms["IR"] = rrd_loss(s_i, s_u, "sum", interesting_mask=iv, uninteresting_mask=uv) / n_rows
+        return terms
 
 
 @DISTILLERS.register("ir-rrd")
