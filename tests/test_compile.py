@@ -3,6 +3,8 @@ rounding apart), and a compiled epoch trains on the same batches as an eager one
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -11,7 +13,12 @@ from recdistill.models import MODELS, build_model
 from recdistill.testing import toy_batch, toy_dataset
 from recdistill.train import BaseObjective, Trainer
 
+# torch.compile on a CPU builds C++ (PyTorch's default compiler, g++); without one the option
+# fails with its one-line error, which these tests cannot exercise
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler for torch.compile")
 
+
+@needs_compiler
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_compiled_loss_and_gradients_equal_eager(name: str) -> None:
     ds = toy_dataset()
@@ -35,6 +42,7 @@ def test_compiled_loss_and_gradients_equal_eager(name: str) -> None:
         torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-4, atol=1e-6, msg=n)
 
 
+@needs_compiler
 def test_compiled_epoch_matches_eager() -> None:
     ds = toy_dataset()
     losses = []
@@ -46,6 +54,7 @@ def test_compiled_epoch_matches_eager() -> None:
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
+@needs_compiler
 @pytest.mark.parametrize("threads", [1, 2])
 def test_compiled_training_is_reproducible(threads: int) -> None:
     """Same seed, same weights bitwise, also on two threads (where a compiled backward's
@@ -67,3 +76,24 @@ def test_compiled_training_is_reproducible(threads: int) -> None:
         assert not torch.are_deterministic_algorithms_enabled()  # the mode was restored
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_compiler_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recdistill.errors import RecdistillError
+
+    def failing(fn, **kwargs):  # what torch.compile gives when its backend cannot build
+        def call(*a, **k):
+            raise torch._dynamo.exc.TorchDynamoException(
+                "InvalidCxxCompiler: No working C++ compiler found\nmore"
+            )
+
+        return call
+
+    ds = toy_dataset()
+    m = build_model("bpr", ds, dim=4)
+    monkeypatch.setattr(torch, "compile", failing)
+    m.compile_base_loss()
+    with pytest.raises(
+        RecdistillError, match=r"train.compile=true: torch.compile failed for BPR \(InvalidCxxCompiler"
+    ):
+        m.base_loss(toy_batch(m, ds))
