@@ -14,10 +14,13 @@ file crafted with a pickle payload is refused before any of its code runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,15 +49,49 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        with _interrupts_held():  # Ctrl-C / kill arrive after the write, not inside it
+            with os.fdopen(fd, mode) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (in the main thread, where Python runs its
+    handlers): a KeyboardInterrupt raised inside a writer's callback is turned by torch's zip
+    writer into ``RuntimeError: unexpected pos``, which reads as a failed run instead of an
+    interrupted one. The handlers are swapped for a recorder during the block, then restored;
+    a signal that arrived is then passed to the handler that was in place, so the interrupt
+    still stops the command, after a complete write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        got.append(signum)
+
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler not set from Python, left alone
+            old[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for num, handler in old.items():
+            signal.signal(num, handler)
+        for num in dict.fromkeys(got):  # each signal once, with the handler that was in place
+            handler = old[num]
+            if callable(handler):
+                handler(num, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(num)
 
 
 def _write(f: IO[Any], data: str | bytes) -> None:
