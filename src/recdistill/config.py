@@ -144,7 +144,7 @@ class TrainConfig:
     (dynamic shapes, one compilation per model per process; cached on disk by PyTorch, so
     later processes reuse it): on a CPU about 1.5x the BPR triples per second at a batch of
     8192 and no gain at 1024, where dense Adam's step dominates (``results/bench_anchor.txt``),
-    after a compilation of about 20 s the first time (3-5 s from the cache). Needs a C++
+    after a compilation (3-5 s from PyTorch's cache, longer with an empty one). Needs a C++
     compiler (CPU) or Triton (GPU). The same loss and gradient up to float rounding, so it is
     part of a run's identity; bitwise reproducible on a CPU with any number of threads
     (``train.trainer.compiled_determinism``).

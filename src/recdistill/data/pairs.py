@@ -3,8 +3,8 @@
 A :class:`PairSet` encodes each pair as the int64 key ``row * n_cols + col``, keeps the keys
 sorted and unique, and answers membership from an open-addressing hash table of the keys
 (:class:`KeyTable`: a multiplicative hash, linear probing, load at most 1/2; vectorised over
-the queries, the loop runs over probe rounds, never over rows), about 3x faster than a
-``searchsorted`` over the sorted keys (``benchmarks/bench_anchor.py``'s sampler figures). The
+the queries, the loop runs over probe rounds, never over rows): about 1.5 probes per query
+where a ``searchsorted`` over the sorted keys takes ~log2(P) dependent steps. The
 training interactions (:meth:`PairSet.from_csr`) serve the uniform negatives of the base losses,
 the evaluator's check of held-out items and sampled candidates, and RRD's "uninteresting" draws
 (observed pairs plus the teacher's top-N lists).
